@@ -1,0 +1,110 @@
+"""ckptkit: a thin, typed SDK over TensorFlow's checkpoint APIs.
+
+One `CheckpointManager` saves, restores and lists checkpoints, driven by frozen pydantic configs,
+with restore checks that name every mismatch; `inspect` and `diff` read any TF checkpoint.
+
+Example:
+    >>> import ckptkit                                                    # doctest: +SKIP
+    >>> cfg = ckptkit.CheckpointConfig(directory="runs/exp1")             # doctest: +SKIP
+    >>> mgr = ckptkit.CheckpointManager(cfg, model=model, step=step)      # doctest: +SKIP
+    >>> mgr.restore_or_initialize()                                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Light modules (pydantic and the standard library only) are imported at once.
+from ckptkit.config import Assertion, CheckpointConfig, RestorePolicy, Retention, Schedule
+from ckptkit.errors import (
+    CheckpointExistsError,
+    CheckpointKeyError,
+    CheckpointNotFoundError,
+    CkptkitError,
+    CorruptCheckpointError,
+    FormatError,
+    InvalidStepError,
+    RestoreMismatchError,
+    SaveError,
+    ShapeMismatchError,
+    TrackableError,
+)
+from ckptkit.status import Mismatch, RestoreReport, RestoreResult
+
+if TYPE_CHECKING:
+    from ckptkit.inspection import (
+        CheckpointContents,
+        CheckpointDiff,
+        KeyChange,
+        VariableInfo,
+        diff,
+        inspect,
+        read_tensor,
+    )
+    from ckptkit.manager import CheckpointManager
+    from ckptkit.storage import CheckpointInfo, list_checkpoints
+
+# Names whose modules import TensorFlow load on first use, so that `import ckptkit` (and the
+# `ckptkit` command's start-up) does not pay for TensorFlow before it is needed.
+_LAZY = {
+    "CheckpointContents": "ckptkit.inspection",
+    "CheckpointDiff": "ckptkit.inspection",
+    "CheckpointInfo": "ckptkit.storage",
+    "CheckpointManager": "ckptkit.manager",
+    "KeyChange": "ckptkit.inspection",
+    "VariableInfo": "ckptkit.inspection",
+    "diff": "ckptkit.inspection",
+    "inspect": "ckptkit.inspection",
+    "list_checkpoints": "ckptkit.storage",
+    "read_tensor": "ckptkit.inspection",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ckptkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Assertion",
+    "CheckpointConfig",
+    "CheckpointContents",
+    "CheckpointDiff",
+    "CheckpointExistsError",
+    "CheckpointInfo",
+    "CheckpointKeyError",
+    "CheckpointManager",
+    "CheckpointNotFoundError",
+    "CkptkitError",
+    "CorruptCheckpointError",
+    "FormatError",
+    "InvalidStepError",
+    "KeyChange",
+    "Mismatch",
+    "RestoreMismatchError",
+    "RestorePolicy",
+    "RestoreReport",
+    "RestoreResult",
+    "Retention",
+    "SaveError",
+    "Schedule",
+    "ShapeMismatchError",
+    "TrackableError",
+    "VariableInfo",
+    "__version__",
+    "diff",
+    "inspect",
+    "list_checkpoints",
+    "read_tensor",
+]

@@ -1,0 +1,5 @@
+"""``python -m ckptkit``: the same as the ``ckptkit`` command."""
+
+from ckptkit.cli import main
+
+raise SystemExit(main())

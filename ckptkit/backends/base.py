@@ -1,0 +1,29 @@
+"""The contract between `CheckpointManager` and the TensorFlow API that does the I/O."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ckptkit.status import RestoreReport
+
+__all__ = ["Backend"]
+
+
+class Backend(Protocol):
+    """Writes, compares and restores checkpoints through one TensorFlow API.
+
+    The manager owns naming, scheduling, retention and the state file; a backend only moves
+    tensors between the program and a checkpoint prefix.
+    """
+
+    def write(self, prefix: str) -> str:
+        """Writes the program's state to `prefix`; returns the prefix written."""
+        ...
+
+    def compare(self, path: str) -> RestoreReport:
+        """Matches the checkpoint `path` against the program without loading anything."""
+        ...
+
+    def restore(self, path: str, *, expect_partial: bool) -> Any:
+        """Loads `path` into the program; returns TensorFlow's load status."""
+        ...

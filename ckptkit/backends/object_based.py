@@ -1,0 +1,106 @@
+"""TF2 object-based checkpoints through `tf.train.Checkpoint`.
+
+Checkpoints are written with `tf.train.Checkpoint.write` after bumping `save_counter`, which is
+exactly what `tf.train.CheckpointManager.save` stores, so plain
+``tf.train.Checkpoint(...).restore(path).assert_consumed()`` accepts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+import tensorflow as tf
+from tensorflow.python.training.saving import saveable_object_util
+
+from ckptkit import inspection
+from ckptkit.errors import CorruptCheckpointError, FormatError, TrackableError
+from ckptkit.matching import ValueSpec, match
+from ckptkit.status import RestoreReport
+
+__all__ = ["ObjectBasedBackend"]
+
+
+class ObjectBasedBackend:
+    """Saves and restores a `tf.train.Checkpoint` built from named trackables.
+
+    Args:
+        trackables: Named objects to checkpoint (models, optimizers, variables, iterators...).
+        checkpoint: An existing `tf.train.Checkpoint` to use instead of `trackables`.
+        options: `tf.train.CheckpointOptions` passed to every write and restore.
+    """
+
+    def __init__(
+        self,
+        trackables: Mapping[str, Any],
+        *,
+        checkpoint: tf.train.Checkpoint | None = None,
+        options: tf.train.CheckpointOptions | None = None,
+    ) -> None:
+        if checkpoint is None:
+            try:
+                checkpoint = tf.train.Checkpoint(**trackables)
+            except (ValueError, TypeError) as e:
+                bad = {k: type(v).__name__ for k, v in trackables.items() if not _trackable(v)}
+                raise TrackableError(
+                    f"TensorFlow cannot checkpoint {bad or trackables}: pass tf.Variable, Keras "
+                    "models and optimizers, tf.Module or tf.data iterators (wrap plain numbers "
+                    f"in a tf.Variable). TensorFlow said: {e}"
+                ) from e
+        self.checkpoint = checkpoint
+        self._options = options
+        _ = checkpoint.save_counter  # Created now so every checkpoint carries it.
+
+    def write(self, prefix: str) -> str:
+        """Writes the checkpoint to `prefix`; returns the prefix."""
+        self.checkpoint.save_counter.assign_add(1)
+        return str(self.checkpoint.write(prefix, options=self._options))
+
+    def compare(self, path: str) -> RestoreReport:
+        """Matches `path` against the program's object graph without loading anything.
+
+        Raises:
+            FormatError: `path` is a name-based (tf.compat.v1 Saver) checkpoint.
+        """
+        graph = inspection.load_graph(path)
+        if graph is None:
+            raise FormatError(
+                f"checkpoint {path} is name-based (written by tf.compat.v1 Saver or an "
+                "Estimator) and has no object graph to match against; restore it with the "
+                "Saver backend, or migrate it to an object-based checkpoint"
+            )
+        return match(graph, self.checkpoint, children=_children, describe=_describe)
+
+    def restore(self, path: str, *, expect_partial: bool) -> Any:
+        """Loads `path` (eagerly where variables exist, deferred where they will be created)."""
+        try:
+            status = self.checkpoint.restore(path, options=self._options)
+        except (tf.errors.OpError, ValueError) as e:
+            raise CorruptCheckpointError(
+                f"TensorFlow could not load checkpoint {path}: {e}; its data may be damaged"
+            ) from e
+        if expect_partial:
+            status.expect_partial()
+        return status
+
+
+def _trackable(value: Any) -> bool:
+    return isinstance(value, tf.__internal__.tracking.Trackable)
+
+
+def _children(obj: object) -> Mapping[str, object]:
+    if not _trackable(obj):
+        return {}
+    return dict(tf.train.TrackableView.children(obj))
+
+
+def _describe(obj: object) -> tuple[ValueSpec, str] | None:
+    if isinstance(obj, tf.Variable):
+        shape = tuple(obj.shape.as_list()) if obj.shape.is_fully_defined() else None
+        return ValueSpec(shape, obj.dtype.name), obj.name.removesuffix(":0")
+    if isinstance(obj, keras.Variable):
+        return ValueSpec(tuple(obj.shape), str(obj.dtype)), obj.path
+    if _trackable(obj) and saveable_object_util.saveable_objects_from_trackable(obj):
+        return ValueSpec(None, None), ""
+    return None

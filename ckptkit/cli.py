@@ -1,0 +1,234 @@
+"""The ``ckptkit`` command: list, inspect and compare checkpoints from the shell.
+
+    ckptkit ls DIR                 one row per checkpoint, newest last
+    ckptkit inspect PATH           format, variables, totals, object tree
+    ckptkit inspect PATH --tensor KEY
+    ckptkit diff A B               keys only in A / only in B, shape, dtype and value changes
+
+Every command takes ``--json`` and then prints only JSON on stdout. A problem with the input
+prints one line on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ckptkit.errors import CkptkitError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ckptkit.inspection import CheckpointContents, CheckpointDiff
+    from ckptkit.storage import CheckpointInfo
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ckptkit", description="List, inspect and compare TensorFlow checkpoints."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ls = sub.add_parser("ls", help="list the checkpoints of a directory, newest last")
+    ls.add_argument("directory")
+    inspect = sub.add_parser("inspect", help="show what a checkpoint holds")
+    inspect.add_argument("path", help="checkpoint prefix, its .index file, or a directory")
+    inspect.add_argument("--tensor", metavar="KEY", help="print the value of one tensor")
+    diff = sub.add_parser("diff", help="compare two checkpoints key by key")
+    diff.add_argument("a")
+    diff.add_argument("b")
+    for command in (ls, inspect, diff):
+        command.add_argument("--json", action="store_true", help="print JSON only")
+    return parser
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Hides what TensorFlow's C++ runtime prints to fd 2 while it loads (CUDA probing)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _quiet_stderr():
+        from ckptkit import inspection, storage
+    try:
+        if args.command == "ls":
+            _ls(storage.list_checkpoints(args.directory), as_json=args.json)
+        elif args.command == "inspect" and args.tensor is not None:
+            _tensor(args.path, args.tensor, as_json=args.json)
+        elif args.command == "inspect":
+            graph = inspection.load_graph(args.path)
+            _inspect(inspection.inspect(args.path), graph, as_json=args.json)
+        else:
+            _diff(inspection.diff(args.a, args.b), as_json=args.json)
+    except CkptkitError as e:
+        print(f"ckptkit {args.command}: {str(e).splitlines()[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _ls(infos: list[CheckpointInfo], *, as_json: bool) -> None:
+    if as_json:
+        _print_json(
+            [
+                {"path": i.path, "step": i.step, "size_bytes": i.size_bytes, "time": i.time}
+                for i in infos
+            ]
+        )
+        return
+    from rich.table import Table
+
+    table = Table("step", "size", "time")
+    table.add_column("path", overflow="fold", ratio=1)
+    for info in infos:
+        when = datetime.datetime.fromtimestamp(info.time).isoformat(sep=" ", timespec="seconds")
+        step = "-" if info.step is None else str(info.step)
+        table.add_row(step, _human_bytes(info.size_bytes), when, info.path)
+    console = _console()
+    console.print(table)
+    console.print(f"{len(infos)} checkpoint(s)")
+
+
+def _inspect(contents: CheckpointContents, graph: Any, *, as_json: bool) -> None:
+    if as_json:
+        _print_json(
+            {
+                "format": contents.format,
+                "path": contents.path,
+                "variables": [
+                    {
+                        "key": v.key,
+                        "shape": list(v.shape),
+                        "dtype": v.dtype,
+                        "size_bytes": v.size_bytes,
+                    }
+                    for v in contents.variables
+                ],
+                "total_bytes": contents.total_bytes,
+            }
+        )
+        return
+    from rich.table import Table
+    from rich.tree import Tree
+
+    console = _console()
+    console.print(f"[bold]{contents.path}[/bold]  format: {contents.format}")
+    table = Table("shape", "dtype", "bytes")
+    table.add_column("key", overflow="fold", ratio=1)
+    for v in contents.variables:
+        table.add_row(str(list(v.shape)), v.dtype, _human_bytes(v.size_bytes), v.key)
+    console.print(table)
+    console.print(
+        f"{len(contents.variables)} variable(s), {_human_bytes(contents.total_bytes)} in total"
+    )
+    if graph is not None:
+        tree = Tree("object tree")
+        branches: dict[str, Tree] = {"": tree}
+        for node in sorted(
+            (n for n in graph.nodes if n.value is not None and n.path), key=lambda n: n.path
+        ):
+            parent = ""
+            for part in node.path.split("/"):
+                here = f"{parent}/{part}" if parent else part
+                if here not in branches:
+                    branches[here] = branches[parent].add(part)
+                parent = here
+        console.print(tree)
+
+
+def _tensor(path: str, key: str, *, as_json: bool) -> None:
+    import numpy as np
+
+    from ckptkit.inspection import read_tensor
+
+    value = read_tensor(path, key)
+    if as_json:
+        plain = value.astype(str) if value.dtype.kind in "SOU" else value
+        _print_json(
+            {
+                "key": key,
+                "shape": list(value.shape),
+                "dtype": str(value.dtype),
+                "value": plain.tolist(),
+            }
+        )
+        return
+    print(f"{key}: {value.dtype}{list(value.shape)}")
+    print(np.array2string(value, threshold=1000))
+
+
+def _diff(result: CheckpointDiff, *, as_json: bool) -> None:
+    changed = [
+        {
+            "key": c.key,
+            "a": {"shape": list(c.a[0]), "dtype": c.a[1]},
+            "b": {"shape": list(c.b[0]), "dtype": c.b[1]},
+            "max_abs_diff": c.max_abs_diff,
+        }
+        for c in result.changed
+    ]
+    if as_json:
+        _print_json(
+            {
+                "a": result.a,
+                "b": result.b,
+                "only_in_a": list(result.only_in_a),
+                "only_in_b": list(result.only_in_b),
+                "changed": changed,
+            }
+        )
+        return
+    from rich.table import Table
+
+    console = _console()
+    console.print(f"A: {result.a}\nB: {result.b}")
+    for title, keys in (("only in A", result.only_in_a), ("only in B", result.only_in_b)):
+        console.print(f"{len(keys)} key(s) {title}")
+        for key in keys:
+            console.print(f"  {key}")
+    table = Table("A", "B", "max |A-B|", title=f"{len(changed)} key(s) changed")
+    table.add_column("key", overflow="fold", ratio=1)
+    for c in result.changed:
+        worst = "-" if c.max_abs_diff is None else f"{c.max_abs_diff:.6g}"
+        table.add_row(f"{c.a[1]}{list(c.a[0])}", f"{c.b[1]}{list(c.b[0])}", worst, c.key)
+    if changed:
+        console.print(table)

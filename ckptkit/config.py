@@ -1,0 +1,196 @@
+"""Typed configuration: what to save, when, what to keep, and how strictly to restore.
+
+All models are frozen, forbid unknown keys, and validate contradictions, so a bad config fails
+where it is written (or loaded from JSON) with pydantic's `ValidationError` naming the field.
+
+Example:
+    >>> import ckptkit
+    >>> cfg = ckptkit.CheckpointConfig(
+    ...     directory="runs/exp1",
+    ...     schedule=ckptkit.Schedule(every_steps=100),
+    ...     retention=ckptkit.Retention(max_to_keep=3),
+    ... )
+    >>> cfg.schedule.every_secs is None
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = ["Assertion", "CheckpointConfig", "RestorePolicy", "Retention", "Schedule"]
+
+Assertion = Literal["consumed", "existing_objects_matched", "nontrivial_match", "partial", "none"]
+"""How strictly a restore must match the program (see `RestorePolicy`)."""
+
+_DEFAULT_EVERY_SECS = 600.0  # tf.estimator.RunConfig's save_checkpoints_secs default.
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.\-]*$")
+
+_MODEL_CONFIG = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class Schedule(BaseModel):
+    """When `CheckpointManager.maybe_save` saves.
+
+    Set at most one of `every_steps` and `every_secs`. With neither given, the schedule saves
+    every 600 seconds, as `tf.estimator.RunConfig` does. Passing both explicitly as ``None``
+    turns periodic saves off (only explicit `save` calls write checkpoints).
+
+    A step schedule saves when the step crosses a multiple of `every_steps` (100, 200, ... even
+    when the loop advances several steps at a time), counted from the newest checkpoint, so a
+    resumed run keeps the same rhythm. A time schedule saves when `every_secs` have passed since
+    the last save (or since the first `maybe_save` call).
+
+    Attributes:
+        every_steps: Save every this many steps.
+        every_secs: Save when this many seconds have passed since the last save.
+        save_first_step: Also save at the first step `maybe_save` sees when no checkpoint
+            exists yet (as the Estimator's saver hook does at the start of training).
+
+    Example:
+        >>> Schedule(every_steps=500).every_secs is None
+        True
+    """
+
+    model_config = _MODEL_CONFIG
+
+    every_steps: int | None = Field(default=None, gt=0)
+    every_secs: float | None = Field(default=None, gt=0)
+    save_first_step: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_to_seconds(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "every_secs" not in data and data.get("every_steps") is None:
+            return {**data, "every_secs": _DEFAULT_EVERY_SECS}
+        return data
+
+    @model_validator(mode="after")
+    def _one_interval(self) -> Schedule:
+        if self.every_steps is not None and self.every_secs is not None:
+            raise ValueError(
+                "set only one of every_steps and every_secs, not both "
+                f"(received every_steps={self.every_steps}, every_secs={self.every_secs}); "
+                "to save on both, call save() yourself for the second rule"
+            )
+        return self
+
+    @property
+    def periodic(self) -> bool:
+        """Whether this schedule ever saves on its own."""
+        return self.every_steps is not None or self.every_secs is not None
+
+
+class Retention(BaseModel):
+    """Which checkpoints are kept after a save.
+
+    Mirrors `tf.train.CheckpointManager`: the newest `max_to_keep` are kept; of the older ones,
+    one every `keep_every_n_hours` is kept as well (and stays listed). Deletion happens only
+    after the new checkpoint is committed.
+
+    Attributes:
+        max_to_keep: How many of the newest checkpoints to keep; ``None`` keeps all.
+        keep_every_n_hours: Additionally keep one checkpoint per this many hours.
+
+    Example:
+        >>> Retention(max_to_keep=3, keep_every_n_hours=1.0).max_to_keep
+        3
+    """
+
+    model_config = _MODEL_CONFIG
+
+    max_to_keep: int | None = Field(default=5, gt=0)
+    keep_every_n_hours: float | None = Field(default=None, gt=0)
+
+    def tf_kwargs(self) -> dict[str, Any]:
+        """The matching `tf.train.CheckpointManager` keyword arguments."""
+        return {
+            "max_to_keep": self.max_to_keep,
+            "keep_checkpoint_every_n_hours": self.keep_every_n_hours,
+        }
+
+
+class RestorePolicy(BaseModel):
+    """How strictly `restore` checks that the checkpoint and the program match.
+
+    The assertion is checked before anything is loaded. Modes, strictest first:
+
+    - ``consumed``: every checkpoint value is used and every program variable is restored.
+    - ``existing_objects_matched``: every program variable that exists now is restored;
+      checkpoint values for objects not created yet stay pending (deferred restoration).
+    - ``nontrivial_match``: at least one variable is restored.
+    - ``partial``: no check, and TensorFlow's warnings about unused values are silenced.
+    - ``none``: no check; TensorFlow's own warnings are left as they are.
+
+    A shape or dtype mismatch is an error in every mode, because TensorFlow could not load it.
+
+    Attributes:
+        assertion: The default assertion mode; `restore(assertion=...)` overrides it.
+
+    Example:
+        >>> RestorePolicy(assertion="consumed").assertion
+        'consumed'
+    """
+
+    model_config = _MODEL_CONFIG
+
+    assertion: Assertion = "existing_objects_matched"
+
+
+class CheckpointConfig(BaseModel):
+    """Everything `CheckpointManager` needs to know, loadable from JSON or a dict.
+
+    Attributes:
+        directory: A local path or any `tf.io.gfile` URI (``ram://``, ``gs://``, ...).
+        prefix: Checkpoint file prefix; checkpoints are named ``<prefix>-<step>``.
+        schedule: When `maybe_save` saves.
+        retention: Which checkpoints are kept.
+        restore: How strictly restores are checked.
+
+    Example:
+        >>> cfg = CheckpointConfig.model_validate({"directory": "/tmp/x", "prefix": "model"})
+        >>> cfg.tf_manager_kwargs()["checkpoint_name"]
+        'model'
+    """
+
+    model_config = _MODEL_CONFIG
+
+    directory: str
+    prefix: str = "ckpt"
+    schedule: Schedule = Field(default_factory=Schedule)
+    retention: Retention = Field(default_factory=Retention)
+    restore: RestorePolicy = Field(default_factory=RestorePolicy)
+
+    @field_validator("directory", mode="before")
+    @classmethod
+    def _path_to_str(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @field_validator("directory")
+    @classmethod
+    def _directory_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("directory must name a folder, e.g. 'runs/exp1' or 'gs://bucket/run'")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_is_a_file_name(cls, value: str) -> str:
+        if not _PREFIX_RE.match(value):
+            raise ValueError(
+                f"prefix must be a plain file name of letters, digits, '.', '_' or '-' "
+                f"(received prefix={value!r}); put folders in `directory` instead"
+            )
+        return value
+
+    def tf_manager_kwargs(self) -> dict[str, Any]:
+        """The `tf.train.CheckpointManager` keyword arguments for the same directory and policy."""
+        return {
+            "directory": self.directory,
+            "checkpoint_name": self.prefix,
+            **self.retention.tf_kwargs(),
+        }

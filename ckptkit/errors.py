@@ -1,0 +1,112 @@
+"""The exceptions ckptkit raises.
+
+Every error derives from `CkptkitError`, and each leaf also derives from the builtin a caller
+would already catch for that problem, so `except FileNotFoundError` keeps working::
+
+    CkptkitError
+    ├── CheckpointNotFoundError  (FileNotFoundError)  nothing to restore or inspect there
+    ├── CheckpointExistsError    (FileExistsError)    a save would replace a committed one
+    ├── CheckpointKeyError       (KeyError)           a checkpoint has no such key
+    ├── CorruptCheckpointError   (ValueError)         files there cannot be read as a checkpoint
+    ├── FormatError              (ValueError)         a format this backend cannot restore
+    ├── InvalidStepError         (ValueError)         a step that is not a non-negative integer
+    ├── TrackableError           (TypeError)          an object TensorFlow cannot checkpoint
+    ├── SaveError                (OSError)            a save failed; nothing was committed
+    └── RestoreMismatchError     (AssertionError)     program and checkpoint disagree
+        └── ShapeMismatchError   (ValueError)         a variable's shape or dtype differs
+
+Invalid configuration is reported by pydantic's `ValidationError`, which names the field.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ckptkit.status import RestoreReport
+
+__all__ = [
+    "CheckpointExistsError",
+    "CheckpointKeyError",
+    "CheckpointNotFoundError",
+    "CkptkitError",
+    "CorruptCheckpointError",
+    "FormatError",
+    "InvalidStepError",
+    "RestoreMismatchError",
+    "SaveError",
+    "ShapeMismatchError",
+    "TrackableError",
+]
+
+
+class CkptkitError(Exception):
+    """Base class of every error raised by ckptkit."""
+
+
+class CheckpointNotFoundError(CkptkitError, FileNotFoundError):
+    """No checkpoint exists at the given path, step or directory."""
+
+
+class CheckpointExistsError(CkptkitError, FileExistsError):
+    """A save would replace a checkpoint that is already committed."""
+
+
+class CheckpointKeyError(CkptkitError, KeyError):
+    """A checkpoint has no tensor under the requested key."""
+
+    def __str__(self) -> str:
+        # KeyError would print the message in quotes.
+        return str(self.args[0]) if self.args else ""
+
+
+class CorruptCheckpointError(CkptkitError, ValueError):
+    """Files are present but cannot be read as a checkpoint (truncated, garbage, unreadable)."""
+
+
+class FormatError(CkptkitError, ValueError):
+    """The checkpoint is of a format this backend cannot restore (e.g. name-based into TF2)."""
+
+
+class InvalidStepError(CkptkitError, ValueError):
+    """A step that is not a non-negative integer."""
+
+
+class TrackableError(CkptkitError, TypeError):
+    """An object given to `CheckpointManager` that TensorFlow cannot checkpoint."""
+
+
+class SaveError(CkptkitError, OSError):
+    """Writing a checkpoint failed; nothing was committed and earlier checkpoints are untouched."""
+
+
+class RestoreMismatchError(CkptkitError, AssertionError):
+    """The program's objects and the checkpoint's values do not match as the assertion requires.
+
+    Attributes:
+        report: The full comparison: what matched, what was left unused on either side, and
+            every shape or dtype mismatch.
+        assertion: The assertion mode that failed.
+    """
+
+    def __init__(self, message: str, *, report: RestoreReport, assertion: str) -> None:
+        super().__init__(message)
+        self.report = report
+        self.assertion = assertion
+
+    @property
+    def unused_checkpoint_values(self) -> tuple[str, ...]:
+        """Checkpoint entries that no program object took."""
+        return self.report.unused_checkpoint_values
+
+    @property
+    def unrestored_objects(self) -> tuple[str, ...]:
+        """Program variables that found no value in the checkpoint."""
+        return self.report.unrestored_objects
+
+
+class ShapeMismatchError(RestoreMismatchError, ValueError):
+    """A program variable and its checkpoint value differ in shape or dtype.
+
+    Raised before anything is loaded, so the program's variables keep their values.
+    """

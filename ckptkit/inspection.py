@@ -1,0 +1,317 @@
+"""What is inside a checkpoint: keys, shapes, dtypes, bytes, the object tree, and differences.
+
+Everything here reads the index (and, for values, the data files) through TensorFlow's own
+`tf.train.load_checkpoint`; nothing is restored into a program.
+
+Example:
+    >>> contents = ckptkit.inspect("runs/exp1")              # doctest: +SKIP
+    >>> [(v.key, v.shape) for v in contents.variables][:2]   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf.message import DecodeError
+from tensorflow.core.protobuf.trackable_object_graph_pb2 import TrackableObjectGraph
+
+from ckptkit.errors import CheckpointKeyError, CorruptCheckpointError
+from ckptkit.matching import CheckpointGraph, CheckpointNode, ValueSpec
+from ckptkit.storage import resolve_checkpoint
+
+__all__ = [
+    "OBJECT_GRAPH_KEY",
+    "CheckpointContents",
+    "CheckpointDiff",
+    "Format",
+    "KeyChange",
+    "VariableInfo",
+    "diff",
+    "inspect",
+    "load_graph",
+    "open_reader",
+    "read_tensor",
+]
+
+OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+_VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+
+Format = Literal["object-based", "name-based"]
+"""``object-based``: TF2 `tf.train.Checkpoint`; ``name-based``: tf.compat.v1 Saver / Estimator."""
+
+
+@dataclass(frozen=True)
+class VariableInfo:
+    """One saved tensor.
+
+    Attributes:
+        key: The checkpoint key (what `tf.train.load_checkpoint(...).get_tensor` takes).
+        shape: Its shape.
+        dtype: Its dtype name, e.g. ``"float32"``.
+        size_bytes: Bytes of its values (0 for strings, whose lengths the index does not hold).
+    """
+
+    key: str
+    shape: tuple[int, ...]
+    dtype: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class CheckpointContents:
+    """The variables of one checkpoint.
+
+    Attributes:
+        format: ``object-based`` or ``name-based``.
+        path: The checkpoint prefix that was read.
+        variables: Every saved tensor but the object-graph metadata, sorted by key.
+    """
+
+    format: Format
+    path: str
+    variables: tuple[VariableInfo, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of all variables' values."""
+        return sum(v.size_bytes for v in self.variables)
+
+
+@dataclass(frozen=True)
+class KeyChange:
+    """A key present in both checkpoints whose shape, dtype or values differ.
+
+    Attributes:
+        key: The checkpoint key.
+        a: ``(shape, dtype)`` in the first checkpoint.
+        b: ``(shape, dtype)`` in the second.
+        max_abs_diff: Largest absolute difference of the values when shapes and dtypes agree
+            and the dtype is numeric (None otherwise, or when a NaN or inf is involved).
+    """
+
+    key: str
+    a: tuple[tuple[int, ...], str]
+    b: tuple[tuple[int, ...], str]
+    max_abs_diff: float | None
+
+
+@dataclass(frozen=True)
+class CheckpointDiff:
+    """How two checkpoints differ, key by key.
+
+    Attributes:
+        a: First checkpoint prefix.
+        b: Second checkpoint prefix.
+        only_in_a: Keys only the first has.
+        only_in_b: Keys only the second has.
+        changed: Keys in both whose shape, dtype or values differ.
+    """
+
+    a: str
+    b: str
+    only_in_a: tuple[str, ...]
+    only_in_b: tuple[str, ...]
+    changed: tuple[KeyChange, ...]
+
+
+def open_reader(path: str) -> tuple[str, Any]:
+    """Resolves `path` (directory, prefix or ``.index`` file) and opens TensorFlow's reader.
+
+    Returns:
+        The checkpoint prefix and a `tf.train.load_checkpoint` reader.
+
+    Raises:
+        CheckpointNotFoundError: Nothing at `path`.
+        CorruptCheckpointError: The index is truncated, garbage or unreadable.
+    """
+    prefix = resolve_checkpoint(path)
+    try:
+        return prefix, tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, ValueError) as e:
+        raise CorruptCheckpointError(
+            f"cannot read checkpoint index {prefix}.index: {_first_line(e)}. The file is "
+            "truncated, damaged or not a TensorFlow checkpoint; restore an earlier checkpoint"
+        ) from e
+
+
+def _first_line(error: BaseException) -> str:
+    text = getattr(error, "message", None) or str(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+def _nbytes(shape: tuple[int, ...], dtype: tf.DType) -> int:
+    return math.prod(shape) * (dtype.size if dtype != tf.string else 0)
+
+
+def inspect(path: str) -> CheckpointContents:
+    """Lists the tensors of a checkpoint without loading their values.
+
+    Args:
+        path: A checkpoint prefix, its ``.index`` file, or a directory (its newest checkpoint).
+
+    Returns:
+        Format, prefix and one `VariableInfo` per tensor.
+
+    Raises:
+        CheckpointNotFoundError: Nothing at `path`.
+        CorruptCheckpointError: The index cannot be read.
+    """
+    prefix, reader = open_reader(path)
+    shapes = reader.get_variable_to_shape_map()
+    dtypes = reader.get_variable_to_dtype_map()
+    variables = tuple(
+        VariableInfo(
+            key, tuple(shapes[key]), dtypes[key].name, _nbytes(tuple(shapes[key]), dtypes[key])
+        )
+        for key in sorted(shapes)
+        if key != OBJECT_GRAPH_KEY
+    )
+    fmt: Format = "object-based" if OBJECT_GRAPH_KEY in shapes else "name-based"
+    return CheckpointContents(format=fmt, path=prefix, variables=variables)
+
+
+def load_graph(path: str) -> CheckpointGraph | None:
+    """The object graph of an object-based checkpoint; None for a name-based one.
+
+    Raises:
+        CheckpointNotFoundError: Nothing at `path`.
+        CorruptCheckpointError: The index or the object-graph record cannot be read.
+    """
+    prefix, reader = open_reader(path)
+    if not reader.has_tensor(OBJECT_GRAPH_KEY):
+        return None
+    proto = TrackableObjectGraph()
+    try:
+        proto.ParseFromString(reader.get_tensor(OBJECT_GRAPH_KEY))
+    except (tf.errors.OpError, DecodeError) as e:
+        raise CorruptCheckpointError(
+            f"cannot read the object graph of checkpoint {prefix}: {_first_line(e)}; "
+            "its data file is damaged"
+        ) from e
+    shapes = reader.get_variable_to_shape_map()
+    dtypes = reader.get_variable_to_dtype_map()
+    paths = _first_paths(proto)
+    nodes = []
+    for node_id, node in enumerate(proto.nodes):
+        value = None
+        full_name = ""
+        path_ = paths.get(node_id, "")
+        for attribute in node.attributes:
+            key = attribute.checkpoint_key
+            path_ = key.split("/.ATTRIBUTES/")[0]
+            full_name = attribute.full_name
+            if attribute.name == "VARIABLE_VALUE" and key in shapes:
+                value = ValueSpec(tuple(shapes[key]), dtypes[key].name)
+            elif value is None:
+                value = ValueSpec(None, None)
+        nodes.append(
+            CheckpointNode(
+                path=path_,
+                children=tuple((c.local_name, c.node_id) for c in node.children),
+                value=value,
+                full_name=full_name,
+                slots=tuple(
+                    (s.original_variable_node_id, s.slot_variable_node_id)
+                    for s in node.slot_variables
+                ),
+            )
+        )
+    return CheckpointGraph(path=prefix, nodes=nodes)
+
+
+def _first_paths(proto: TrackableObjectGraph) -> dict[int, str]:
+    paths = {0: ""}
+    queue = deque([0])
+    while queue:
+        node_id = queue.popleft()
+        for child in proto.nodes[node_id].children:
+            if child.node_id not in paths and child.node_id < len(proto.nodes):
+                base = paths[node_id]
+                paths[child.node_id] = f"{base}/{child.local_name}" if base else child.local_name
+                queue.append(child.node_id)
+    return paths
+
+
+def _full_key(reader: Any, key: str) -> str:
+    if reader.has_tensor(key):
+        return key
+    if reader.has_tensor(key + _VALUE_SUFFIX):
+        return key + _VALUE_SUFFIX
+    raise CheckpointKeyError(key)
+
+
+def read_tensor(path: str, key: str) -> np.ndarray[Any, Any]:
+    """The value of one tensor.
+
+    Args:
+        path: A checkpoint prefix or directory.
+        key: The full checkpoint key, or an object path such as ``model/l1/kernel``.
+
+    Raises:
+        CheckpointKeyError: The checkpoint has no such key.
+        CorruptCheckpointError: The data cannot be read.
+    """
+    prefix, reader = open_reader(path)
+    try:
+        full = _full_key(reader, key)
+    except CheckpointKeyError:
+        keys = sorted(k for k in reader.get_variable_to_shape_map() if k != OBJECT_GRAPH_KEY)
+        raise CheckpointKeyError(
+            f"no key {key!r} in checkpoint {prefix}; it has {len(keys)} keys, e.g. "
+            f"{', '.join(keys[:5])} (see `ckptkit inspect {prefix}`)"
+        ) from None
+    try:
+        return np.asarray(reader.get_tensor(full))
+    except tf.errors.OpError as e:
+        raise CorruptCheckpointError(
+            f"cannot read {full!r} from checkpoint {prefix}: {_first_line(e)}"
+        ) from e
+
+
+def _max_abs_diff(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float | None:
+    if a.dtype.kind not in "biufc" or a.size == 0:
+        return None
+    worst = float(np.max(np.abs(a.astype(np.complex128) - b.astype(np.complex128))))
+    return worst if math.isfinite(worst) else None
+
+
+def diff(a: str, b: str) -> CheckpointDiff:
+    """Compares two checkpoints key by key, values included.
+
+    Args:
+        a: First checkpoint (prefix or directory).
+        b: Second checkpoint (prefix or directory).
+
+    Returns:
+        Keys only in one of them, and keys whose shape, dtype or values differ.
+    """
+    prefix_a, reader_a = open_reader(a)
+    prefix_b, reader_b = open_reader(b)
+    shapes_a, dtypes_a = reader_a.get_variable_to_shape_map(), reader_a.get_variable_to_dtype_map()
+    shapes_b, dtypes_b = reader_b.get_variable_to_shape_map(), reader_b.get_variable_to_dtype_map()
+    keys_a = set(shapes_a) - {OBJECT_GRAPH_KEY}
+    keys_b = set(shapes_b) - {OBJECT_GRAPH_KEY}
+    changed = []
+    for key in sorted(keys_a & keys_b):
+        spec_a = (tuple(shapes_a[key]), dtypes_a[key].name)
+        spec_b = (tuple(shapes_b[key]), dtypes_b[key].name)
+        if spec_a != spec_b:
+            changed.append(KeyChange(key, spec_a, spec_b, None))
+            continue
+        value_a = np.asarray(reader_a.get_tensor(key))
+        value_b = np.asarray(reader_b.get_tensor(key))
+        if np.array_equal(value_a, value_b, equal_nan=value_a.dtype.kind in "fc"):
+            continue
+        changed.append(KeyChange(key, spec_a, spec_b, _max_abs_diff(value_a, value_b)))
+    return CheckpointDiff(
+        a=prefix_a,
+        b=prefix_b,
+        only_in_a=tuple(sorted(keys_a - keys_b)),
+        only_in_b=tuple(sorted(keys_b - keys_a)),
+        changed=tuple(changed),
+    )

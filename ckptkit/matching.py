@@ -1,0 +1,189 @@
+"""Lines a program's object graph up with a checkpoint's, the way TensorFlow does, without loading.
+
+TensorFlow matches objects by walking both graphs from the root in step, pairing children with
+the same local name (``model`` -> ``layer`` -> ``kernel``); an object reached twice is matched
+once. Doing the same walk here, over plain data, gives a complete report (every unused value,
+every unrestored variable, every shape mismatch, by name) before a single tensor is read.
+
+This module has no TensorFlow: the checkpoint side arrives as `CheckpointGraph`, the program side
+as two callables supplied by the backend.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ckptkit.status import Mismatch, RestoreReport
+
+__all__ = ["CheckpointGraph", "CheckpointNode", "ValueSpec", "match"]
+
+# Bookkeeping that tf.train.Checkpoint adds to its root; neither side is judged on it.
+IGNORED_ROOT_CHILDREN = frozenset({"save_counter"})
+
+
+@dataclass(frozen=True)
+class ValueSpec:
+    """What a saved or live object holds: a variable (shape, dtype) or other state (both None)."""
+
+    shape: tuple[int, ...] | None
+    dtype: str | None
+
+
+@dataclass(frozen=True)
+class CheckpointNode:
+    """One object of a checkpoint's object graph.
+
+    Attributes:
+        path: First path to it from the root, e.g. ``model/l1/kernel`` (the root is ``""``).
+        children: ``(local_name, node_id)`` edges.
+        value: What it stores, or None for an object that only holds children.
+        full_name: The variable's own name when saved, e.g. ``sequential/l1/kernel``.
+        slots: Node ids of optimizer slot variables hanging off this node.
+    """
+
+    path: str
+    children: tuple[tuple[str, int], ...]
+    value: ValueSpec | None = None
+    full_name: str = ""
+    slots: tuple[tuple[int, int], ...] = ()  # (original variable node id, slot node id)
+
+    @property
+    def display_name(self) -> str:
+        """The path, followed by the variable's own name when that says something more."""
+        if self.full_name and self.full_name != self.path:
+            return f"{self.path} ({self.full_name})"
+        return self.path
+
+
+@dataclass(frozen=True)
+class CheckpointGraph:
+    """A checkpoint's object graph; node 0 is the root."""
+
+    path: str
+    nodes: Sequence[CheckpointNode]
+
+
+ChildrenFn = Callable[[object], Mapping[str, object]]
+DescribeFn = Callable[[object], "tuple[ValueSpec, str] | None"]
+
+
+def match(
+    graph: CheckpointGraph,
+    root: object,
+    *,
+    children: ChildrenFn,
+    describe: DescribeFn,
+) -> RestoreReport:
+    """Compares `graph` with the program reachable from `root`.
+
+    Args:
+        graph: The checkpoint side.
+        root: The program's root object (a `tf.train.Checkpoint`, a module, ...).
+        children: Returns an object's named children.
+        describe: Returns what an object holds and its display name, or None when it holds no
+            state of its own.
+
+    Returns:
+        The report; nothing is read from or written to either side.
+    """
+    program = _walk_program(root, children)
+    kids_of = {id(obj): kids for obj, _, kids in program}
+    matched: dict[int, object] = {0: root}
+    queue = deque([0])
+    while queue:
+        node_id = queue.popleft()
+        kids = kids_of.get(id(matched[node_id]), {})
+        for name, child_id in graph.nodes[node_id].children:
+            if child_id in matched or (node_id == 0 and name in IGNORED_ROOT_CHILDREN):
+                continue
+            child = kids.get(name)
+            if child is not None:
+                matched[child_id] = child
+                queue.append(child_id)
+    _match_slots(graph, matched)
+
+    taken = {id(obj) for obj in matched.values()}
+    ignored = {cid for name, cid in graph.nodes[0].children if name in IGNORED_ROOT_CHILDREN}
+    matched_names: list[str] = []
+    unused: list[str] = []
+    mismatches: list[Mismatch] = []
+    for node_id, node in enumerate(graph.nodes):
+        if node.value is None or node_id in ignored:
+            continue
+        obj = matched.get(node_id)
+        if obj is None:
+            unused.append(node.display_name)
+            continue
+        matched_names.append(node.display_name)
+        live = describe(obj) if obj is not _SLOT else None
+        if live is not None:
+            mismatch = _mismatch(node, live[0])
+            if mismatch is not None:
+                mismatches.append(mismatch)
+    unrestored = [
+        _program_name(path, described)
+        for obj, path, _ in program
+        if id(obj) not in taken and (described := describe(obj)) is not None
+    ]
+    return RestoreReport(
+        checkpoint=graph.path,
+        matched=tuple(matched_names),
+        unused_checkpoint_values=tuple(unused),
+        unrestored_objects=tuple(unrestored),
+        mismatches=tuple(mismatches),
+    )
+
+
+_SLOT = object()  # Stands in for an optimizer slot variable; TensorFlow creates them on restore.
+
+
+def _match_slots(graph: CheckpointGraph, matched: dict[int, object]) -> None:
+    # Legacy optimizers keep slots outside the children edges; TensorFlow creates (or defers) the
+    # slot when both the optimizer and the original variable are matched.
+    for node_id, node in enumerate(graph.nodes):
+        if node_id not in matched:
+            continue
+        for original_id, slot_id in node.slots:
+            if original_id in matched:
+                matched.setdefault(slot_id, _SLOT)
+
+
+def _walk_program(
+    root: object, children: ChildrenFn
+) -> list[tuple[object, str, Mapping[str, object]]]:
+    """Breadth-first walk: each object once, with its first path and its children."""
+    seen = {id(root)}
+    out: list[tuple[object, str, Mapping[str, object]]] = []
+    queue: deque[tuple[object, str]] = deque([(root, "")])
+    while queue:
+        obj, path = queue.popleft()
+        kids = children(obj)
+        out.append((obj, path, kids))
+        for name, child in kids.items():
+            if id(child) in seen or (obj is root and name in IGNORED_ROOT_CHILDREN):
+                continue
+            seen.add(id(child))
+            queue.append((child, f"{path}/{name}" if path else name))
+    return out
+
+
+def _mismatch(node: CheckpointNode, live: ValueSpec) -> Mismatch | None:
+    saved = node.value
+    if saved is None or saved.shape is None or live.shape is None:
+        return None
+    if saved.shape == live.shape and saved.dtype == live.dtype:
+        return None
+    return Mismatch(
+        name=node.display_name,
+        checkpoint_shape=saved.shape,
+        checkpoint_dtype=saved.dtype or "?",
+        program_shape=live.shape,
+        program_dtype=live.dtype or "?",
+    )
+
+
+def _program_name(path: str, described: tuple[ValueSpec, str]) -> str:
+    own = described[1]
+    return f"{path} ({own})" if own and own != path else path

@@ -1,0 +1,77 @@
+"""When to save: a step or time rhythm, with no TensorFlow in sight.
+
+`SaveTimer` is the stateful counterpart of the `Schedule` config. It is cheap enough to be asked
+on every training step (two comparisons and, for time schedules, one clock read).
+
+Example:
+    >>> from ckptkit.config import Schedule
+    >>> timer = SaveTimer(Schedule(every_steps=100), last_step=None)
+    >>> [s for s in range(1, 350) if timer.should_save(s) and timer.record(s) is None]
+    [100, 200, 300]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ckptkit.config import Schedule
+
+__all__ = ["SaveTimer"]
+
+
+class SaveTimer:
+    """Decides, step by step, whether a `Schedule` calls for a save.
+
+    Args:
+        schedule: The rhythm to follow.
+        last_step: Step of the newest existing checkpoint, or ``None`` when there is none;
+            step schedules count from it, so a resumed run keeps its rhythm.
+        clock: Seconds as a float; injectable for tests. Defaults to `time.monotonic`.
+    """
+
+    def __init__(
+        self,
+        schedule: Schedule,
+        *,
+        last_step: int | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._every_steps = schedule.every_steps
+        self._every_secs = schedule.every_secs
+        self._save_first = schedule.save_first_step and last_step is None
+        self._clock = clock
+        self._last_step = last_step
+        self._last_time: float | None = None
+
+    @property
+    def last_step(self) -> int | None:
+        """Step of the last recorded save, or of the checkpoint the timer started from."""
+        return self._last_step
+
+    def should_save(self, step: int) -> bool:
+        """Whether a save is due at `step`; call `record` after saving.
+
+        The first call of a time schedule starts its clock and returns False.
+        """
+        if step == self._last_step:
+            return False
+        if self._save_first:
+            return True
+        if self._every_steps is not None:
+            base = self._last_step if self._last_step is not None and self._last_step < step else 0
+            return step // self._every_steps > base // self._every_steps
+        if self._every_secs is not None:
+            now = self._clock()
+            if self._last_time is None:
+                # The interval starts at the first step seen, not at import or restore time.
+                self._last_time = now
+                return False
+            return now - self._last_time >= self._every_secs
+        return False
+
+    def record(self, step: int) -> None:
+        """Note that a checkpoint was saved at `step` (by the schedule or explicitly)."""
+        self._last_step = step
+        self._last_time = self._clock()
+        self._save_first = False

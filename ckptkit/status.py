@@ -1,0 +1,169 @@
+"""What a restore found, and the assertion modes applied to it, with a report a person can read.
+
+`RestoreReport` is produced before anything is loaded (see `matching.match`), so an assertion
+that fails leaves the program's variables untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ckptkit.config import Assertion
+from ckptkit.errors import RestoreMismatchError, ShapeMismatchError
+
+__all__ = ["Mismatch", "RestoreReport", "RestoreResult", "check_assertion"]
+
+_LIST_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One variable whose shape or dtype differs between checkpoint and program.
+
+    Attributes:
+        name: The checkpoint entry (object path, and the variable's own name when it differs).
+        checkpoint_shape: Shape stored in the checkpoint.
+        checkpoint_dtype: Dtype stored in the checkpoint, e.g. ``"float32"``.
+        program_shape: Shape of the program's variable.
+        program_dtype: Dtype of the program's variable.
+    """
+
+    name: str
+    checkpoint_shape: tuple[int, ...]
+    checkpoint_dtype: str
+    program_shape: tuple[int, ...]
+    program_dtype: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.name}: checkpoint has {_spec(self.checkpoint_dtype, self.checkpoint_shape)}, "
+            f"program has {_spec(self.program_dtype, self.program_shape)}"
+        )
+
+
+def _spec(dtype: str, shape: tuple[int, ...]) -> str:
+    return f"{dtype}[{', '.join(map(str, shape))}]"
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    """How a checkpoint's values line up with a program's objects.
+
+    Attributes:
+        checkpoint: Path of the checkpoint compared.
+        matched: Checkpoint entries that have a program object to go to.
+        unused_checkpoint_values: Checkpoint entries no program object takes (yet: objects
+            created later, such as an unbuilt Keras model's weights, still receive them).
+        unrestored_objects: Program variables with no value in the checkpoint.
+        mismatches: Matched variables whose shape or dtype differ.
+    """
+
+    checkpoint: str
+    matched: tuple[str, ...] = ()
+    unused_checkpoint_values: tuple[str, ...] = ()
+    unrestored_objects: tuple[str, ...] = ()
+    mismatches: tuple[Mismatch, ...] = ()
+
+    def failures(self, assertion: Assertion) -> list[str]:
+        """What `assertion` objects to, one line per kind of problem; empty when it passes."""
+        problems = []
+        if self.mismatches:
+            problems.append(f"{len(self.mismatches)} shape/dtype mismatch(es)")
+        if assertion in ("consumed", "existing_objects_matched") and self.unrestored_objects:
+            problems.append(f"{len(self.unrestored_objects)} program variable(s) not restored")
+        if assertion == "consumed" and self.unused_checkpoint_values:
+            problems.append(f"{len(self.unused_checkpoint_values)} checkpoint value(s) unused")
+        if assertion == "nontrivial_match" and not self.matched:
+            problems.append("no program variable matched any checkpoint value")
+        return problems
+
+    def format(self) -> str:
+        """A readable multi-line account of the comparison."""
+        lines = [f"checkpoint {self.checkpoint}: {len(self.matched)} value(s) matched"]
+        sections: list[tuple[str, tuple[Any, ...]]] = [
+            ("shape/dtype mismatch(es)", self.mismatches),
+            ("program variable(s) not in the checkpoint", self.unrestored_objects),
+            ("checkpoint value(s) no program object takes", self.unused_checkpoint_values),
+        ]
+        for title, items in sections:
+            if not items:
+                continue
+            lines.append(f"{len(items)} {title}:")
+            lines.extend(f"  - {item}" for item in items[:_LIST_LIMIT])
+            if len(items) > _LIST_LIMIT:
+                lines.append(f"  ... and {len(items) - _LIST_LIMIT} more (see the error's .report)")
+        return "\n".join(lines)
+
+
+def check_assertion(report: RestoreReport, assertion: Assertion) -> None:
+    """Raises when `report` does not satisfy `assertion`.
+
+    Raises:
+        ShapeMismatchError: Some matched variable differs in shape or dtype (every mode).
+        RestoreMismatchError: The assertion's other conditions do not hold.
+    """
+    problems = report.failures(assertion)
+    if not problems:
+        return
+    error = ShapeMismatchError if report.mismatches else RestoreMismatchError
+    hint = (
+        "Fix the program (or the checkpoint) so the shapes agree; nothing was loaded."
+        if report.mismatches
+        else "Nothing was loaded. Use assertion='existing_objects_matched' for objects created "
+        "later (deferred restore) or assertion='partial' to load a subset on purpose."
+    )
+    raise error(
+        f"restore check {assertion!r} failed: {'; '.join(problems)}.\n{report.format()}\n{hint}",
+        report=report,
+        assertion=assertion,
+    )
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """The outcome of `CheckpointManager.restore` or `restore_or_initialize`.
+
+    Attributes:
+        restored: Whether a checkpoint was loaded (False: the program starts fresh).
+        path: The checkpoint loaded, or None.
+        step: The step of the checkpoint loaded, or None.
+        report: The comparison made before loading, or None when nothing was loaded.
+        tf_status: TensorFlow's own load status (for graph-mode `run_restore_ops`).
+
+    Example:
+        >>> RestoreResult(restored=False).step is None
+        True
+    """
+
+    restored: bool
+    path: str | None = None
+    step: int | None = None
+    report: RestoreReport | None = None
+    tf_status: Any = field(default=None, repr=False, compare=False)
+    _recheck: Callable[[], RestoreReport] | None = field(default=None, repr=False, compare=False)
+
+    def assert_restored(self, assertion: Assertion = "consumed") -> RestoreReport:
+        """Compares the checkpoint with the program as it is now, and applies `assertion`.
+
+        Use it after a deferred restore: restore with ``existing_objects_matched`` before a Keras
+        model is built, build it (TensorFlow fills in the pending values as the variables are
+        created), then call ``result.assert_restored("consumed")``.
+
+        Returns:
+            The fresh report.
+
+        Raises:
+            RestoreMismatchError: The program and checkpoint do not match as required.
+        """
+        if self._recheck is None:
+            raise RestoreMismatchError(
+                "nothing was restored, so there is nothing to check; "
+                "test `result.restored` before asserting",
+                report=RestoreReport(checkpoint=""),
+                assertion=assertion,
+            )
+        report = self._recheck()
+        check_assertion(report, assertion)
+        return report

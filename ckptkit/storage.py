@@ -1,0 +1,242 @@
+"""Where checkpoints live: directory layout, the `checkpoint` state file, listing and deletion.
+
+A checkpoint ``<dir>/<prefix>-<step>`` is the files ``<prefix>-<step>.index`` and
+``<prefix>-<step>.data-NNNNN-of-MMMMM``. The state file ``<dir>/checkpoint`` is TensorFlow's
+`CheckpointState` text proto, written with paths relative to the directory (so the directory can
+be moved) and replaced atomically; it is what makes a checkpoint *committed*: plain
+`tf.train.latest_checkpoint`, `tf.train.CheckpointManager` and ckptkit all read it.
+
+All file access goes through `tf.io.gfile`, so any filesystem TensorFlow knows works.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+import warnings
+from dataclasses import dataclass
+
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
+
+from ckptkit.errors import CheckpointNotFoundError
+
+__all__ = [
+    "STATE_FILE",
+    "CheckpointInfo",
+    "DirectoryState",
+    "checkpoint_files",
+    "delete_checkpoint",
+    "describe",
+    "list_checkpoints",
+    "parse_step",
+    "read_state",
+    "resolve_checkpoint",
+    "write_state",
+]
+
+STATE_FILE = "checkpoint"
+_STEP_RE = re.compile(r"-(\d+)$")
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """One committed checkpoint.
+
+    Attributes:
+        path: The checkpoint prefix, e.g. ``runs/exp1/ckpt-200`` (what TensorFlow's APIs take).
+        step: The step in its name, or None when the name carries none.
+        time: Wall time it was committed (seconds since the epoch), from the state file or
+            the index file's modification time.
+        size_bytes: Total size of its files.
+    """
+
+    path: str
+    step: int | None
+    time: float
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class DirectoryState:
+    """The `checkpoint` state file's content, with paths made absolute.
+
+    Attributes:
+        entries: ``(path, wall time)`` of the listed checkpoints, oldest first.
+        last_preserved: Time the keep-every-n-hours window counts from (0 when never set).
+    """
+
+    entries: tuple[tuple[str, float], ...]
+    last_preserved: float
+
+    @property
+    def latest(self) -> str | None:
+        """The newest listed checkpoint, or None."""
+        return self.entries[-1][0] if self.entries else None
+
+
+def parse_step(path: str) -> int | None:
+    """The step in a checkpoint name such as ``ckpt-200`` or ``model.ckpt-1000``, or None."""
+    found = _STEP_RE.search(os.path.basename(path))
+    return int(found.group(1)) if found else None
+
+
+def _join(directory: str, path: str) -> str:
+    # State files may hold relative (TF2) or absolute (tf.compat.v1 Saver) paths.
+    return path if os.path.isabs(path) or "://" in path else os.path.join(directory, path)
+
+
+def read_state(directory: str) -> DirectoryState | None:
+    """Reads ``<directory>/checkpoint``; None when it is missing or cannot be parsed.
+
+    An unparsable state file is reported with a warning; the caller then falls back to the
+    checkpoints found on disk.
+    """
+    state_path = os.path.join(directory, STATE_FILE)
+    try:
+        text = tf.io.gfile.GFile(state_path, "r").read()
+    except tf.errors.NotFoundError:
+        return None
+    except (tf.errors.OpError, UnicodeDecodeError) as e:
+        warnings.warn(
+            f"cannot read {state_path} ({e}); listing checkpoints from files", stacklevel=2
+        )
+        return None
+    state = CheckpointState()
+    try:
+        text_format.Parse(text, state)
+    except text_format.ParseError as e:
+        warnings.warn(f"ignoring unparsable state file {state_path}: {e}", stacklevel=2)
+        return None
+    paths = list(state.all_model_checkpoint_paths)
+    if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
+        paths.append(state.model_checkpoint_path)
+    times = list(state.all_model_checkpoint_timestamps)
+    if len(times) != len(paths):
+        # Writers that record no timestamps (tf.compat.v1 Saver, old TF): fall back to file times.
+        times = [_mtime(_join(directory, p)) for p in paths]
+    entries = tuple((_join(directory, p), t) for p, t in zip(paths, times, strict=True))
+    return DirectoryState(entries, state.last_preserved_timestamp)
+
+
+def write_state(
+    directory: str, entries: tuple[tuple[str, float], ...], last_preserved: float
+) -> None:
+    """Atomically replaces ``<directory>/checkpoint`` with `entries` (oldest first)."""
+    inside = directory.rstrip("/") + "/"
+    rel = [p[len(inside) :] if p.startswith(inside) else p for p, _ in entries]
+    state = CheckpointState(
+        model_checkpoint_path=rel[-1] if rel else "",
+        all_model_checkpoint_paths=rel,
+        all_model_checkpoint_timestamps=[t for _, t in entries],
+        last_preserved_timestamp=last_preserved,
+    )
+    final = os.path.join(directory, STATE_FILE)
+    temp = f"{final}.tmp-{uuid.uuid4().hex}"
+    with tf.io.gfile.GFile(temp, "w") as f:
+        f.write(text_format.MessageToString(state))
+    tf.io.gfile.rename(temp, final, overwrite=True)
+
+
+def checkpoint_files(path: str) -> list[str]:
+    """The files that make up the checkpoint `path` (index and data shards)."""
+    pattern = _glob_escape(path)
+    found: list[str] = tf.io.gfile.glob(f"{pattern}.index")
+    return found + tf.io.gfile.glob(f"{pattern}.data-?????-of-?????")
+
+
+def _glob_escape(path: str) -> str:
+    return re.sub(r"([\[\]*?])", r"[\1]", path)
+
+
+def _mtime(path: str) -> float:
+    try:
+        return float(tf.io.gfile.stat(f"{path}.index").mtime_nsec) / 1e9
+    except tf.errors.OpError:
+        return 0.0
+
+
+def describe(path: str, time: float | None = None) -> CheckpointInfo:
+    """A `CheckpointInfo` for the checkpoint `path` (its files are stat'ed for the size)."""
+    size = 0
+    for name in checkpoint_files(path):
+        try:
+            size += tf.io.gfile.stat(name).length
+        except tf.errors.OpError:
+            continue
+    return CheckpointInfo(
+        path=path,
+        step=parse_step(path),
+        time=_mtime(path) if time is None else time,
+        size_bytes=size,
+    )
+
+
+def _scan(directory: str) -> list[tuple[str, float]]:
+    """Checkpoints found by their index files, for directories without a usable state file."""
+    found = [
+        (name[: -len(".index")], _mtime(name[: -len(".index")]))
+        for name in tf.io.gfile.glob(os.path.join(_glob_escape(directory), "*.index"))
+    ]
+    found.sort(key=lambda entry: (parse_step(entry[0]) or -1, entry[1]))
+    return found
+
+
+def list_checkpoints(directory: str) -> list[CheckpointInfo]:
+    """The checkpoints of `directory`, oldest first.
+
+    The state file decides what is committed; a directory without one (written by
+    `tf.train.Checkpoint.write`, say) is listed from its ``*.index`` files. Entries whose index
+    file is gone are left out.
+
+    Raises:
+        CheckpointNotFoundError: `directory` does not exist.
+    """
+    if not tf.io.gfile.isdir(directory):
+        raise CheckpointNotFoundError(
+            f"checkpoint directory not found: {directory!r}; check the path "
+            "(a directory is created by the first save)"
+        )
+    state = read_state(directory)
+    entries = list(state.entries) if state is not None else _scan(directory)
+    return [describe(path, time) for path, time in entries if tf.io.gfile.exists(f"{path}.index")]
+
+
+def resolve_checkpoint(path: str) -> str:
+    """Turns a directory (its newest checkpoint), a prefix or an ``.index`` file into a prefix.
+
+    Raises:
+        CheckpointNotFoundError: Nothing at `path`, or a directory with no checkpoint.
+    """
+    if path.endswith(".index"):
+        path = path[: -len(".index")]
+    if tf.io.gfile.exists(f"{path}.index"):
+        return path
+    if tf.io.gfile.isdir(path):
+        infos = list_checkpoints(path)
+        if not infos:
+            raise CheckpointNotFoundError(
+                f"no checkpoint in directory {path!r}: it has no '{STATE_FILE}' state file "
+                "listing one and no *.index files"
+            )
+        return infos[-1].path
+    if tf.io.gfile.exists(path):
+        raise CheckpointNotFoundError(
+            f"{path!r} is a file but not a checkpoint: pass a checkpoint prefix (the path "
+            "without .index) or the directory holding the checkpoints"
+        )
+    raise CheckpointNotFoundError(
+        f"no checkpoint at {path!r}: expected a directory or a checkpoint prefix "
+        f"(such that {path}.index exists)"
+    )
+
+
+def delete_checkpoint(path: str) -> None:
+    """Removes the files of checkpoint `path`; files already gone are ignored."""
+    for name in checkpoint_files(path):
+        try:
+            tf.io.gfile.remove(name)
+        except tf.errors.NotFoundError:
+            continue
