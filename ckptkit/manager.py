@@ -81,13 +81,12 @@ class CheckpointManager:
         self._config = config
         self._directory = config.directory
         self._backend: Backend = ObjectBasedBackend(trackables, checkpoint=checkpoint)
-        state = storage.read_state(self._directory) if tf.io.gfile.isdir(self._directory) else None
         self._entries: list[tuple[str, float]] = []
+        last_preserved = None
+        if tf.io.gfile.isdir(self._directory):
+            self._entries, last_preserved = storage.committed(self._directory)
         # As tf.train.CheckpointManager: a fresh directory starts its every-n-hours window now.
-        self._last_preserved = time.time() - 1.0
-        if state is not None:
-            self._entries = [e for e in state.entries if tf.io.gfile.exists(f"{e[0]}.index")]
-            self._last_preserved = state.last_preserved
+        self._last_preserved = time.time() - 1.0 if last_preserved is None else last_preserved
         latest_step = storage.parse_step(self._entries[-1][0]) if self._entries else None
         self._timer = SaveTimer(
             config.schedule, last_step=latest_step, clock=clock or time.monotonic

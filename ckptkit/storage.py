@@ -28,6 +28,7 @@ __all__ = [
     "CheckpointInfo",
     "DirectoryState",
     "checkpoint_files",
+    "committed",
     "delete_checkpoint",
     "describe",
     "list_checkpoints",
@@ -143,8 +144,11 @@ def write_state(
 def checkpoint_files(path: str) -> list[str]:
     """The files that make up the checkpoint `path` (index and data shards)."""
     pattern = _glob_escape(path)
-    found: list[str] = tf.io.gfile.glob(f"{pattern}.index")
-    return found + tf.io.gfile.glob(f"{pattern}.data-?????-of-?????")
+    found: list[str] = [
+        *tf.io.gfile.glob(f"{pattern}.index"),
+        *tf.io.gfile.glob(f"{pattern}.data-?????-of-?????"),
+    ]
+    return found
 
 
 def _glob_escape(path: str) -> str:
@@ -184,12 +188,25 @@ def _scan(directory: str) -> list[tuple[str, float]]:
     return found
 
 
-def list_checkpoints(directory: str) -> list[CheckpointInfo]:
-    """The checkpoints of `directory`, oldest first.
+def committed(directory: str) -> tuple[list[tuple[str, float]], float | None]:
+    """The committed checkpoints of an existing `directory` as ``(path, time)``, oldest first.
 
     The state file decides what is committed; a directory without one (written by
     `tf.train.Checkpoint.write`, say) is listed from its ``*.index`` files. Entries whose index
     file is gone are left out.
+
+    Returns:
+        The entries, and the state file's keep-every-n-hours mark (None without a state file).
+    """
+    state = read_state(directory)
+    if state is None:
+        return _scan(directory), None
+    entries = [e for e in state.entries if tf.io.gfile.exists(f"{e[0]}.index")]
+    return entries, state.last_preserved
+
+
+def list_checkpoints(directory: str) -> list[CheckpointInfo]:
+    """The committed checkpoints of `directory`, oldest first (see `committed`).
 
     Raises:
         CheckpointNotFoundError: `directory` does not exist.
@@ -199,9 +216,8 @@ def list_checkpoints(directory: str) -> list[CheckpointInfo]:
             f"checkpoint directory not found: {directory!r}; check the path "
             "(a directory is created by the first save)"
         )
-    state = read_state(directory)
-    entries = list(state.entries) if state is not None else _scan(directory)
-    return [describe(path, time) for path, time in entries if tf.io.gfile.exists(f"{path}.index")]
+    entries, _ = committed(directory)
+    return [describe(path, time) for path, time in entries]
 
 
 def resolve_checkpoint(path: str) -> str:

@@ -1,0 +1,58 @@
+"""Developer sessions; `nox -s demo` and the default sessions are all a newcomer needs."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["lint", "typecheck", "tests", "examples"]
+
+PYTHON = None  # the interpreter nox itself runs on (>= 3.10)
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """Trains a small model, kills it mid-run, resumes it, and lists the checkpoints."""
+    session.install("-e", ".")
+    session.run("python", "examples/demo.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The whole test suite, with real TensorFlow, files and processes."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Runs ruff check and ruff format --check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """Runs mypy --strict on the package (TensorFlow itself is untyped and taken as Any)."""
+    session.install("mypy", "pydantic>=2.6", "numpy", "rich", "types-protobuf")
+    session.run("mypy", "ckptkit")
+
+
+@nox.session(python=PYTHON)
+def examples(session: nox.Session) -> None:
+    """Runs every example, twice where the second run must resume from the first."""
+    session.install("-e", ".")
+    tmp = session.create_tmp()
+    loop = ("python", "examples/custom_training_loop.py", "--dir", f"{tmp}/loop")
+    session.run(*loop, "--fresh")
+    session.run(*loop, "--expect-resume")
+    session.run("python", "examples/demo.py", "--dir", f"{tmp}/demo")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Times ckptkit against plain tf.train.CheckpointManager in one process; prints ratios."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/bench.py", *session.posargs)

@@ -1,0 +1,130 @@
+"""The `ckptkit` command, run as a real process (exit codes, stdout JSON, one-line errors)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+from conftest import Net
+
+import ckptkit
+from ckptkit.cli import main
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ckptkit", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def directory(config):
+    cfg = config()
+    net = Net()
+    mgr = ckptkit.CheckpointManager(cfg, net=net, step=tf.Variable(0, dtype=tf.int64))
+    mgr.save(10)
+    net.l2.bias.assign([3.0])
+    mgr.save(20)
+    return cfg.directory
+
+
+def test_ls_json_is_pure_json(directory) -> None:
+    done = run("ls", directory, "--json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert [(os.path.basename(r["path"]), r["step"]) for r in rows] == [
+        ("ckpt-10", 10),
+        ("ckpt-20", 20),
+    ]
+    assert all(r["size_bytes"] > 0 for r in rows)
+    assert done.stderr == ""
+
+
+def test_ls_table_lists_newest_last(directory, capsys) -> None:
+    assert main(["ls", directory]) == 0
+    out = capsys.readouterr().out
+    assert out.index("ckpt-10") < out.index("ckpt-20")
+    assert "2 checkpoint(s)" in out
+
+
+def test_inspect_json_schema(directory) -> None:
+    done = run("inspect", directory, "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["format"] == "object-based"
+    assert data["path"].endswith("ckpt-20")
+    kernel = next(v for v in data["variables"] if v["key"].startswith("net/l1/kernel"))
+    assert kernel == {
+        "key": "net/l1/kernel/.ATTRIBUTES/VARIABLE_VALUE",
+        "shape": [3, 5],
+        "dtype": "float32",
+        "size_bytes": 60,
+    }
+
+
+def test_inspect_table_shows_totals_and_object_tree(directory, capsys) -> None:
+    assert main(["inspect", directory]) == 0
+    out = capsys.readouterr().out
+    assert "format: object-based" in out
+    assert "variable(s)" in out
+    assert "object tree" in out
+    assert "kernel" in out
+
+
+def test_inspect_tensor(directory, capsys) -> None:
+    assert main(["inspect", directory, "--tensor", "net/l2/bias", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["value"] == [3.0]
+    assert main(["inspect", directory, "--tensor", "net/l2/bias"]) == 0
+    assert "[3.]" in capsys.readouterr().out
+
+
+def test_diff_json(directory) -> None:
+    done = run(
+        "diff", os.path.join(directory, "ckpt-10"), os.path.join(directory, "ckpt-20"), "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["only_in_a"] == data["only_in_b"] == []
+    changed = {c["key"]: c for c in data["changed"]}
+    assert changed["net/l2/bias/.ATTRIBUTES/VARIABLE_VALUE"]["max_abs_diff"] == 3.0
+    assert changed["net/l2/bias/.ATTRIBUTES/VARIABLE_VALUE"]["a"] == {
+        "shape": [1],
+        "dtype": "float32",
+    }
+
+
+@pytest.mark.parametrize(
+    ("make_args", "expect"),
+    [
+        (lambda d, t: ["ls", str(t / "missing")], "checkpoint directory not found"),
+        (lambda d, t: ["inspect", str(t / "missing")], "no checkpoint at"),
+        (lambda d, t: ["inspect", str(t / "empty")], "no checkpoint in directory"),
+        (lambda d, t: ["inspect", os.path.join(d, "checkpoint")], "is a file but not a checkpoint"),
+        (lambda d, t: ["inspect", "GARBAGE"], "truncated, damaged or not a TensorFlow checkpoint"),
+        (lambda d, t: ["inspect", d, "--tensor", "nope"], "no key 'nope'"),
+        (lambda d, t: ["diff", d, str(t / "missing")], "no checkpoint at"),
+    ],
+)
+def test_errors_are_one_line_on_stderr_with_exit_2(directory, tmp_path, make_args, expect) -> None:
+    garbage = tmp_path / "g"
+    (tmp_path / "g.index").write_bytes(b"\x00not an sstable" * 20)
+    (tmp_path / "empty").mkdir()
+    args = [str(garbage) if a == "GARBAGE" else a for a in make_args(directory, tmp_path)]
+    done = run(*args)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert expect in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_usage_error_exits_2() -> None:
+    done = run("frobnicate")
+    assert done.returncode == 2
+    assert "invalid choice" in done.stderr

@@ -1,0 +1,91 @@
+"""No lock-in: plain TensorFlow reads ckptkit directories, and ckptkit reads plain ones."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+from conftest import Net
+
+import ckptkit
+from ckptkit import Retention
+
+
+def trained_net(offset: float) -> Net:
+    net = Net()
+    net.l1.kernel.assign_add(tf.fill(net.l1.kernel.shape, offset))
+    return net
+
+
+def test_plain_tensorflow_reads_a_ckptkit_directory(config) -> None:
+    cfg = config(retention=Retention(max_to_keep=3))
+    mgr = ckptkit.CheckpointManager(cfg, net=trained_net(1.0), step=tf.Variable(4, dtype=tf.int64))
+    for step in (1, 2, 3, 4):
+        mgr.save(step)
+
+    assert tf.train.latest_checkpoint(cfg.directory) == os.path.join(cfg.directory, "ckpt-4")
+    state = tf.train.get_checkpoint_state(cfg.directory)
+    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == [
+        "ckpt-2",
+        "ckpt-3",
+        "ckpt-4",
+    ]
+
+    net, step = Net(), tf.Variable(0, dtype=tf.int64)
+    root = tf.train.Checkpoint(net=net, step=step)
+    plain = tf.train.CheckpointManager(root, **cfg.tf_manager_kwargs())
+    assert plain.latest_checkpoint == os.path.join(cfg.directory, "ckpt-4")
+    assert [os.path.basename(p) for p in plain.checkpoints] == ["ckpt-2", "ckpt-3", "ckpt-4"]
+    root.restore(plain.latest_checkpoint).assert_consumed()
+    np.testing.assert_array_equal(net.l1.kernel.numpy(), np.full((3, 5), 1.5, np.float32))
+    assert int(step.numpy()) == 4
+
+
+def test_a_directory_moved_elsewhere_still_works(config, tmp_path) -> None:
+    cfg = config()
+    ckptkit.CheckpointManager(cfg, net=trained_net(2.0)).save(1)
+    moved = tmp_path / "moved"
+    os.rename(cfg.directory, moved)
+    assert tf.train.latest_checkpoint(str(moved)) == str(moved / "ckpt-1")
+    net = Net()
+    ckptkit.CheckpointManager(cfg.model_copy(update={"directory": str(moved)}), net=net).restore()
+    assert float(net.l1.kernel.numpy()[0, 0]) == 2.5
+
+
+def test_ckptkit_reads_a_plain_checkpoint_manager_directory(tmp_path) -> None:
+    directory = str(tmp_path / "plain")
+    root = tf.train.Checkpoint(net=trained_net(3.0), step=tf.Variable(9, dtype=tf.int64))
+    plain = tf.train.CheckpointManager(root, directory, max_to_keep=2)
+    for number in (100, 200, 300):
+        plain.save(checkpoint_number=number)
+
+    cfg = ckptkit.CheckpointConfig(directory=directory, retention=Retention(max_to_keep=2))
+    net, step = Net(), tf.Variable(0, dtype=tf.int64)
+    mgr = ckptkit.CheckpointManager(cfg, net=net, step=step)
+    assert [c.step for c in mgr.checkpoints] == [200, 300]
+    result = mgr.restore(assertion="consumed")
+    assert result.step == 300
+    assert float(net.l1.kernel.numpy()[0, 0]) == 3.5
+    assert int(step.numpy()) == 9
+    # ckptkit carries on in the same directory with the same retention.
+    mgr.save(400)
+    assert [c.step for c in mgr.checkpoints] == [300, 400]
+    assert not tf.io.gfile.exists(os.path.join(directory, "ckpt-200.index"))
+
+
+def test_ckptkit_reads_a_write_only_directory_without_state_file(tmp_path) -> None:
+    directory = tmp_path / "written"
+    tf.train.Checkpoint(net=trained_net(4.0)).write(str(directory / "weights-5"))
+    assert not (directory / "checkpoint").exists()
+
+    infos = ckptkit.list_checkpoints(str(directory))
+    assert [(os.path.basename(i.path), i.step) for i in infos] == [("weights-5", 5)]
+    cfg = ckptkit.CheckpointConfig(directory=str(directory), prefix="weights")
+    net = Net()
+    mgr = ckptkit.CheckpointManager(cfg, net=net)
+    assert [c.step for c in mgr.checkpoints] == [5]
+    # A checkpoint made by write() has no save_counter; ckptkit does not count that against it.
+    result = mgr.restore_or_initialize(assertion="consumed")
+    assert result.step == 5
+    assert float(net.l1.kernel.numpy()[0, 0]) == 4.5

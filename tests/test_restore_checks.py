@@ -1,0 +1,181 @@
+"""Assertion modes, mismatches, deferred and partial restores, the dry run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import Net, make_model
+
+import ckptkit
+
+
+@pytest.fixture
+def saved(config):
+    """A checkpoint of a 4-unit Keras model plus a step variable; returns (config, model)."""
+    cfg = config()
+    model = make_model(4)
+    ckptkit.CheckpointManager(cfg, model=model, step=tf.Variable(7, dtype=tf.int64)).save(7)
+    return cfg, model
+
+
+def test_layer_resized_gives_a_typed_error_naming_both_shapes(saved) -> None:
+    cfg, _ = saved
+    wider = make_model(10)
+    before = [w.numpy().copy() for w in wider.weights]
+    mgr = ckptkit.CheckpointManager(cfg, model=wider, step=tf.Variable(0, dtype=tf.int64))
+    with pytest.raises(ckptkit.ShapeMismatchError) as caught:
+        mgr.restore(assertion="partial")
+    message = str(caught.value)
+    assert "l1/kernel): checkpoint has float32[3, 4], program has float32[3, 10]" in message
+    assert "l1/bias): checkpoint has float32[4], program has float32[10]" in message
+    assert "nothing was loaded" in message
+    assert isinstance(caught.value, ValueError)
+    assert len(caught.value.report.mismatches) == 3
+    for w, b in zip(wider.weights, before, strict=True):
+        np.testing.assert_array_equal(w.numpy(), b)  # untouched
+
+
+def test_the_dry_run_reports_without_loading(saved) -> None:
+    cfg, _ = saved
+    program = make_model(4, extra_layer=True)
+    before = [w.numpy().copy() for w in program.weights]
+    mgr = ckptkit.CheckpointManager(cfg, model=program)
+    report = mgr.check_compatibility()
+    assert any("l3/kernel" in name for name in report.unrestored_objects)
+    assert any(name.startswith("step") for name in report.unused_checkpoint_values)
+    assert not report.mismatches
+    for w, b in zip(program.weights, before, strict=True):
+        np.testing.assert_array_equal(w.numpy(), b)
+
+
+@pytest.mark.parametrize(
+    ("assertion", "fails"),
+    [
+        ("consumed", True),
+        ("existing_objects_matched", True),
+        ("nontrivial_match", False),
+        ("partial", False),
+        ("none", False),
+    ],
+)
+def test_program_with_an_extra_layer(saved, assertion, fails) -> None:
+    cfg, original = saved
+    program = make_model(4, extra_layer=True)
+    mgr = ckptkit.CheckpointManager(cfg, model=program, step=tf.Variable(0, dtype=tf.int64))
+    if fails:
+        with pytest.raises(ckptkit.RestoreMismatchError, match="not restored") as caught:
+            mgr.restore(assertion=assertion)
+        assert any("l3/kernel" in n for n in caught.value.unrestored_objects)
+        assert "l3/kernel" in str(caught.value)
+        return
+    result = mgr.restore(assertion=assertion)
+    assert result.report is not None
+    assert any("l3/bias" in n for n in result.report.unrestored_objects)
+    np.testing.assert_array_equal(
+        program.layers[0].kernel.numpy(), original.layers[0].kernel.numpy()
+    )
+
+
+@pytest.mark.parametrize(
+    ("assertion", "fails"),
+    [
+        ("consumed", True),
+        ("existing_objects_matched", False),
+        ("nontrivial_match", False),
+        ("partial", False),
+    ],
+)
+def test_partial_restore_of_a_subgraph(saved, assertion, fails) -> None:
+    cfg, _ = saved
+    step = tf.Variable(0, dtype=tf.int64)
+    mgr = ckptkit.CheckpointManager(cfg, step=step)  # only the step, not the model
+    if fails:
+        with pytest.raises(ckptkit.RestoreMismatchError, match="checkpoint value") as caught:
+            mgr.restore(assertion=assertion)
+        assert any("l1/kernel" in n for n in caught.value.unused_checkpoint_values)
+        assert int(step.numpy()) == 0  # nothing loaded
+        return
+    result = mgr.restore(assertion=assertion)
+    assert int(step.numpy()) == 7
+    assert result.report is not None
+    assert len(result.report.unused_checkpoint_values) == 4  # the model's weights, named
+
+
+def test_nontrivial_match_fails_when_nothing_lines_up(saved) -> None:
+    cfg, _ = saved
+    mgr = ckptkit.CheckpointManager(cfg, other=tf.Variable(1.0))
+    with pytest.raises(ckptkit.RestoreMismatchError, match="no program variable matched"):
+        mgr.restore(assertion="nontrivial_match")
+
+
+def test_default_assertion_comes_from_the_config(config, saved) -> None:
+    cfg, _ = saved
+    strict = cfg.model_copy(update={"restore": ckptkit.RestorePolicy(assertion="consumed")})
+    with pytest.raises(ckptkit.RestoreMismatchError):
+        ckptkit.CheckpointManager(strict, step=tf.Variable(0, dtype=tf.int64)).restore()
+
+
+def test_deferred_restore_of_an_unbuilt_keras_model(saved) -> None:
+    cfg, original = saved
+    unbuilt = make_model(4, build=False)
+    step = tf.Variable(0, dtype=tf.int64)
+    mgr = ckptkit.CheckpointManager(cfg, model=unbuilt, step=step)
+    # Before the build the weights do not exist: they are pending, so a strict check fails...
+    with pytest.raises(ckptkit.RestoreMismatchError, match="unused"):
+        mgr.restore(assertion="consumed")
+    # ...while existing_objects_matched loads what exists and defers the rest.
+    result = mgr.restore(assertion="existing_objects_matched")
+    assert result.report is not None
+    assert len(result.report.unused_checkpoint_values) == 4
+    unbuilt(tf.ones((1, 3)))  # creating the variables restores them
+    report = result.assert_restored("consumed")
+    assert not report.unused_checkpoint_values
+    for a, b in zip(original.weights, unbuilt.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_assert_restored_on_a_fresh_start_is_an_error() -> None:
+    with pytest.raises(ckptkit.RestoreMismatchError, match="nothing was restored"):
+        ckptkit.RestoreResult(restored=False).assert_restored()
+
+
+def test_report_is_readable_and_bounded(config) -> None:
+    cfg = config()
+    many = {f"v{i}": tf.Variable(float(i)) for i in range(30)}
+    ckptkit.CheckpointManager(cfg, **many).save(1)
+    mgr = ckptkit.CheckpointManager(cfg, other=tf.Variable(0.0))
+    with pytest.raises(ckptkit.RestoreMismatchError) as caught:
+        mgr.restore(assertion="consumed")
+    text = str(caught.value)
+    assert "30 checkpoint value(s) no program object takes" in text
+    assert "... and 10 more" in text
+    assert "1 program variable(s) not in the checkpoint" in text
+    assert len(caught.value.unused_checkpoint_values) == 30
+
+
+def test_dtype_mismatch_is_named(config) -> None:
+    cfg = config()
+    ckptkit.CheckpointManager(cfg, v=tf.Variable(1.0, dtype=tf.float64)).save(1)
+    mgr = ckptkit.CheckpointManager(cfg, v=tf.Variable(1.0, dtype=tf.float32))
+    with pytest.raises(
+        ckptkit.ShapeMismatchError,
+        match=r"v \(Variable\): checkpoint has float64\[\], program has float32\[\]",
+    ):
+        mgr.restore()
+
+
+def test_name_based_checkpoint_is_a_format_error(tmp_path) -> None:
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.Variable(1.0, name="w")
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            path = saver.save(sess, str(tmp_path / "v1" / "model.ckpt"), global_step=3)
+    cfg = ckptkit.CheckpointConfig(directory=str(tmp_path / "v1"))
+    mgr = ckptkit.CheckpointManager(cfg, net=Net())
+    assert mgr.latest is not None
+    assert mgr.latest.path == path
+    with pytest.raises(ckptkit.FormatError, match="name-based"):
+        mgr.restore()

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ckptkit import Schedule
+from ckptkit.schedule import SaveTimer
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run(timer: SaveTimer, steps: list[int]) -> list[int]:
+    saved = []
+    for step in steps:
+        if timer.should_save(step):
+            timer.record(step)
+            saved.append(step)
+    return saved
+
+
+def test_every_steps_saves_on_multiples() -> None:
+    timer = SaveTimer(Schedule(every_steps=10), last_step=None)
+    assert run(timer, list(range(0, 35))) == [10, 20, 30]
+
+
+def test_every_steps_with_strides_saves_once_per_crossing() -> None:
+    timer = SaveTimer(Schedule(every_steps=10), last_step=None)
+    assert run(timer, list(range(0, 50, 3))) == [12, 21, 30, 42]
+
+
+def test_resumed_run_keeps_the_rhythm() -> None:
+    timer = SaveTimer(Schedule(every_steps=10), last_step=20)
+    assert run(timer, list(range(20, 41))) == [30, 40]
+
+
+def test_same_step_is_never_saved_twice() -> None:
+    timer = SaveTimer(Schedule(every_steps=1), last_step=None)
+    assert run(timer, [1, 1, 2, 2]) == [1, 2]
+
+
+def test_save_first_step_only_when_nothing_exists() -> None:
+    fresh = SaveTimer(Schedule(every_steps=10, save_first_step=True), last_step=None)
+    assert run(fresh, list(range(1, 25))) == [1, 10, 20]
+    resumed = SaveTimer(Schedule(every_steps=10, save_first_step=True), last_step=20)
+    assert run(resumed, list(range(21, 25))) == []
+
+
+def test_every_secs_counts_from_the_first_step_and_from_each_save() -> None:
+    clock = FakeClock()
+    timer = SaveTimer(Schedule(every_secs=60), last_step=None, clock=clock)
+    assert not timer.should_save(1)  # starts the clock
+    clock.now += 59
+    assert not timer.should_save(2)
+    clock.now += 1
+    assert timer.should_save(3)
+    timer.record(3)
+    clock.now += 30
+    assert not timer.should_save(4)
+    clock.now += 30
+    assert timer.should_save(5)
+
+
+def test_disabled_schedule_never_saves() -> None:
+    timer = SaveTimer(Schedule(every_steps=None, every_secs=None), last_step=None)
+    assert run(timer, list(range(1000))) == []
+
+
+@given(
+    every=st.integers(1, 50),
+    strides=st.lists(st.integers(1, 20), min_size=1, max_size=200),
+    start=st.integers(0, 500),
+)
+def test_step_schedule_saves_exactly_when_a_multiple_is_crossed(
+    every: int, strides: list[int], start: int
+) -> None:
+    steps = [start]
+    for stride in strides:
+        steps.append(steps[-1] + stride)
+    timer = SaveTimer(Schedule(every_steps=every), last_step=start)
+    saved = run(timer, steps[1:])
+    expected = [b for a, b in itertools.pairwise(steps) if b // every > a // every]
+    assert saved == expected
