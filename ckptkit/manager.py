@@ -242,7 +242,7 @@ class CheckpointManager:
             step=restored_step,
             report=report,
             tf_status=status,
-            _recheck=lambda: self._backend.compare(target),
+            _recheck=lambda: self._backend.compare(target, status),
         )
 
     def restore_or_initialize(self, *, assertion: Assertion | None = None) -> RestoreResult:

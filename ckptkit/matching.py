@@ -75,6 +75,7 @@ def match(
     *,
     children: ChildrenFn,
     describe: DescribeFn,
+    restored_into: Mapping[int, object] | None = None,
 ) -> RestoreReport:
     """Compares `graph` with the program reachable from `root`.
 
@@ -84,6 +85,9 @@ def match(
         children: Returns an object's named children.
         describe: Returns what an object holds and its display name, or None when it holds no
             state of its own.
+        restored_into: After a restore, the object each checkpoint node's value was actually
+            loaded into. A program object that is not that object (the program replaced the
+            variable after the value arrived) counts as not restored.
 
     Returns:
         The report; nothing is read from or written to either side.
@@ -108,6 +112,7 @@ def match(
     ignored = {cid for name, cid in graph.nodes[0].children if name in IGNORED_ROOT_CHILDREN}
     matched_names: list[str] = []
     unused: list[str] = []
+    lost: list[str] = []  # loaded into an object the program no longer holds
     mismatches: list[Mismatch] = []
     for node_id, node in enumerate(graph.nodes):
         if node.value is None or node_id in ignored:
@@ -115,6 +120,10 @@ def match(
         obj = matched.get(node_id)
         if obj is None:
             unused.append(node.display_name)
+            continue
+        target = restored_into.get(node_id) if restored_into is not None else None
+        if target is not None and target is not obj and obj is not _SLOT:
+            lost.append(node.display_name)
             continue
         matched_names.append(node.display_name)
         live = describe(obj) if obj is not _SLOT else None
@@ -127,6 +136,9 @@ def match(
         for obj, path, _ in program
         if id(obj) not in taken and (described := describe(obj)) is not None
     ]
+    unrestored.extend(
+        f"{name}: its value went to a variable the program replaced afterwards" for name in lost
+    )
     return RestoreReport(
         checkpoint=graph.path,
         matched=tuple(matched_names),

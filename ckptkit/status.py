@@ -84,7 +84,7 @@ class RestoreReport:
         lines = [f"checkpoint {self.checkpoint}: {len(self.matched)} value(s) matched"]
         sections: list[tuple[str, tuple[Any, ...]]] = [
             ("shape/dtype mismatch(es)", self.mismatches),
-            ("program variable(s) not in the checkpoint", self.unrestored_objects),
+            ("program variable(s) not restored", self.unrestored_objects),
             ("checkpoint value(s) no program object takes", self.unused_checkpoint_values),
         ]
         for title, items in sections:
@@ -97,8 +97,14 @@ class RestoreReport:
         return "\n".join(lines)
 
 
-def check_assertion(report: RestoreReport, assertion: Assertion) -> None:
+def check_assertion(report: RestoreReport, assertion: Assertion, *, loaded: bool = False) -> None:
     """Raises when `report` does not satisfy `assertion`.
+
+    Args:
+        report: The comparison to judge.
+        assertion: The mode to apply.
+        loaded: Whether the values were loaded already (a check after restoring), which
+            changes only the advice in the message.
 
     Raises:
         ShapeMismatchError: Some matched variable differs in shape or dtype (every mode).
@@ -108,12 +114,18 @@ def check_assertion(report: RestoreReport, assertion: Assertion) -> None:
     if not problems:
         return
     error = ShapeMismatchError if report.mismatches else RestoreMismatchError
-    hint = (
-        "Fix the program (or the checkpoint) so the shapes agree; nothing was loaded."
-        if report.mismatches
-        else "Nothing was loaded. Use assertion='existing_objects_matched' for objects created "
-        "later (deferred restore) or assertion='partial' to load a subset on purpose."
-    )
+    if loaded:
+        hint = (
+            "The matching values were loaded. Build models before restoring when a variable is "
+            "reported as replaced, so the values go straight into the variables in use."
+        )
+    elif report.mismatches:
+        hint = "Fix the program (or the checkpoint) so the shapes agree; nothing was loaded."
+    else:
+        hint = (
+            "Nothing was loaded. Use assertion='existing_objects_matched' for objects created "
+            "later (deferred restore) or assertion='partial' to load a subset on purpose."
+        )
     raise error(
         f"restore check {assertion!r} failed: {'; '.join(problems)}.\n{report.format()}\n{hint}",
         report=report,
@@ -165,5 +177,5 @@ class RestoreResult:
                 assertion=assertion,
             )
         report = self._recheck()
-        check_assertion(report, assertion)
+        check_assertion(report, assertion, loaded=True)
         return report

@@ -20,8 +20,12 @@ class Backend(Protocol):
         """Writes the program's state to `prefix`; returns the prefix written."""
         ...
 
-    def compare(self, path: str) -> RestoreReport:
-        """Matches the checkpoint `path` against the program without loading anything."""
+    def compare(self, path: str, status: Any = None) -> RestoreReport:
+        """Matches the checkpoint `path` against the program without loading anything.
+
+        `status`, the result of an earlier `restore` of `path`, lets the backend also check
+        that the values went where the program looks for them now.
+        """
         ...
 
     def restore(self, path: str, *, expect_partial: bool) -> Any:

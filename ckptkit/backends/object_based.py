@@ -57,8 +57,11 @@ class ObjectBasedBackend:
         self.checkpoint.save_counter.assign_add(1)
         return str(self.checkpoint.write(prefix, options=self._options))
 
-    def compare(self, path: str) -> RestoreReport:
+    def compare(self, path: str, status: Any = None) -> RestoreReport:
         """Matches `path` against the program's object graph without loading anything.
+
+        Given the `status` of an earlier restore of `path`, also checks that every value went
+        into the object the program holds now.
 
         Raises:
             FormatError: `path` is a name-based (tf.compat.v1 Saver) checkpoint.
@@ -70,7 +73,13 @@ class ObjectBasedBackend:
                 "Estimator) and has no object graph to match against; restore it with the "
                 "Saver backend, or migrate it to an object-based checkpoint"
             )
-        return match(graph, self.checkpoint, children=_children, describe=_describe)
+        return match(
+            graph,
+            self.checkpoint,
+            children=_children,
+            describe=_describe,
+            restored_into=_restored_into(status),
+        )
 
     def restore(self, path: str, *, expect_partial: bool) -> Any:
         """Loads `path` (eagerly where variables exist, deferred where they will be created)."""
@@ -83,6 +92,14 @@ class ObjectBasedBackend:
         if expect_partial:
             status.expect_partial()
         return status
+
+
+def _restored_into(status: Any) -> Mapping[int, object] | None:
+    # TensorFlow's load status keeps the object each checkpoint node was loaded into (its own
+    # assertions use it); private, so a TensorFlow without it just skips this cross-check.
+    coordinator = getattr(status, "_checkpoint", None)
+    bound = getattr(coordinator, "object_by_proto_id", None)
+    return dict(bound.items()) if bound is not None else None
 
 
 def _trackable(value: Any) -> bool:
