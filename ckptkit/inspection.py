@@ -53,7 +53,7 @@ class VariableInfo:
         key: The checkpoint key (what `tf.train.load_checkpoint(...).get_tensor` takes).
         shape: Its shape.
         dtype: Its dtype name, e.g. ``"float32"``.
-        size_bytes: Bytes of its values (0 for strings, whose lengths the index does not hold).
+        size_bytes: Bytes of its values (0 for strings and variants: the index lacks their size).
     """
 
     key: str
