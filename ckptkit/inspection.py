@@ -10,10 +10,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
-from collections import deque
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -45,8 +45,7 @@ Format = Literal["object-based", "name-based"]
 """``object-based``: TF2 `tf.train.Checkpoint`; ``name-based``: tf.compat.v1 Saver / Estimator."""
 
 
-@dataclass(frozen=True)
-class VariableInfo:
+class VariableInfo(NamedTuple):
     """One saved tensor.
 
     Attributes:
@@ -144,8 +143,19 @@ def _first_line(error: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
-def _nbytes(shape: tuple[int, ...], dtype: tf.DType) -> int:
-    return math.prod(shape) * (dtype.size if dtype != tf.string else 0)
+@functools.cache
+def _dtype_facts(type_enum: int) -> tuple[str, int]:
+    dtype = tf.dtypes.as_dtype(type_enum)
+    itemsize = dtype.size if dtype not in (tf.string, tf.variant, tf.resource) else 0
+    return dtype.name, itemsize
+
+
+def _dtype_names(reader: Any) -> dict[str, int]:
+    """Key -> dtype enum, without building a `tf.DType` per key (slow with many variables)."""
+    raw = getattr(reader, "_GetVariableToDataTypeMap", None)
+    if raw is not None:
+        return dict(raw())
+    return {k: v.as_datatype_enum for k, v in reader.get_variable_to_dtype_map().items()}
 
 
 def inspect(path: str) -> CheckpointContents:
@@ -163,16 +173,16 @@ def inspect(path: str) -> CheckpointContents:
     """
     prefix, reader = open_reader(path)
     shapes = reader.get_variable_to_shape_map()
-    dtypes = reader.get_variable_to_dtype_map()
-    variables = tuple(
-        VariableInfo(
-            key, tuple(shapes[key]), dtypes[key].name, _nbytes(tuple(shapes[key]), dtypes[key])
-        )
-        for key in sorted(shapes)
-        if key != OBJECT_GRAPH_KEY
-    )
+    dtypes = _dtype_names(reader)
+    variables = []
+    for key in sorted(shapes):
+        if key == OBJECT_GRAPH_KEY:
+            continue
+        shape = tuple(shapes[key])
+        name, itemsize = _dtype_facts(dtypes[key])
+        variables.append(VariableInfo(key, shape, name, math.prod(shape) * itemsize))
     fmt: Format = "object-based" if OBJECT_GRAPH_KEY in shapes else "name-based"
-    return CheckpointContents(format=fmt, path=prefix, variables=variables)
+    return CheckpointContents(format=fmt, path=prefix, variables=tuple(variables))
 
 
 def load_graph(path: str) -> CheckpointGraph | None:
@@ -194,19 +204,19 @@ def load_graph(path: str) -> CheckpointGraph | None:
             "its data file is damaged"
         ) from e
     shapes = reader.get_variable_to_shape_map()
-    dtypes = reader.get_variable_to_dtype_map()
-    paths = _first_paths(proto)
+    dtypes = _dtype_names(reader)
     nodes = []
-    for node_id, node in enumerate(proto.nodes):
+    for node in proto.nodes:
         value = None
         full_name = ""
-        path_ = paths.get(node_id, "")
+        # Only nodes with values are ever named in a report; their checkpoint key is their path.
+        path_ = ""
         for attribute in node.attributes:
             key = attribute.checkpoint_key
             path_ = key.split("/.ATTRIBUTES/")[0]
             full_name = attribute.full_name
             if attribute.name == "VARIABLE_VALUE" and key in shapes:
-                value = ValueSpec(tuple(shapes[key]), dtypes[key].name)
+                value = ValueSpec(tuple(shapes[key]), _dtype_facts(dtypes[key])[0])
             elif value is None:
                 value = ValueSpec(None, None)
         nodes.append(
@@ -222,19 +232,6 @@ def load_graph(path: str) -> CheckpointGraph | None:
             )
         )
     return CheckpointGraph(path=prefix, nodes=nodes)
-
-
-def _first_paths(proto: TrackableObjectGraph) -> dict[int, str]:
-    paths = {0: ""}
-    queue = deque([0])
-    while queue:
-        node_id = queue.popleft()
-        for child in proto.nodes[node_id].children:
-            if child.node_id not in paths and child.node_id < len(proto.nodes):
-                base = paths[node_id]
-                paths[child.node_id] = f"{base}/{child.local_name}" if base else child.local_name
-                queue.append(child.node_id)
-    return paths
 
 
 def _full_key(reader: Any, key: str) -> str:

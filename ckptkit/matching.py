@@ -36,7 +36,8 @@ class CheckpointNode:
     """One object of a checkpoint's object graph.
 
     Attributes:
-        path: First path to it from the root, e.g. ``model/l1/kernel`` (the root is ``""``).
+        path: Its path from the root as its checkpoint key spells it, e.g. ``model/l1/kernel``
+            (``""`` for the root and for nodes that hold no values).
         children: ``(local_name, node_id)`` edges.
         value: What it stores, or None for an object that only holds children.
         full_name: The variable's own name when saved, e.g. ``sequential/l1/kernel``.
@@ -66,7 +67,8 @@ class CheckpointGraph:
 
 
 ChildrenFn = Callable[[object], Mapping[str, object]]
-DescribeFn = Callable[[object], "tuple[ValueSpec, str] | None"]
+DescribeFn = Callable[[object], "ValueSpec | None"]
+NameFn = Callable[[object], str]
 
 
 def match(
@@ -75,6 +77,7 @@ def match(
     *,
     children: ChildrenFn,
     describe: DescribeFn,
+    name_of: NameFn,
     restored_into: Mapping[int, object] | None = None,
 ) -> RestoreReport:
     """Compares `graph` with the program reachable from `root`.
@@ -83,8 +86,8 @@ def match(
         graph: The checkpoint side.
         root: The program's root object (a `tf.train.Checkpoint`, a module, ...).
         children: Returns an object's named children.
-        describe: Returns what an object holds and its display name, or None when it holds no
-            state of its own.
+        describe: Returns what an object holds, or None when it holds no state of its own.
+        name_of: An object's own name (e.g. a variable's), for the report.
         restored_into: After a restore, the object each checkpoint node's value was actually
             loaded into. A program object that is not that object (the program replaced the
             variable after the value arrived) counts as not restored.
@@ -126,15 +129,15 @@ def match(
             lost.append(node.display_name)
             continue
         matched_names.append(node.display_name)
-        live = describe(obj) if obj is not _SLOT else None
+        live = describe(obj) if obj is not _SLOT and node.value.shape is not None else None
         if live is not None:
-            mismatch = _mismatch(node, live[0])
+            mismatch = _mismatch(node, live)
             if mismatch is not None:
                 mismatches.append(mismatch)
     unrestored = [
-        _program_name(path, described)
+        _program_name(path, name_of(obj))
         for obj, path, _ in program
-        if id(obj) not in taken and (described := describe(obj)) is not None
+        if id(obj) not in taken and describe(obj) is not None
     ]
     unrestored.extend(
         f"{name}: its value went to a variable the program replaced afterwards" for name in lost
@@ -196,6 +199,5 @@ def _mismatch(node: CheckpointNode, live: ValueSpec) -> Mismatch | None:
     )
 
 
-def _program_name(path: str, described: tuple[ValueSpec, str]) -> str:
-    own = described[1]
+def _program_name(path: str, own: str) -> str:
     return f"{path} ({own})" if own and own != path else path

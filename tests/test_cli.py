@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -47,7 +48,8 @@ def test_ls_json_is_pure_json(directory) -> None:
 def test_ls_table_lists_newest_last(directory, capsys) -> None:
     assert main(["ls", directory]) == 0
     out = capsys.readouterr().out
-    assert out.index("ckpt-10") < out.index("ckpt-20")
+    steps = re.findall(r"^│ (\d+) ", out, flags=re.MULTILINE)
+    assert steps == ["10", "20"]
     assert "2 checkpoint(s)" in out
 
 

@@ -78,6 +78,7 @@ class ObjectBasedBackend:
             self.checkpoint,
             children=_children,
             describe=_describe,
+            name_of=_name_of,
             restored_into=_restored_into(status),
         )
 
@@ -107,17 +108,30 @@ def _trackable(value: Any) -> bool:
 
 
 def _children(obj: object) -> Mapping[str, object]:
-    if not _trackable(obj):
+    # Variables are leaves of a checkpoint's object graph; skipping them saves one TensorFlow
+    # call per variable, which adds up on programs with thousands of them.
+    if isinstance(obj, (tf.Variable, keras.Variable)) or not _trackable(obj):
         return {}
     return dict(tf.train.TrackableView.children(obj))
 
 
-def _describe(obj: object) -> tuple[ValueSpec, str] | None:
+def _describe(obj: object) -> ValueSpec | None:
     if isinstance(obj, tf.Variable):
-        shape = tuple(obj.shape.as_list()) if obj.shape.is_fully_defined() else None
-        return ValueSpec(shape, obj.dtype.name), obj.name.removesuffix(":0")
+        try:
+            dims = obj.shape.as_list()
+        except ValueError:  # unknown rank
+            return ValueSpec(None, obj.dtype.name)
+        return ValueSpec(None if None in dims else tuple(dims), obj.dtype.name)
     if isinstance(obj, keras.Variable):
-        return ValueSpec(tuple(obj.shape), str(obj.dtype)), obj.path
+        return ValueSpec(tuple(obj.shape), str(obj.dtype))
     if _trackable(obj) and saveable_object_util.saveable_objects_from_trackable(obj):
-        return ValueSpec(None, None), ""
+        return ValueSpec(None, None)
     return None
+
+
+def _name_of(obj: object) -> str:
+    if isinstance(obj, tf.Variable):
+        return str(obj.name).removesuffix(":0")
+    if isinstance(obj, keras.Variable):
+        return str(obj.path)
+    return ""
