@@ -122,7 +122,7 @@ def open_reader(path: str) -> tuple[str, Any]:
     """Resolves `path` (directory, prefix or ``.index`` file) and opens TensorFlow's reader.
 
     Returns:
-        The checkpoint prefix and a `tf.train.load_checkpoint` reader.
+        The checkpoint prefix and TensorFlow's checkpoint reader for it.
 
     Raises:
         CheckpointNotFoundError: Nothing at `path`.
@@ -130,7 +130,9 @@ def open_reader(path: str) -> tuple[str, Any]:
     """
     prefix = resolve_checkpoint(path)
     try:
-        return prefix, tf.train.load_checkpoint(prefix)
+        # Not tf.train.load_checkpoint: it re-resolves the prefix, and some filesystems
+        # (ram://) call a prefix of existing files a directory.
+        return prefix, tf.compat.v1.train.NewCheckpointReader(prefix)
     except (tf.errors.OpError, ValueError) as e:
         raise CorruptCheckpointError(
             f"cannot read checkpoint index {prefix}.index: {_first_line(e)}. The file is "

@@ -89,3 +89,20 @@ def test_ckptkit_reads_a_write_only_directory_without_state_file(tmp_path) -> No
     result = mgr.restore_or_initialize(assertion="consumed")
     assert result.step == 5
     assert float(net.l1.kernel.numpy()[0, 0]) == 4.5
+
+
+def test_any_tf_io_gfile_filesystem_works(tmp_path) -> None:
+    directory = f"ram://{tmp_path.name}/run"
+    cfg = ckptkit.CheckpointConfig(directory=directory, retention=Retention(max_to_keep=2))
+    v = tf.Variable(0.0)
+    mgr = ckptkit.CheckpointManager(cfg, v=v)
+    for step in (1, 2, 3):
+        v.assign(float(step))
+        mgr.save(step)
+    assert [c.step for c in mgr.checkpoints] == [2, 3]
+    assert tf.train.latest_checkpoint(directory) == f"{directory}/ckpt-3"
+    v.assign(0.0)
+    assert ckptkit.CheckpointManager(cfg, v=v).restore_or_initialize(assertion="consumed").step == 3
+    assert float(v.numpy()) == 3.0
+    assert ckptkit.inspect(directory).variables[-1].key == "v/.ATTRIBUTES/VARIABLE_VALUE"
+    assert not tf.io.gfile.exists(f"{directory}/ckpt-1.index")
