@@ -211,3 +211,25 @@ def test_a_deferred_restore_that_loses_values_never_passes_the_check(config) -> 
         with pytest.raises(ckptkit.RestoreMismatchError, match="replaced afterwards") as caught:
             result.assert_restored("consumed")
         assert "The matching values were loaded" in str(caught.value)
+
+
+def test_legacy_optimizer_slots_count_as_matched(config) -> None:
+    # tf.compat.v1 optimizers keep their slots outside the object graph's children edges.
+    cfg = config()
+    net, opt = Net(), tf.compat.v1.train.AdamOptimizer(0.1)
+    opt.minimize(lambda: tf.reduce_sum(net.l1.kernel), var_list=[net.l1.kernel])
+    ckptkit.CheckpointManager(cfg, net=net, opt=opt).save(1)
+    assert any(".OPTIMIZER_SLOT" in v.key for v in ckptkit.inspect(cfg.directory).variables)
+
+    net2, opt2 = Net(), tf.compat.v1.train.AdamOptimizer(0.1)
+    mgr = ckptkit.CheckpointManager(cfg, net=net2, opt=opt2)
+    result = mgr.restore(assertion="existing_objects_matched")
+    assert result.report is not None
+    # The slots are matched (TensorFlow creates them on restore); only the optimizer's beta
+    # powers, which a v1 optimizer creates on its first step, are still pending.
+    assert result.report.unused_checkpoint_values == (
+        "opt/beta1_power (beta1_power)",
+        "opt/beta2_power (beta2_power)",
+    )
+    slot = opt2.get_slot(net2.l1.kernel, "m")
+    np.testing.assert_allclose(slot.numpy(), opt.get_slot(net.l1.kernel, "m").numpy())
