@@ -176,13 +176,15 @@ def inspect(path: str) -> CheckpointContents:
     prefix, reader = open_reader(path)
     shapes = reader.get_variable_to_shape_map()
     dtypes = _dtype_names(reader)
-    variables = []
+    facts = {enum: _dtype_facts(enum) for enum in set(dtypes.values())}
+    variables: list[VariableInfo] = []
+    append, new, prod = variables.append, tuple.__new__, math.prod  # hot loop: 10,000s of keys
     for key in sorted(shapes):
         if key == OBJECT_GRAPH_KEY:
             continue
         shape = tuple(shapes[key])
-        name, itemsize = _dtype_facts(dtypes[key])
-        variables.append(VariableInfo(key, shape, name, math.prod(shape) * itemsize))
+        name, itemsize = facts[dtypes[key]]
+        append(new(VariableInfo, (key, shape, name, prod(shape) * itemsize)))
     fmt: Format = "object-based" if OBJECT_GRAPH_KEY in shapes else "name-based"
     return CheckpointContents(format=fmt, path=prefix, variables=tuple(variables))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ckptkit.status import Mismatch, RestoreReport
 
@@ -31,8 +32,7 @@ class ValueSpec:
     dtype: str | None
 
 
-@dataclass(frozen=True)
-class CheckpointNode:
+class CheckpointNode(NamedTuple):
     """One object of a checkpoint's object graph.
 
     Attributes:
@@ -41,14 +41,15 @@ class CheckpointNode:
         children: ``(local_name, node_id)`` edges.
         value: What it stores, or None for an object that only holds children.
         full_name: The variable's own name when saved, e.g. ``sequential/l1/kernel``.
-        slots: Node ids of optimizer slot variables hanging off this node.
+        slots: ``(original variable node id, slot node id)`` of optimizer slot variables
+            hanging off this node.
     """
 
     path: str
     children: tuple[tuple[str, int], ...]
     value: ValueSpec | None = None
     full_name: str = ""
-    slots: tuple[tuple[int, int], ...] = ()  # (original variable node id, slot node id)
+    slots: tuple[tuple[int, int], ...] = ()
 
     @property
     def display_name(self) -> str:
@@ -96,7 +97,7 @@ def match(
         The report; nothing is read from or written to either side.
     """
     program = _walk_program(root, children)
-    kids_of = {id(obj): kids for obj, _, kids in program}
+    kids_of = {id(entry.obj): entry.kids for entry in program}
     matched: dict[int, object] = {0: root}
     queue = deque([0])
     while queue:
@@ -135,9 +136,9 @@ def match(
             if mismatch is not None:
                 mismatches.append(mismatch)
     unrestored = [
-        _program_name(path, name_of(obj))
-        for obj, path, _ in program
-        if id(obj) not in taken and describe(obj) is not None
+        _program_name(_path(program, index), name_of(entry.obj))
+        for index, entry in enumerate(program)
+        if id(entry.obj) not in taken and describe(entry.obj) is not None
     ]
     unrestored.extend(
         f"{name}: its value went to a variable the program replaced afterwards" for name in lost
@@ -165,23 +166,40 @@ def _match_slots(graph: CheckpointGraph, matched: dict[int, object]) -> None:
                 matched.setdefault(slot_id, _SLOT)
 
 
-def _walk_program(
-    root: object, children: ChildrenFn
-) -> list[tuple[object, str, Mapping[str, object]]]:
-    """Breadth-first walk: each object once, with its first path and its children."""
+class _Visit(NamedTuple):
+    obj: object
+    parent: int  # index of the parent visit; -1 for the root
+    name: str
+    kids: Mapping[str, object]
+
+
+def _walk_program(root: object, children: ChildrenFn) -> list[_Visit]:
+    """Breadth-first walk: each object once, reached by its first path.
+
+    Paths are not built here (most are never shown); `_path` builds one on demand.
+    """
     seen = {id(root)}
-    out: list[tuple[object, str, Mapping[str, object]]] = []
-    queue: deque[tuple[object, str]] = deque([(root, "")])
+    out: list[_Visit] = []
+    queue: deque[tuple[object, int, str]] = deque([(root, -1, "")])
     while queue:
-        obj, path = queue.popleft()
+        obj, parent, name = queue.popleft()
         kids = children(obj)
-        out.append((obj, path, kids))
-        for name, child in kids.items():
-            if id(child) in seen or (obj is root and name in IGNORED_ROOT_CHILDREN):
+        index = len(out)
+        out.append(_Visit(obj, parent, name, kids))
+        for child_name, child in kids.items():
+            if id(child) in seen or (obj is root and child_name in IGNORED_ROOT_CHILDREN):
                 continue
             seen.add(id(child))
-            queue.append((child, f"{path}/{name}" if path else name))
+            queue.append((child, index, child_name))
     return out
+
+
+def _path(visits: list[_Visit], index: int) -> str:
+    parts = []
+    while index > 0:
+        parts.append(visits[index].name)
+        index = visits[index].parent
+    return "/".join(reversed(parts))
 
 
 def _mismatch(node: CheckpointNode, live: ValueSpec) -> Mismatch | None:
