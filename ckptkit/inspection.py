@@ -152,7 +152,7 @@ def _dtype_facts(type_enum: int) -> tuple[str, int]:
     return dtype.name, itemsize
 
 
-def _dtype_names(reader: Any) -> dict[str, int]:
+def _dtype_enums(reader: Any) -> dict[str, int]:
     """Key -> dtype enum, without building a `tf.DType` per key (slow with many variables)."""
     raw = getattr(reader, "_GetVariableToDataTypeMap", None)
     if raw is not None:
@@ -175,7 +175,7 @@ def inspect(path: str) -> CheckpointContents:
     """
     prefix, reader = open_reader(path)
     shapes = reader.get_variable_to_shape_map()
-    dtypes = _dtype_names(reader)
+    dtypes = _dtype_enums(reader)
     facts = {enum: _dtype_facts(enum) for enum in set(dtypes.values())}
     variables: list[VariableInfo] = []
     append, new, prod = variables.append, tuple.__new__, math.prod  # hot loop: 10,000s of keys
@@ -208,7 +208,7 @@ def load_graph(path: str) -> CheckpointGraph | None:
             "its data file is damaged"
         ) from e
     shapes = reader.get_variable_to_shape_map()
-    dtypes = _dtype_names(reader)
+    dtypes = _dtype_enums(reader)
     nodes = []
     for node in proto.nodes:
         value = None

@@ -72,11 +72,6 @@ class DirectoryState:
     entries: tuple[tuple[str, float], ...]
     last_preserved: float
 
-    @property
-    def latest(self) -> str | None:
-        """The newest listed checkpoint, or None."""
-        return self.entries[-1][0] if self.entries else None
-
 
 def parse_step(path: str) -> int | None:
     """The step in a checkpoint name such as ``ckpt-200`` or ``model.ckpt-1000``, or None."""

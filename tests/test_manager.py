@@ -175,3 +175,16 @@ def test_keras_model_and_optimizer_round_trip(config) -> None:
     for a, b in zip(model.weights, fresh.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert int(fresh.optimizer.iterations.numpy()) == 2
+
+
+def test_a_garbage_state_file_falls_back_to_the_files_with_a_warning(config) -> None:
+    cfg = config()
+    mgr = ckptkit.CheckpointManager(cfg, net=Net())
+    mgr.save(1)
+    mgr.save(2)
+    with open(os.path.join(cfg.directory, "checkpoint"), "w") as f:
+        f.write("model_checkpoint_path: {{{ not a proto")
+    with pytest.warns(UserWarning, match="unparsable state file"):
+        again = ckptkit.CheckpointManager(cfg, net=Net())
+    assert [c.step for c in again.checkpoints] == [1, 2]
+    assert again.restore().step == 2
