@@ -209,32 +209,35 @@ def load_graph(path: str) -> CheckpointGraph | None:
         ) from e
     shapes = reader.get_variable_to_shape_map()
     dtypes = _dtype_enums(reader)
-    nodes = []
+    names = {enum: _dtype_facts(enum)[0] for enum in set(dtypes.values())}
+    opaque = ValueSpec(None, None)
+    nodes: list[CheckpointNode] = []
+    append, new = nodes.append, tuple.__new__  # hot loop: one pass per object in the checkpoint
     for node in proto.nodes:
         value = None
-        full_name = ""
-        # Only nodes with values are ever named in a report; their checkpoint key is their path.
-        path_ = ""
+        full_name = path_ = ""  # Only nodes with values are named in reports: by their key.
         for attribute in node.attributes:
             key = attribute.checkpoint_key
-            path_ = key.split("/.ATTRIBUTES/")[0]
+            path_ = key.partition("/.ATTRIBUTES/")[0]
             full_name = attribute.full_name
             if attribute.name == "VARIABLE_VALUE" and key in shapes:
-                value = ValueSpec(tuple(shapes[key]), _dtype_facts(dtypes[key])[0])
+                value = new(ValueSpec, (tuple(shapes[key]), names[dtypes[key]]))
             elif value is None:
-                value = ValueSpec(None, None)
-        nodes.append(
-            CheckpointNode(
-                path=path_,
-                children=tuple((c.local_name, c.node_id) for c in node.children),
-                value=value,
-                full_name=full_name,
-                slots=tuple(
+                value = opaque
+        children = (
+            tuple([(c.local_name, c.node_id) for c in node.children]) if node.children else ()
+        )
+        slots = (
+            tuple(
+                [
                     (s.original_variable_node_id, s.slot_variable_node_id)
                     for s in node.slot_variables
-                ),
+                ]
             )
+            if node.slot_variables
+            else ()
         )
+        append(new(CheckpointNode, (path_, children, value, full_name, slots)))
     return CheckpointGraph(path=prefix, nodes=nodes)
 
 

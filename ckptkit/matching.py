@@ -24,8 +24,7 @@ __all__ = ["CheckpointGraph", "CheckpointNode", "ValueSpec", "match"]
 IGNORED_ROOT_CHILDREN = frozenset({"save_counter"})
 
 
-@dataclass(frozen=True)
-class ValueSpec:
+class ValueSpec(NamedTuple):
     """What a saved or live object holds: a variable (shape, dtype) or other state (both None)."""
 
     shape: tuple[int, ...] | None
