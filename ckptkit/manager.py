@@ -124,7 +124,9 @@ class CheckpointManager:
     def maybe_save(self, step: Any) -> str | None:
         """Saves when the schedule calls for it at `step`.
 
-        Cheap on the steps that do not save, so it can be called on every step.
+        Cheap on the steps that do not save, so it can be called on every step. Reading a
+        `tf.Variable` step waits for the device; on an accelerator, pass a Python int you keep
+        alongside it to avoid one sync per step.
 
         Args:
             step: The current step: an int, or a scalar `tf.Variable` / tensor.
