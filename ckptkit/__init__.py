@@ -21,9 +21,12 @@ from ckptkit.errors import (
     CheckpointExistsError,
     CheckpointKeyError,
     CheckpointNotFoundError,
+    CheckpointSkippedWarning,
     CkptkitError,
     CorruptCheckpointError,
+    DiskFullError,
     FormatError,
+    InvalidMetadataError,
     InvalidStepError,
     RestoreMismatchError,
     SaveError,
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     )
     from ckptkit.manager import CheckpointManager
     from ckptkit.storage import CheckpointInfo, list_checkpoints
+    from ckptkit.verification import CheckpointVerdict, Problem, VerifyReport, verify
 
 # Names whose modules import TensorFlow load on first use, so that `import ckptkit` (and the
 # `ckptkit` command's start-up) does not pay for TensorFlow before it is needed.
@@ -52,12 +56,16 @@ _LAZY = {
     "CheckpointDiff": "ckptkit.inspection",
     "CheckpointInfo": "ckptkit.storage",
     "CheckpointManager": "ckptkit.manager",
+    "CheckpointVerdict": "ckptkit.verification",
     "KeyChange": "ckptkit.inspection",
     "VariableInfo": "ckptkit.inspection",
     "diff": "ckptkit.inspection",
     "inspect": "ckptkit.inspection",
     "list_checkpoints": "ckptkit.storage",
+    "Problem": "ckptkit.verification",
     "read_tensor": "ckptkit.inspection",
+    "verify": "ckptkit.verification",
+    "VerifyReport": "ckptkit.verification",
 }
 
 
@@ -86,12 +94,17 @@ __all__ = [
     "CheckpointKeyError",
     "CheckpointManager",
     "CheckpointNotFoundError",
+    "CheckpointSkippedWarning",
+    "CheckpointVerdict",
     "CkptkitError",
     "CorruptCheckpointError",
+    "DiskFullError",
     "FormatError",
+    "InvalidMetadataError",
     "InvalidStepError",
     "KeyChange",
     "Mismatch",
+    "Problem",
     "RestoreMismatchError",
     "RestorePolicy",
     "RestoreReport",
@@ -102,9 +115,11 @@ __all__ = [
     "ShapeMismatchError",
     "TrackableError",
     "VariableInfo",
+    "VerifyReport",
     "__version__",
     "diff",
     "inspect",
     "list_checkpoints",
     "read_tensor",
+    "verify",
 ]

@@ -4,6 +4,7 @@
     ckptkit inspect PATH           format, variables, totals, object tree
     ckptkit inspect PATH --tensor KEY
     ckptkit diff A B               keys only in A / only in B, shape, dtype and value changes
+    ckptkit verify PATH [--full]   is every checkpoint intact? exit 0 yes, 1 no
 
 Every command takes ``--json`` and then prints only JSON on stdout. A problem with the input
 prints one line on stderr and exits with status 2.
@@ -27,9 +28,11 @@ if TYPE_CHECKING:
 
     from ckptkit.inspection import CheckpointContents, CheckpointDiff
     from ckptkit.storage import CheckpointInfo
+    from ckptkit.verification import VerifyReport
 
 __all__ = ["main"]
 
+EXIT_DAMAGED = 1
 EXIT_USAGE = 2
 
 
@@ -46,7 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     diff = sub.add_parser("diff", help="compare two checkpoints key by key")
     diff.add_argument("a")
     diff.add_argument("b")
-    for command in (ls, inspect, diff):
+    verify = sub.add_parser("verify", help="check that checkpoints are intact (exit 1 if not)")
+    verify.add_argument("path", help="checkpoint prefix or directory (all its checkpoints)")
+    verify.add_argument("--full", action="store_true", help="also read every tensor")
+    for command in (ls, inspect, diff, verify):
         command.add_argument("--json", action="store_true", help="print JSON only")
     return parser
 
@@ -70,8 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with _quiet_stderr():
-        from ckptkit import inspection, storage
+        from ckptkit import inspection, storage, verification
     try:
+        if args.command == "verify":
+            report = verification.verify(args.path, full=args.full)
+            _verify(report, as_json=args.json)
+            return 0 if report.ok else EXIT_DAMAGED
         if args.command == "ls":
             _ls(storage.list_checkpoints(args.directory), as_json=args.json)
         elif args.command == "inspect" and args.tensor is not None:
@@ -107,25 +117,70 @@ def _human_bytes(n: int) -> str:
 
 
 def _ls(infos: list[CheckpointInfo], *, as_json: bool) -> None:
+    from ckptkit.errors import CorruptCheckpointError
+    from ckptkit.manifest import read_manifest
+
+    manifests = []
+    for info in infos:
+        try:
+            manifests.append(read_manifest(info.path))
+        except CorruptCheckpointError:
+            manifests.append(None)
     if as_json:
         _print_json(
             [
-                {"path": i.path, "step": i.step, "size_bytes": i.size_bytes, "time": i.time}
-                for i in infos
+                {
+                    "path": i.path,
+                    "step": i.step,
+                    "size_bytes": i.size_bytes,
+                    "time": i.time,
+                    "metrics": m.metrics if m else None,
+                    "metadata": m.metadata if m else None,
+                }
+                for i, m in zip(infos, manifests, strict=True)
             ]
         )
         return
     from rich.table import Table
 
-    table = Table("step", "size", "time")
+    table = Table("step", "size", "time", "metrics")
     table.add_column("path", overflow="fold", ratio=1)
-    for info in infos:
+    for info, manifest in zip(infos, manifests, strict=True):
         when = datetime.datetime.fromtimestamp(info.time).isoformat(sep=" ", timespec="seconds")
         step = "-" if info.step is None else str(info.step)
-        table.add_row(step, _human_bytes(info.size_bytes), when, info.path)
+        metrics = " ".join(
+            f"{k}={v:.4g}" for k, v in (manifest.metrics if manifest else {}).items()
+        )
+        table.add_row(step, _human_bytes(info.size_bytes), when, metrics, info.path)
     console = _console()
     console.print(table)
     console.print(f"{len(infos)} checkpoint(s)")
+
+
+def _verify(report: VerifyReport, *, as_json: bool) -> None:
+    if as_json:
+        _print_json(
+            {
+                "ok": report.ok,
+                "checkpoints": [
+                    {
+                        "path": c.path,
+                        "ok": c.ok,
+                        "has_manifest": c.has_manifest,
+                        "problems": [{"file": p.file, "reason": p.reason} for p in c.problems],
+                    }
+                    for c in report.checkpoints
+                ],
+            }
+        )
+        return
+    console = _console()
+    for verdict in report.checkpoints:
+        console.print(f"{'ok     ' if verdict.ok else 'DAMAGED'} {verdict.path}")
+        for problem in verdict.problems:
+            console.print(f"          {problem}")
+    bad = sum(not c.ok for c in report.checkpoints)
+    console.print(f"{len(report.checkpoints)} checkpoint(s), {bad} damaged")
 
 
 def _inspect(contents: CheckpointContents, graph: Any, *, as_json: bool) -> None:

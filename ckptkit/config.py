@@ -128,8 +128,14 @@ class RestorePolicy(BaseModel):
 
     A shape or dtype mismatch is an error in every mode, because TensorFlow could not load it.
 
+    Before loading, the checkpoint is verified (see `ckptkit.verify`): ``cheap`` checks files,
+    sizes and the index's checksum against the manifest; ``full`` also reads every tensor so
+    TensorFlow checks its crc32c; ``off`` skips it. When the newest checkpoint is damaged,
+    `restore()` falls back to the newest intact one and warns with what it skipped.
+
     Attributes:
         assertion: The default assertion mode; `restore(assertion=...)` overrides it.
+        verify: How thoroughly to verify a checkpoint before loading it.
 
     Example:
         >>> RestorePolicy(assertion="consumed").assertion
@@ -139,6 +145,7 @@ class RestorePolicy(BaseModel):
     model_config = _MODEL_CONFIG
 
     assertion: Assertion = "existing_objects_matched"
+    verify: Literal["off", "cheap", "full"] = "cheap"
 
 
 class CheckpointConfig(BaseModel):
@@ -150,6 +157,8 @@ class CheckpointConfig(BaseModel):
         schedule: When `maybe_save` saves.
         retention: Which checkpoints are kept.
         restore: How strictly restores are checked.
+        durable: fsync data, index, manifest and directory before a checkpoint counts as
+            committed, so it survives a power loss, not only a process kill.
 
     Example:
         >>> cfg = CheckpointConfig.model_validate({"directory": "/tmp/x", "prefix": "model"})
@@ -164,6 +173,7 @@ class CheckpointConfig(BaseModel):
     schedule: Schedule = Field(default_factory=Schedule)
     retention: Retention = Field(default_factory=Retention)
     restore: RestorePolicy = Field(default_factory=RestorePolicy)
+    durable: bool = False
 
     @field_validator("directory", mode="before")
     @classmethod

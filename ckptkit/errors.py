@@ -9,13 +9,17 @@ would already catch for that problem, so `except FileNotFoundError` keeps workin
     ├── CheckpointKeyError       (KeyError)           a checkpoint has no such key
     ├── CorruptCheckpointError   (ValueError)         files there cannot be read as a checkpoint
     ├── FormatError              (ValueError)         a format this backend cannot restore
+    ├── InvalidMetadataError     (TypeError)          save() metadata that is not JSON
     ├── InvalidStepError         (ValueError)         a step that is not a non-negative integer
     ├── TrackableError           (TypeError)          an object TensorFlow cannot checkpoint
     ├── SaveError                (OSError)            a save failed; nothing was committed
+    │   └── DiskFullError                                 ... for lack of space (ENOSPC, EFBIG)
     └── RestoreMismatchError     (AssertionError)     program and checkpoint disagree
         └── ShapeMismatchError   (ValueError)         a variable's shape or dtype differs
 
 Invalid configuration is reported by pydantic's `ValidationError`, which names the field.
+`CheckpointSkippedWarning` (a `UserWarning`) tells that a restore passed over a damaged
+checkpoint for an older, intact one.
 """
 
 from __future__ import annotations
@@ -29,9 +33,12 @@ __all__ = [
     "CheckpointExistsError",
     "CheckpointKeyError",
     "CheckpointNotFoundError",
+    "CheckpointSkippedWarning",
     "CkptkitError",
     "CorruptCheckpointError",
+    "DiskFullError",
     "FormatError",
+    "InvalidMetadataError",
     "InvalidStepError",
     "RestoreMismatchError",
     "SaveError",
@@ -68,6 +75,10 @@ class FormatError(CkptkitError, ValueError):
     """The checkpoint is of a format this backend cannot restore (e.g. name-based into TF2)."""
 
 
+class InvalidMetadataError(CkptkitError, TypeError):
+    """Metadata or metrics passed to `save` that cannot be stored as JSON."""
+
+
 class InvalidStepError(CkptkitError, ValueError):
     """A step that is not a non-negative integer."""
 
@@ -78,6 +89,14 @@ class TrackableError(CkptkitError, TypeError):
 
 class SaveError(CkptkitError, OSError):
     """Writing a checkpoint failed; nothing was committed and earlier checkpoints are untouched."""
+
+
+class DiskFullError(SaveError):
+    """A save ran out of space (ENOSPC, or EFBIG from a file-size limit); nothing was committed."""
+
+
+class CheckpointSkippedWarning(UserWarning):
+    """A restore passed over damaged checkpoints and loaded an older, intact one."""
 
 
 class RestoreMismatchError(CkptkitError, AssertionError):

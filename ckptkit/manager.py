@@ -7,9 +7,12 @@ TensorFlow moves the tensors, and `status` whether a restore matches.
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import tensorflow as tf
@@ -21,13 +24,19 @@ from ckptkit.config import Assertion, CheckpointConfig
 from ckptkit.errors import (
     CheckpointExistsError,
     CheckpointNotFoundError,
+    CheckpointSkippedWarning,
+    CorruptCheckpointError,
+    DiskFullError,
+    InvalidMetadataError,
     InvalidStepError,
     SaveError,
 )
+from ckptkit.manifest import FileRecord, Manifest, crc32_of, write_manifest
 from ckptkit.retention import plan_deletions
 from ckptkit.schedule import SaveTimer
 from ckptkit.status import RestoreReport, RestoreResult, check_assertion
 from ckptkit.storage import CheckpointInfo
+from ckptkit.verification import verify_checkpoint
 
 __all__ = ["CheckpointManager"]
 
@@ -84,9 +93,12 @@ class CheckpointManager:
         self._entries: list[tuple[str, float]] = []
         last_preserved = None
         if tf.io.gfile.isdir(self._directory):
-            self._entries, last_preserved = storage.committed(self._directory)
+            # Entries whose files are gone stay, so that restore() reports them as skipped.
+            self._entries, last_preserved = storage.committed(self._directory, include_missing=True)
         # As tf.train.CheckpointManager: a fresh directory starts its every-n-hours window now.
         self._last_preserved = time.time() - 1.0 if last_preserved is None else last_preserved
+        self._swept = False  # leftovers of interrupted saves are removed by the first save
+        self._damaged: set[str] = set()  # committed checkpoints a restore found damaged
         latest_step = storage.parse_step(self._entries[-1][0]) if self._entries else None
         self._timer = SaveTimer(
             config.schedule, last_step=latest_step, clock=clock or time.monotonic
@@ -111,15 +123,20 @@ class CheckpointManager:
 
     @property
     def checkpoints(self) -> list[CheckpointInfo]:
-        """Committed checkpoints, oldest first (files are stat'ed for sizes)."""
-        return [storage.describe(path, t) for path, t in self._entries]
+        """Committed checkpoints whose index file exists, oldest first (sizes are stat'ed)."""
+        return [
+            storage.describe(path, t)
+            for path, t in self._entries
+            if tf.io.gfile.exists(f"{path}.index")
+        ]
 
     @property
     def latest(self) -> CheckpointInfo | None:
-        """The newest committed checkpoint, or None when there is none."""
-        if not self._entries:
-            return None
-        return storage.describe(*self._entries[-1])
+        """The newest committed checkpoint whose index file exists, or None."""
+        for path, t in reversed(self._entries):
+            if tf.io.gfile.exists(f"{path}.index"):
+                return storage.describe(path, t)
+        return None
 
     def maybe_save(self, step: Any) -> str | None:
         """Saves when the schedule calls for it at `step`.
@@ -139,33 +156,59 @@ class CheckpointManager:
             return None
         return self.save(step)
 
-    def save(self, step: Any) -> str:
+    def save(
+        self,
+        step: Any,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+    ) -> str:
         """Saves a checkpoint for `step` now, commits it, then applies retention.
 
-        The checkpoint is listed (in memory and in the state file) only after TensorFlow has
-        written all of its files; old checkpoints are deleted only after that.
+        The commit protocol: TensorFlow writes the files; ckptkit records them in a manifest
+        (sizes, the index's crc32, step, time, versions, `metadata`, `metrics`); then the
+        checkpoint is listed in the state file, which is the moment it becomes visible. Only
+        after that are old checkpoints deleted. A save interrupted at any point leaves the
+        previous state; its leftovers are removed by the next writer's first save.
 
         Args:
             step: The step this checkpoint is for; it names the checkpoint.
+            metadata: JSON-serialisable information stored in the manifest.
+            metrics: Named numbers stored in the manifest (e.g. ``{"val_loss": 0.31}``).
 
         Returns:
             The checkpoint prefix, e.g. ``runs/exp1/ckpt-200``.
 
         Raises:
-            CheckpointExistsError: A committed checkpoint for `step` exists already.
-            SaveError: Writing failed; partial files were removed, earlier checkpoints kept.
+            CheckpointExistsError: An intact committed checkpoint for `step` exists already.
+            InvalidMetadataError: `metadata` or `metrics` cannot be stored as JSON.
+            DiskFullError: The disk (or a file-size limit) ran out; nothing was committed.
+            SaveError: Writing failed otherwise; partial files were removed, earlier
+                checkpoints kept.
         """
         step = _as_step(step)
+        extra = _json_fields(metadata, metrics)
         path = os.path.join(self._directory, f"{self._config.prefix}-{step}")
         if any(p == path for p, _ in self._entries):
-            raise CheckpointExistsError(
-                f"checkpoint {path} for step {step} is already committed; it is not overwritten. "
-                "Save at a new step, or use a new directory to retrain from an earlier step"
-            )
+            if path not in self._damaged:
+                raise CheckpointExistsError(
+                    f"checkpoint {path} for step {step} is already committed; it is not "
+                    "overwritten. Save at a new step, or use a new directory to retrain from "
+                    "an earlier step"
+                )
+            self._uncommit(path)  # found damaged by restore(): replaced by this save
+        durable = self._config.durable
         try:
             tf.io.gfile.makedirs(self._directory)
+            if not self._swept:
+                storage.remove_leftovers(
+                    self._directory, self._config.prefix, {p for p, _ in self._entries}
+                )
+                self._swept = True
             written = self._backend.write(path)
-            entries = [*self._entries, (written, time.time())]
+            now = time.time()
+            write_manifest(written, _manifest(written, step, now, extra, durable), durable=durable)
+            entries = [*self._entries, (written, now)]
             plan = plan_deletions(
                 [e for e in entries if e[1] > self._last_preserved],
                 max_to_keep=self._config.retention.max_to_keep,
@@ -174,19 +217,24 @@ class CheckpointManager:
             )
             doomed = set(plan.delete)
             entries = [e for e in entries if e[0] not in doomed]
-            storage.write_state(self._directory, tuple(entries), plan.last_preserved)
+            storage.write_state(
+                self._directory, tuple(entries), plan.last_preserved, durable=durable
+            )
         except (tf.errors.OpError, OSError) as e:
             storage.delete_checkpoint(path)
-            raise SaveError(
-                f"saving checkpoint {path} failed: {e}. Nothing was committed and the earlier "
-                f"checkpoints in {self._directory} are intact"
-            ) from e
+            raise _save_error(path, self._directory, e) from e
         self._entries = entries
         self._last_preserved = plan.last_preserved
         for old in plan.delete:
             storage.delete_checkpoint(old)
         self._timer.record(step)
         return written
+
+    def _uncommit(self, path: str) -> None:
+        self._entries = [e for e in self._entries if e[0] != path]
+        storage.write_state(self._directory, tuple(self._entries), self._last_preserved)
+        storage.delete_checkpoint(path)
+        self._damaged.discard(path)
 
     def check_compatibility(
         self, *, step: int | None = None, path: str | None = None
@@ -212,9 +260,12 @@ class CheckpointManager:
     ) -> RestoreResult:
         """Restores the newest checkpoint, or the one of `step`, or the one at `path`.
 
-        The checkpoint is matched against the program first; when the assertion fails
-        nothing is loaded. Objects that do not exist yet (an unbuilt Keras model) get their
-        values when they are created; check them afterwards with `RestoreResult.assert_restored`.
+        The checkpoint is verified (`RestorePolicy.verify`) and matched against the program
+        first; when the assertion fails nothing is loaded. Without `step` or `path`, a damaged
+        newest checkpoint is skipped for the newest intact one, with a
+        `CheckpointSkippedWarning`; `RestoreResult.skipped` names what was skipped and why.
+        Objects that do not exist yet (an unbuilt Keras model) get their values when they are
+        created; check them afterwards with `RestoreResult.assert_restored`.
 
         Args:
             step: Restore the checkpoint of this step.
@@ -226,12 +277,61 @@ class CheckpointManager:
 
         Raises:
             CheckpointNotFoundError: No such checkpoint (or none at all).
+            CorruptCheckpointError: The requested checkpoint, or every one, is damaged.
             ShapeMismatchError: A variable's shape or dtype differs; nothing was loaded.
             RestoreMismatchError: The assertion failed; nothing was loaded.
-            CorruptCheckpointError: The checkpoint's files cannot be read.
         """
-        target = self._select(step, path)
         mode = assertion or self._config.restore.assertion
+        if step is not None or path is not None:
+            target = self._select(step, path)
+            problems = self._problems(target)
+            if problems:
+                raise CorruptCheckpointError(
+                    f"checkpoint {target} is damaged: {problems}; restore another one "
+                    "(ckptkit.verify lists which are intact)"
+                )
+            return self._load(target, mode, skipped=())
+        if not self._entries:
+            raise CheckpointNotFoundError(
+                f"no checkpoint to restore in {self._directory}; "
+                "use restore_or_initialize() to start fresh when there is none"
+            )
+        skipped: list[tuple[str, str]] = []
+        for target, _ in reversed(self._entries):
+            problems = self._problems(target)
+            if not problems:
+                try:
+                    result = self._load(target, mode, skipped=tuple(skipped))
+                except (CorruptCheckpointError, CheckpointNotFoundError) as e:
+                    problems = str(e).splitlines()[0]
+                else:
+                    if skipped:
+                        warnings.warn(
+                            CheckpointSkippedWarning(
+                                f"restored {target} after skipping damaged checkpoint(s): "
+                                + "; ".join(f"{p} ({why})" for p, why in skipped)
+                            ),
+                            stacklevel=2,
+                        )
+                    return result
+            skipped.append((target, problems))
+            self._damaged.add(target)
+        raise CorruptCheckpointError(
+            f"every checkpoint in {self._directory} is damaged; nothing was restored: "
+            + "; ".join(f"{p} ({why})" for p, why in skipped)
+        )
+
+    def _problems(self, target: str) -> str:
+        """What verification finds wrong with `target` ("" when intact or verification is off)."""
+        level = self._config.restore.verify
+        if level == "off":
+            return ""
+        verdict = verify_checkpoint(target, full=level == "full")
+        return "; ".join(str(p) for p in verdict.problems)
+
+    def _load(
+        self, target: str, mode: Assertion, *, skipped: tuple[tuple[str, str], ...]
+    ) -> RestoreResult:
         report = self._backend.compare(target)
         check_assertion(report, mode)
         status = self._backend.restore(target, expect_partial=mode != "none")
@@ -243,6 +343,7 @@ class CheckpointManager:
             path=target,
             step=restored_step,
             report=report,
+            skipped=skipped,
             tf_status=status,
             _recheck=lambda: self._backend.compare(target, status),
         )
@@ -287,3 +388,66 @@ def _as_step(step: Any) -> int:
     if as_int < 0 or as_int != value:
         raise InvalidStepError(f"step must be a non-negative integer (received step={step!r})")
     return as_int
+
+
+def _json_fields(
+    metadata: Mapping[str, Any] | None, metrics: Mapping[str, float] | None
+) -> dict[str, Any]:
+    extra = {"metadata": dict(metadata or {}), "metrics": dict(metrics or {})}
+    try:
+        extra["metrics"] = {str(k): float(v) for k, v in extra["metrics"].items()}
+        json.dumps(extra, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise InvalidMetadataError(
+            f"save() metadata and metrics must be JSON (metrics: finite numbers): {e}"
+        ) from e
+    return extra
+
+
+def _manifest(path: str, step: int, now: float, extra: dict[str, Any], durable: bool) -> Manifest:
+    files = {}
+    for name in storage.checkpoint_files(path):
+        if name.endswith(".manifest.json"):
+            continue
+        if durable:
+            storage.fsync(name)
+        files[os.path.basename(name)] = FileRecord(
+            size=tf.io.gfile.stat(name).length,
+            crc32=crc32_of(name) if name.endswith(".index") else None,
+        )
+    return Manifest(
+        checkpoint=os.path.basename(path),
+        step=step,
+        time=now,
+        files=files,
+        tensorflow=tf.__version__,
+        ckptkit=_version(),
+        **extra,
+    )
+
+
+def _version() -> str:
+    from ckptkit import __version__
+
+    return __version__
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_DISK_FULL_WORDS = ("no space left", "file too large", "quota exceeded", "disk full")
+
+
+def _save_error(path: str, directory: str, error: BaseException) -> SaveError:
+    text = str(error)
+    if getattr(error, "errno", None) in _DISK_FULL or any(
+        w in text.lower() for w in _DISK_FULL_WORDS
+    ):
+        return DiskFullError(
+            errno.ENOSPC,
+            f"saving checkpoint {path} ran out of space ({text.strip().splitlines()[0]}). "
+            f"Nothing was committed, its partial files were removed, and the earlier "
+            f"checkpoints in {directory} are intact; free space or lower max_to_keep",
+        )
+    return SaveError(
+        f"saving checkpoint {path} failed: {text}. Nothing was committed and the earlier "
+        f"checkpoints in {directory} are intact"
+    )

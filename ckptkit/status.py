@@ -142,6 +142,7 @@ class RestoreResult:
         path: The checkpoint loaded, or None.
         step: The step of the checkpoint loaded, or None.
         report: The comparison made before loading, or None when nothing was loaded.
+        skipped: Damaged checkpoints passed over for this one, as ``(path, why)``.
         tf_status: TensorFlow's own load status (for graph-mode `run_restore_ops`).
 
     Example:
@@ -153,6 +154,7 @@ class RestoreResult:
     path: str | None = None
     step: int | None = None
     report: RestoreReport | None = None
+    skipped: tuple[tuple[str, str], ...] = ()
     tf_status: Any = field(default=None, repr=False, compare=False)
     _recheck: Callable[[], RestoreReport] | None = field(default=None, repr=False, compare=False)
 

@@ -31,9 +31,11 @@ __all__ = [
     "committed",
     "delete_checkpoint",
     "describe",
+    "fsync",
     "list_checkpoints",
     "parse_step",
     "read_state",
+    "remove_leftovers",
     "resolve_checkpoint",
     "write_state",
 ]
@@ -97,7 +99,8 @@ def read_state(directory: str) -> DirectoryState | None:
         return None
     except (tf.errors.OpError, UnicodeDecodeError) as e:
         warnings.warn(
-            f"cannot read {state_path} ({e}); listing checkpoints from files", stacklevel=2
+            f"ignoring unreadable state file {state_path} ({e}); listing checkpoints from files",
+            stacklevel=2,
         )
         return None
     state = CheckpointState()
@@ -117,10 +120,29 @@ def read_state(directory: str) -> DirectoryState | None:
     return DirectoryState(entries, state.last_preserved_timestamp)
 
 
+def fsync(path: str) -> None:
+    """Flushes a local file or directory to stable storage; remote filesystems are skipped."""
+    if "://" in path:
+        return  # Remote filesystems make their own durability promises.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_state(
-    directory: str, entries: tuple[tuple[str, float], ...], last_preserved: float
+    directory: str,
+    entries: tuple[tuple[str, float], ...],
+    last_preserved: float,
+    *,
+    durable: bool = False,
 ) -> None:
-    """Atomically replaces ``<directory>/checkpoint`` with `entries` (oldest first)."""
+    """Atomically replaces ``<directory>/checkpoint`` with `entries` (oldest first).
+
+    With `durable`, the new file and the directory are fsync'ed, so the commit survives a
+    power loss and not only a process kill.
+    """
     inside = directory.rstrip("/") + "/"
     rel = [p[len(inside) :] if p.startswith(inside) else p for p, _ in entries]
     state = CheckpointState(
@@ -133,15 +155,20 @@ def write_state(
     temp = f"{final}.tmp-{uuid.uuid4().hex}"
     with tf.io.gfile.GFile(temp, "w") as f:
         f.write(text_format.MessageToString(state))
+    if durable:
+        fsync(temp)
     tf.io.gfile.rename(temp, final, overwrite=True)
+    if durable:
+        fsync(directory)
 
 
 def checkpoint_files(path: str) -> list[str]:
-    """The files that make up the checkpoint `path` (index and data shards)."""
+    """The files that make up the checkpoint `path`: index, data shards and manifest."""
     pattern = _glob_escape(path)
     found: list[str] = [
         *tf.io.gfile.glob(f"{pattern}.index"),
         *tf.io.gfile.glob(f"{pattern}.data-?????-of-?????"),
+        *tf.io.gfile.glob(f"{pattern}.manifest.json"),
     ]
     return found
 
@@ -183,12 +210,18 @@ def _scan(directory: str) -> list[tuple[str, float]]:
     return found
 
 
-def committed(directory: str) -> tuple[list[tuple[str, float]], float | None]:
+def committed(
+    directory: str, *, include_missing: bool = False
+) -> tuple[list[tuple[str, float]], float | None]:
     """The committed checkpoints of an existing `directory` as ``(path, time)``, oldest first.
 
     The state file decides what is committed; a directory without one (written by
-    `tf.train.Checkpoint.write`, say) is listed from its ``*.index`` files. Entries whose index
-    file is gone are left out.
+    `tf.train.Checkpoint.write`, say) is listed from its ``*.index`` files.
+
+    Args:
+        directory: The checkpoint directory.
+        include_missing: Keep state-file entries whose index file is gone (for `verify`, which
+            reports them); by default they are left out.
 
     Returns:
         The entries, and the state file's keep-every-n-hours mark (None without a state file).
@@ -196,7 +229,7 @@ def committed(directory: str) -> tuple[list[tuple[str, float]], float | None]:
     state = read_state(directory)
     if state is None:
         return _scan(directory), None
-    entries = [e for e in state.entries if tf.io.gfile.exists(f"{e[0]}.index")]
+    entries = [e for e in state.entries if include_missing or tf.io.gfile.exists(f"{e[0]}.index")]
     return entries, state.last_preserved
 
 
@@ -245,9 +278,65 @@ def resolve_checkpoint(path: str) -> str:
 
 
 def delete_checkpoint(path: str) -> None:
-    """Removes the files of checkpoint `path`; files already gone are ignored."""
-    for name in checkpoint_files(path):
+    """Removes the files of checkpoint `path`, and what a save of it may have left half-done.
+
+    Files already gone are ignored.
+    """
+    for name in checkpoint_files(path) + _partial_files(path):
         try:
-            tf.io.gfile.remove(name)
+            if tf.io.gfile.isdir(name):
+                tf.io.gfile.rmtree(name)
+            else:
+                tf.io.gfile.remove(name)
         except tf.errors.NotFoundError:
             continue
+
+
+def _partial_files(path: str) -> list[str]:
+    # TensorFlow writes shards under "<prefix>_temp/" and renames through "*.tempstate*" files;
+    # ckptkit writes its manifest and state through "*.tmp-<pid>" files.
+    pattern = _glob_escape(path)
+    found: list[str] = [
+        *tf.io.gfile.glob(f"{pattern}_temp"),
+        *tf.io.gfile.glob(f"{pattern}.*.tempstate*"),
+        *tf.io.gfile.glob(f"{pattern}.*.tmp-*"),
+    ]
+    return found
+
+
+def remove_leftovers(directory: str, prefix: str, keep: set[str]) -> list[str]:
+    """Removes what interrupted saves left in `directory`; returns what was removed.
+
+    Leftovers are TensorFlow's temporary shard folders and rename files, ckptkit's temporary
+    manifest and state files, and checkpoints named ``<prefix>-<step>`` that are not committed
+    (not in `keep`) and are newer than every committed one: a save killed before its commit.
+    Nothing committed, and nothing older than the newest committed checkpoint, is touched.
+    """
+    removed: list[str] = []
+    pattern = os.path.join(_glob_escape(directory), _glob_escape(prefix))
+    newest = max((parse_step(p) or -1 for p in keep), default=-1)
+    temporaries = [
+        *tf.io.gfile.glob(f"{pattern}-*_temp"),
+        *tf.io.gfile.glob(f"{pattern}-*.tempstate*"),
+        *tf.io.gfile.glob(f"{pattern}-*.tmp-*"),
+        *tf.io.gfile.glob(os.path.join(_glob_escape(directory), f"{STATE_FILE}.tmp-*")),
+    ]
+    for name in temporaries:
+        try:
+            if tf.io.gfile.isdir(name):
+                tf.io.gfile.rmtree(name)
+            else:
+                tf.io.gfile.remove(name)
+            removed.append(name)
+        except tf.errors.NotFoundError:
+            continue
+    for index in tf.io.gfile.glob(f"{pattern}-*.index") + tf.io.gfile.glob(
+        f"{pattern}-*.manifest.json"
+    ):
+        candidate = index.removesuffix(".index").removesuffix(".manifest.json")
+        step = parse_step(candidate)
+        if candidate in keep or step is None or step <= newest:
+            continue
+        delete_checkpoint(candidate)
+        removed.append(candidate)
+    return removed

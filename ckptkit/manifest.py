@@ -1,0 +1,157 @@
+"""The per-checkpoint manifest: what a committed checkpoint consists of, and who wrote it.
+
+``<prefix>-<step>.manifest.json`` sits beside the checkpoint's files. It is written (atomically)
+after TensorFlow has finished writing and before the checkpoint is listed in the state file, so
+it records the files as they were when the checkpoint was complete: names, sizes, and a crc32 of
+the index. Data files are covered by TensorFlow's own per-tensor crc32c, stored in the index and
+checked when tensors are read (`verify(..., full=True)`). The manifest carries a checksum of its
+own, so a damaged manifest is detected rather than trusted. File names are plain names inside the
+checkpoint's directory; anything else is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from typing import Any
+
+import tensorflow as tf
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ckptkit.errors import CorruptCheckpointError
+from ckptkit.storage import fsync
+
+__all__ = [
+    "MANIFEST_SUFFIX",
+    "FileRecord",
+    "Manifest",
+    "crc32_of",
+    "manifest_path",
+    "read_manifest",
+    "write_manifest",
+]
+
+MANIFEST_SUFFIX = ".manifest.json"
+_FORMAT = "ckptkit-manifest/1"
+
+
+class FileRecord(BaseModel):
+    """One file of a checkpoint.
+
+    Attributes:
+        size: Its size in bytes.
+        crc32: zlib crc32 of its bytes, for files small enough to hash at save time (the index).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    size: int = Field(ge=0)
+    crc32: int | None = None
+
+
+class Manifest(BaseModel):
+    """What a committed checkpoint consists of.
+
+    Attributes:
+        format: Manifest format tag.
+        checkpoint: The checkpoint's name (its prefix without the directory).
+        step: The step it was saved at.
+        time: Wall time of the commit, seconds since the epoch.
+        files: Its files by plain name, e.g. ``ckpt-100.index``.
+        tensorflow: TensorFlow version that wrote it.
+        ckptkit: ckptkit version that wrote it.
+        metadata: The user's JSON metadata passed to `save`.
+        metrics: The user's metrics passed to `save`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: str = _FORMAT
+    checkpoint: str
+    step: int = Field(ge=0)
+    time: float
+    files: dict[str, FileRecord]
+    tensorflow: str
+    ckptkit: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _plain_checkpoint_name(cls, value: str) -> str:
+        return _plain_name(value)
+
+    @field_validator("files")
+    @classmethod
+    def _plain_file_names(cls, value: dict[str, FileRecord]) -> dict[str, FileRecord]:
+        for name in value:
+            _plain_name(name)
+        return value
+
+
+def _plain_name(name: str) -> str:
+    if not name or "/" in name or "\\" in name or name in (".", "..") or "://" in name:
+        raise ValueError(
+            f"manifest names must be plain file names inside the checkpoint's directory "
+            f"(received {name!r})"
+        )
+    return name
+
+
+def crc32_of(path: str) -> int:
+    """The zlib crc32 of a file's bytes, read in chunks."""
+    crc = 0
+    with tf.io.gfile.GFile(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def _canonical(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+
+
+def manifest_path(checkpoint: str) -> str:
+    """Where the manifest of checkpoint prefix `checkpoint` lives."""
+    return checkpoint + MANIFEST_SUFFIX
+
+
+def write_manifest(checkpoint: str, manifest: Manifest, *, durable: bool = False) -> None:
+    """Atomically writes the manifest of `checkpoint` (temp file, then rename)."""
+    payload = manifest.model_dump(mode="json")
+    body = {**payload, "checksum": zlib.crc32(_canonical(payload))}
+    final = manifest_path(checkpoint)
+    temp = f"{final}.tmp-{os.getpid()}"
+    with tf.io.gfile.GFile(temp, "w") as f:
+        f.write(json.dumps(body, indent=1, sort_keys=True))
+    if durable:
+        fsync(temp)
+    tf.io.gfile.rename(temp, final, overwrite=True)
+
+
+def read_manifest(checkpoint: str) -> Manifest | None:
+    """The manifest of `checkpoint`, or None when it has none (e.g. written by plain TF).
+
+    Raises:
+        CorruptCheckpointError: The manifest exists but is unreadable, malformed, fails its
+            checksum, or names files outside the checkpoint's directory.
+    """
+    path = manifest_path(checkpoint)
+    try:
+        raw = tf.io.gfile.GFile(path, "rb").read()
+    except tf.errors.NotFoundError:
+        return None
+    except tf.errors.OpError as e:
+        raise CorruptCheckpointError(f"cannot read manifest {path}: {e.message}") from e
+    try:
+        body = json.loads(raw)
+        if not isinstance(body, dict):
+            raise ValueError("not a JSON object")
+        checksum = body.pop("checksum", None)
+        if checksum != zlib.crc32(_canonical(body)):
+            raise ValueError("its checksum does not match its content")
+        return Manifest.model_validate(body)
+    except (ValueError, ValidationError, RecursionError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CorruptCheckpointError(f"manifest {path} is damaged: {first}") from e

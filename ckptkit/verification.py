@@ -1,0 +1,172 @@
+"""Is a checkpoint intact? Checks files against the manifest, the index, and (fully) the data.
+
+Two depths:
+
+- cheap: every file the manifest lists exists with its recorded size, the index matches its
+  crc32, the manifest matches its own checksum, and TensorFlow can open the index. For a
+  checkpoint without a manifest (written by plain TensorFlow): the index opens and every data
+  shard it names exists.
+- full: also reads every tensor, which makes TensorFlow check each one's crc32c.
+
+Example:
+    >>> report = ckptkit.verify("runs/exp1")          # doctest: +SKIP
+    >>> report.ok, [str(p) for c in report.checkpoints for p in c.problems]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from ckptkit import storage
+from ckptkit.errors import CheckpointNotFoundError, CorruptCheckpointError
+from ckptkit.inspection import open_reader
+from ckptkit.manifest import crc32_of, read_manifest
+
+__all__ = ["CheckpointVerdict", "Problem", "VerifyReport", "verify", "verify_checkpoint"]
+
+_SHARD_RE = re.compile(r"\.data-(\d{5})-of-(\d{5})$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a checkpoint.
+
+    Attributes:
+        file: The file at fault.
+        reason: What is wrong, e.g. ``size mismatch: expected 1024 bytes, found 512``.
+    """
+
+    file: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class CheckpointVerdict:
+    """The outcome of verifying one checkpoint.
+
+    Attributes:
+        path: The checkpoint prefix.
+        problems: Everything found wrong; empty when intact.
+        has_manifest: Whether ckptkit's manifest was there to check against.
+    """
+
+    path: str
+    problems: tuple[Problem, ...]
+    has_manifest: bool
+
+    @property
+    def ok(self) -> bool:
+        """Whether the checkpoint is intact."""
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The outcome of verifying a checkpoint or every checkpoint of a directory.
+
+    Attributes:
+        checkpoints: One verdict per checkpoint, oldest first.
+    """
+
+    checkpoints: tuple[CheckpointVerdict, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Whether every checkpoint is intact."""
+        return all(c.ok for c in self.checkpoints)
+
+
+def verify_checkpoint(path: str, *, full: bool = False) -> CheckpointVerdict:
+    """Verifies the checkpoint prefix `path` (see the module docstring for what is checked)."""
+    problems: list[Problem] = []
+    try:
+        manifest = read_manifest(path)
+    except CorruptCheckpointError as e:
+        return CheckpointVerdict(path, (Problem(path + ".manifest.json", str(e)),), True)
+    directory = os.path.dirname(path)
+    if manifest is not None:
+        for name, record in manifest.files.items():
+            file = os.path.join(directory, name)
+            try:
+                size = tf.io.gfile.stat(file).length
+            except tf.errors.NotFoundError:
+                problems.append(Problem(file, "missing"))
+                continue
+            if size != record.size:
+                problems.append(
+                    Problem(file, f"size mismatch: expected {record.size} bytes, found {size}")
+                )
+            elif record.crc32 is not None and crc32_of(file) != record.crc32:
+                problems.append(Problem(file, "checksum mismatch: the file's bytes changed"))
+        if problems:
+            return CheckpointVerdict(path, tuple(problems), True)
+    problems.extend(_check_readable(path, full=full, check_shards=manifest is None))
+    return CheckpointVerdict(path, tuple(problems), manifest is not None)
+
+
+def _check_readable(path: str, *, full: bool, check_shards: bool) -> list[Problem]:
+    index = path + ".index"
+    if not tf.io.gfile.exists(index):
+        return [Problem(index, "missing")]
+    try:
+        _, reader = open_reader(path)
+    except CorruptCheckpointError as e:
+        return [Problem(index, f"unreadable index: {e}")]
+    problems: list[Problem] = []
+    if check_shards:
+        problems.extend(_missing_shards(path))
+    if full and not problems:
+        for key in sorted(reader.get_variable_to_shape_map()):
+            try:
+                reader.get_tensor(key)
+            except tf.errors.OpError as e:
+                problems.append(
+                    Problem(path + ".data-*", f"tensor {key!r} unreadable: {e.message}")
+                )
+    return problems
+
+
+def _missing_shards(path: str) -> list[Problem]:
+    shards = storage.checkpoint_files(path)
+    counts = {int(m.group(2)) for f in shards if (m := _SHARD_RE.search(f))}
+    if not counts:
+        return [Problem(path + ".data-00000-of-00001", "missing: no data file")]
+    total = max(counts)
+    have = {int(m.group(1)) for f in shards if (m := _SHARD_RE.search(f))}
+    return [
+        Problem(f"{path}.data-{i:05d}-of-{total:05d}", "missing")
+        for i in range(total)
+        if i not in have
+    ]
+
+
+def verify(path: str, *, full: bool = False) -> VerifyReport:
+    """Verifies one checkpoint (a prefix) or every committed checkpoint of a directory.
+
+    Args:
+        path: A checkpoint prefix or a directory.
+        full: Also read every tensor so TensorFlow checks its crc32c (reads all the data).
+
+    Returns:
+        One verdict per checkpoint.
+
+    Raises:
+        CheckpointNotFoundError: Nothing at `path`, or a directory with no checkpoint.
+    """
+    if path.endswith(".index"):
+        path = path[: -len(".index")]
+    if tf.io.gfile.exists(path + ".index") or tf.io.gfile.exists(path + ".manifest.json"):
+        return VerifyReport((verify_checkpoint(path, full=full),))
+    if not tf.io.gfile.isdir(path):
+        storage.resolve_checkpoint(path)  # raises the right "not found" error
+    entries, _ = storage.committed(path, include_missing=True)
+    if not entries:
+        raise CheckpointNotFoundError(f"no checkpoint in directory {path!r} to verify")
+    return VerifyReport(tuple(verify_checkpoint(p, full=full) for p, _ in entries))
