@@ -52,6 +52,19 @@ def examples(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def faults(session: nox.Session) -> None:
+    """The fault-injection tests with hundreds of SIGKILLs (CI runs 30)."""
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest",
+        "tests/test_faults.py",
+        "-s",
+        *session.posargs,
+        env={"CKPTKIT_FAULT_TRIALS": "300"},
+    )
+
+
+@nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Times ckptkit against plain tf.train.CheckpointManager in one process; prints ratios."""
     session.install("-e", ".")

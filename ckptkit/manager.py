@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -437,7 +438,8 @@ _DISK_FULL_WORDS = ("no space left", "file too large", "quota exceeded", "disk f
 
 
 def _save_error(path: str, directory: str, error: BaseException) -> SaveError:
-    text = str(error)
+    # TensorFlow prefixes op errors with "{{function_node ...}}" and suffixes "[Op:SaveV2]".
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]", "", str(error))
     if getattr(error, "errno", None) in _DISK_FULL or any(
         w in text.lower() for w in _DISK_FULL_WORDS
     ):
