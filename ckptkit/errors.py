@@ -8,6 +8,7 @@ would already catch for that problem, so `except FileNotFoundError` keeps workin
     ├── CheckpointExistsError    (FileExistsError)    a save would replace a committed one
     ├── CheckpointKeyError       (KeyError)           a checkpoint has no such key
     ├── CorruptCheckpointError   (ValueError)         files there cannot be read as a checkpoint
+    ├── DirectoryLockedError     (BlockingIOError)    another writer holds the directory
     ├── FormatError              (ValueError)         a format this backend cannot restore
     ├── InvalidMetadataError     (TypeError)          save() metadata that is not JSON
     ├── InvalidStepError         (ValueError)         a step that is not a non-negative integer
@@ -36,6 +37,7 @@ __all__ = [
     "CheckpointSkippedWarning",
     "CkptkitError",
     "CorruptCheckpointError",
+    "DirectoryLockedError",
     "DiskFullError",
     "FormatError",
     "InvalidMetadataError",
@@ -69,6 +71,10 @@ class CheckpointKeyError(CkptkitError, KeyError):
 
 class CorruptCheckpointError(CkptkitError, ValueError):
     """Files are present but cannot be read as a checkpoint (truncated, garbage, unreadable)."""
+
+
+class DirectoryLockedError(CkptkitError, BlockingIOError):
+    """Another checkpoint manager is writing to the same directory."""
 
 
 class FormatError(CkptkitError, ValueError):

@@ -32,6 +32,7 @@ from ckptkit.errors import (
     InvalidStepError,
     SaveError,
 )
+from ckptkit.lock import WriterLock
 from ckptkit.manifest import FileRecord, Manifest, crc32_of, write_manifest
 from ckptkit.retention import plan_deletions
 from ckptkit.schedule import SaveTimer
@@ -92,13 +93,11 @@ class CheckpointManager:
         self._directory = config.directory
         self._backend: Backend = ObjectBasedBackend(trackables, checkpoint=checkpoint)
         self._entries: list[tuple[str, float]] = []
-        last_preserved = None
-        if tf.io.gfile.isdir(self._directory):
-            # Entries whose files are gone stay, so that restore() reports them as skipped.
-            self._entries, last_preserved = storage.committed(self._directory, include_missing=True)
-        # As tf.train.CheckpointManager: a fresh directory starts its every-n-hours window now.
-        self._last_preserved = time.time() - 1.0 if last_preserved is None else last_preserved
-        self._swept = False  # leftovers of interrupted saves are removed by the first save
+        self._last_preserved = 0.0
+        self._read_directory()
+        self._swept = False  # set by the first save, which takes the lock and clears leftovers
+        local = "://" not in self._directory
+        self._lock = WriterLock(self._directory) if local else None
         self._damaged: set[str] = set()  # committed checkpoints a restore found damaged
         latest_step = storage.parse_step(self._entries[-1][0]) if self._entries else None
         self._timer = SaveTimer(
@@ -114,6 +113,26 @@ class CheckpointManager:
     def directory(self) -> str:
         """The checkpoint directory."""
         return self._directory
+
+    def _read_directory(self) -> None:
+        """Loads the committed checkpoints from disk (at start, and on becoming the writer)."""
+        last_preserved = None
+        if tf.io.gfile.isdir(self._directory):
+            # Entries whose files are gone stay, so that restore() reports them as skipped.
+            self._entries, last_preserved = storage.committed(self._directory, include_missing=True)
+        # As tf.train.CheckpointManager: a fresh directory starts its every-n-hours window now.
+        self._last_preserved = time.time() - 1.0 if last_preserved is None else last_preserved
+
+    def close(self) -> None:
+        """Releases the directory's writer lock; the manager can still restore and list."""
+        if self._lock is not None:
+            self._lock.release()
+
+    def __enter__(self) -> CheckpointManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def checkpoint(self) -> tf.train.Checkpoint:
@@ -183,6 +202,7 @@ class CheckpointManager:
         Raises:
             CheckpointExistsError: An intact committed checkpoint for `step` exists already.
             InvalidMetadataError: `metadata` or `metrics` cannot be stored as JSON.
+            DirectoryLockedError: Another manager is writing to this directory.
             DiskFullError: The disk (or a file-size limit) ran out; nothing was committed.
             SaveError: Writing failed otherwise; partial files were removed, earlier
                 checkpoints kept.
@@ -190,6 +210,7 @@ class CheckpointManager:
         step = _as_step(step)
         extra = _json_fields(metadata, metrics)
         path = os.path.join(self._directory, f"{self._config.prefix}-{step}")
+        self._become_writer()
         if any(p == path for p, _ in self._entries):
             if path not in self._damaged:
                 raise CheckpointExistsError(
@@ -200,12 +221,6 @@ class CheckpointManager:
             self._uncommit(path)  # found damaged by restore(): replaced by this save
         durable = self._config.durable
         try:
-            tf.io.gfile.makedirs(self._directory)
-            if not self._swept:
-                storage.remove_leftovers(
-                    self._directory, self._config.prefix, {p for p, _ in self._entries}
-                )
-                self._swept = True
             written = self._backend.write(path)
             now = time.time()
             write_manifest(written, _manifest(written, step, now, extra, durable), durable=durable)
@@ -230,6 +245,23 @@ class CheckpointManager:
             storage.delete_checkpoint(old)
         self._timer.record(step)
         return written
+
+    def _become_writer(self) -> None:
+        """On the first save: create the directory, take the lock, re-read, clear leftovers."""
+        if self._swept:
+            return
+        try:
+            tf.io.gfile.makedirs(self._directory)
+        except (tf.errors.OpError, OSError) as e:
+            raise _save_error(self._directory, self._directory, e) from e
+        if self._lock is not None:
+            self._lock.acquire()
+        # Another writer may have committed since this manager read the directory.
+        self._read_directory()
+        storage.remove_leftovers(
+            self._directory, self._config.prefix, {p for p, _ in self._entries}
+        )
+        self._swept = True
 
     def _uncommit(self, path: str) -> None:
         self._entries = [e for e in self._entries if e[0] != path]

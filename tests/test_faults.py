@@ -68,7 +68,7 @@ def test_sigkill_at_random_moments_never_loses_or_breaks_a_checkpoint(tmp_path) 
         debris = [
             n
             for n in os.listdir(directory)
-            if n != "checkpoint" and n.split(".")[0] not in listed_names
+            if n not in ("checkpoint", ".ckptkit.lock") and n.split(".")[0] not in listed_names
         ]
         killed_mid_save += bool(debris)
         # Nothing reported committed is lost, and every listed checkpoint is complete.
@@ -112,6 +112,7 @@ def test_a_full_disk_fails_the_save_cleanly_and_training_continues(tmp_path) -> 
     assert outcome["listed_after_failure"] == [1]
     # No partial files of the failed save are left; the previous checkpoint is whole.
     assert outcome["files_after_failure"] == [
+        ".ckptkit.lock",
         "checkpoint",
         "ckpt-1.data-00000-of-00001",
         "ckpt-1.index",
