@@ -16,7 +16,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 # Light modules (pydantic and the standard library only) are imported at once.
-from ckptkit.config import Assertion, CheckpointConfig, RestorePolicy, Retention, Schedule
+from ckptkit.config import (
+    Assertion,
+    CheckpointConfig,
+    Preemption,
+    RestorePolicy,
+    Retention,
+    Schedule,
+)
 from ckptkit.errors import (
     CheckpointExistsError,
     CheckpointKeyError,
@@ -106,6 +113,7 @@ __all__ = [
     "InvalidStepError",
     "KeyChange",
     "Mismatch",
+    "Preemption",
     "Problem",
     "RestoreMismatchError",
     "RestorePolicy",

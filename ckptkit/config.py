@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["Assertion", "CheckpointConfig", "RestorePolicy", "Retention", "Schedule"]
+__all__ = ["Assertion", "CheckpointConfig", "Preemption", "RestorePolicy", "Retention", "Schedule"]
 
 Assertion = Literal["consumed", "existing_objects_matched", "nontrivial_match", "partial", "none"]
 """How strictly a restore must match the program (see `RestorePolicy`)."""
@@ -148,6 +148,35 @@ class RestorePolicy(BaseModel):
     verify: Literal["off", "cheap", "full"] = "cheap"
 
 
+class Preemption(BaseModel):
+    """Save at the next safe point after a termination signal, then exit.
+
+    The signal handler only takes note; the save happens in the next `maybe_save` call, at a
+    step boundary of the training loop, never in the middle of a step. A second signal before
+    that terminates the process at once, as it would without ckptkit. Handlers are installed
+    in the main thread when the manager is created and restored by `close()`.
+
+    Attributes:
+        signals: Names of the signals that mean "you are about to be stopped".
+        exit: Exit after the save, with status 128 + the signal number (143 for SIGTERM),
+            the shell's convention for "terminated by a signal", which schedulers treat as
+            restartable. With ``False``, training goes on and `CheckpointManager.preempted`
+            says which signal arrived.
+
+    Example:
+        >>> Preemption().signals
+        ('SIGTERM', 'SIGINT')
+    """
+
+    model_config = _MODEL_CONFIG
+
+    signals: tuple[Literal["SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2"], ...] = (
+        "SIGTERM",
+        "SIGINT",
+    )
+    exit: bool = True
+
+
 class CheckpointConfig(BaseModel):
     """Everything `CheckpointManager` needs to know, loadable from JSON or a dict.
 
@@ -159,6 +188,7 @@ class CheckpointConfig(BaseModel):
         restore: How strictly restores are checked.
         durable: fsync data, index, manifest and directory before a checkpoint counts as
             committed, so it survives a power loss, not only a process kill.
+        preemption: Save and exit on SIGTERM/SIGINT (see `Preemption`); None: off.
 
     Example:
         >>> cfg = CheckpointConfig.model_validate({"directory": "/tmp/x", "prefix": "model"})
@@ -174,6 +204,7 @@ class CheckpointConfig(BaseModel):
     retention: Retention = Field(default_factory=Retention)
     restore: RestorePolicy = Field(default_factory=RestorePolicy)
     durable: bool = False
+    preemption: Preemption | None = None
 
     @field_validator("directory", mode="before")
     @classmethod

@@ -11,6 +11,8 @@ import errno
 import json
 import os
 import re
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -99,6 +101,10 @@ class CheckpointManager:
         local = "://" not in self._directory
         self._lock = WriterLock(self._directory) if local else None
         self._damaged: set[str] = set()  # committed checkpoints a restore found damaged
+        self._preempted: int | None = None
+        self._previous_handlers: dict[int, Any] = {}
+        if config.preemption is not None:
+            self._install_handlers(config.preemption.signals)
         latest_step = storage.parse_step(self._entries[-1][0]) if self._entries else None
         self._timer = SaveTimer(
             config.schedule, last_step=latest_step, clock=clock or time.monotonic
@@ -123,10 +129,36 @@ class CheckpointManager:
         # As tf.train.CheckpointManager: a fresh directory starts its every-n-hours window now.
         self._last_preserved = time.time() - 1.0 if last_preserved is None else last_preserved
 
+    def _install_handlers(self, names: tuple[str, ...]) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            raise TypeError(
+                "Preemption handling installs signal handlers, which Python allows only in the "
+                "main thread; create this CheckpointManager there, or set preemption=None"
+            )
+        for name in names:
+            number = signal.Signals[name].value
+            self._previous_handlers[number] = signal.signal(number, self._on_signal)
+
+    def _on_signal(self, number: int, frame: object) -> None:
+        if self._preempted is not None:
+            # A second signal: give up the graceful path and let it act as it would have.
+            signal.signal(number, self._previous_handlers.get(number, signal.SIG_DFL))
+            signal.raise_signal(number)
+            return
+        self._preempted = number
+
+    @property
+    def preempted(self) -> str | None:
+        """The name of the termination signal received (with `Preemption`), or None."""
+        return None if self._preempted is None else signal.Signals(self._preempted).name
+
     def close(self) -> None:
-        """Releases the directory's writer lock; the manager can still restore and list."""
+        """Releases the writer lock and any signal handlers; restoring and listing still work."""
         if self._lock is not None:
             self._lock.release()
+        for number, previous in self._previous_handlers.items():
+            signal.signal(number, previous)
+        self._previous_handlers.clear()
 
     def __enter__(self) -> CheckpointManager:
         return self
@@ -161,9 +193,10 @@ class CheckpointManager:
     def maybe_save(self, step: Any) -> str | None:
         """Saves when the schedule calls for it at `step`.
 
-        Cheap on the steps that do not save, so it can be called on every step. Reading a
-        `tf.Variable` step waits for the device; on an accelerator, pass a Python int you keep
-        alongside it to avoid one sync per step.
+        Cheap on the steps that do not save, so it can be called on every step. After a
+        termination signal (with `CheckpointConfig.preemption`), it saves at once and exits.
+        Reading a `tf.Variable` step waits for the device; on an accelerator, pass a Python int
+        you keep alongside it to avoid one sync per step.
 
         Args:
             step: The current step: an int, or a scalar `tf.Variable` / tensor.
@@ -172,9 +205,21 @@ class CheckpointManager:
             The checkpoint path when it saved, else None.
         """
         step = _as_step(step)
+        if self._preempted is not None:
+            return self._save_for_preemption(step)
         if not self._timer.should_save(step):
             return None
         return self.save(step)
+
+    def _save_for_preemption(self, step: int) -> str:
+        path = os.path.join(self._directory, f"{self._config.prefix}-{step}")
+        if not any(p == path for p, _ in self._entries):
+            path = self.save(step)
+        number, policy = self._preempted, self._config.preemption
+        if number is None or policy is None or not policy.exit:
+            return path
+        self.close()
+        raise SystemExit(128 + number)
 
     def save(
         self,

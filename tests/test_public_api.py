@@ -29,6 +29,7 @@ PUBLIC = [
     "InvalidStepError",
     "KeyChange",
     "Mismatch",
+    "Preemption",
     "Problem",
     "RestoreMismatchError",
     "RestorePolicy",

@@ -1,0 +1,75 @@
+"""SIGTERM / SIGINT: save at the next step boundary, exit cleanly, resume from exactly there."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+import ckptkit
+
+WORKER = Path(__file__).with_name("workers") / "preemptible.py"
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def start(directory: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), directory, *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_termination_signal_saves_at_the_next_step_and_exits(tmp_path, sig) -> None:
+    directory = str(tmp_path / "run")
+    with start(directory) as worker:
+        assert worker.stdout is not None
+        assert worker.stdout.readline().strip() == "fresh"
+        assert worker.stdout.readline().startswith("step")
+        time.sleep(0.2)
+        worker.send_signal(sig)
+        out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 128 + sig, err
+    assert "Traceback" not in err
+    last_step = int([line for line in out.splitlines() if line.startswith("step")][-1].split()[1])
+    # The only checkpoint is the one the signal asked for, taken at the step the loop was on.
+    assert [c.step for c in ckptkit.list_checkpoints(directory)] == [last_step]
+    assert ckptkit.verify(directory).ok
+
+    with start(directory) as again:
+        assert again.stdout is not None
+        assert again.stdout.readline().strip() == f"resumed {last_step}"
+        assert again.stdout.readline().strip() == f"step {last_step + 1}"
+        again.kill()
+        again.communicate()
+
+
+def test_without_exit_training_goes_on_and_the_flag_says_why(tmp_path) -> None:
+    directory = str(tmp_path / "run")
+    with start(directory, "--no-exit") as worker:
+        assert worker.stdout is not None
+        worker.stdout.readline()
+        worker.stdout.readline()
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert out.strip().splitlines()[-1] == "saved after SIGTERM"
+
+
+def test_handlers_are_restored_by_close(config) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    mgr = ckptkit.CheckpointManager(
+        config(preemption=ckptkit.Preemption(signals=("SIGTERM",))), v=tf.Variable(1.0)
+    )
+    assert signal.getsignal(signal.SIGTERM) != before
+    mgr.close()
+    assert signal.getsignal(signal.SIGTERM) == before
