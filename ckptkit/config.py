@@ -189,6 +189,9 @@ class CheckpointConfig(BaseModel):
         durable: fsync data, index, manifest and directory before a checkpoint counts as
             committed, so it survives a power loss, not only a process kill.
         preemption: Save and exit on SIGTERM/SIGINT (see `Preemption`); None: off.
+        allow_outside_paths: Follow paths in the ``checkpoint`` state file that point outside
+            `directory`. Off by default: a crafted state file could otherwise make restores
+            read, and retention delete, files elsewhere.
 
     Example:
         >>> cfg = CheckpointConfig.model_validate({"directory": "/tmp/x", "prefix": "model"})
@@ -205,6 +208,7 @@ class CheckpointConfig(BaseModel):
     restore: RestorePolicy = Field(default_factory=RestorePolicy)
     durable: bool = False
     preemption: Preemption | None = None
+    allow_outside_paths: bool = False
 
     @field_validator("directory", mode="before")
     @classmethod

@@ -125,7 +125,11 @@ class CheckpointManager:
         last_preserved = None
         if tf.io.gfile.isdir(self._directory):
             # Entries whose files are gone stay, so that restore() reports them as skipped.
-            self._entries, last_preserved = storage.committed(self._directory, include_missing=True)
+            self._entries, last_preserved = storage.committed(
+                self._directory,
+                include_missing=True,
+                allow_outside=self._config.allow_outside_paths,
+            )
         # As tf.train.CheckpointManager: a fresh directory starts its every-n-hours window now.
         self._last_preserved = time.time() - 1.0 if last_preserved is None else last_preserved
 

@@ -81,16 +81,48 @@ def parse_step(path: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def _join(directory: str, path: str) -> str:
-    # State files may hold relative (TF2) or absolute (tf.compat.v1 Saver) paths.
-    return path if os.path.isabs(path) or "://" in path else os.path.join(directory, path)
+def _inside(directory: str, path: str, *, allow_outside: bool) -> str | None:
+    """Where a state-file path points, kept inside `directory` unless `allow_outside`.
+
+    State files hold relative (TF2) or absolute (tf.compat.v1 Saver) paths. One that leaves
+    the directory (absolute elsewhere, ``..``, another URI) could make restores read, and
+    retention delete, files that are not this directory's checkpoints. Such a path is replaced
+    by the same-named checkpoint inside the directory when there is one (a directory moved from
+    another machine) and dropped otherwise, each time with a warning.
+    """
+    joined = path if os.path.isabs(path) or "://" in path else os.path.join(directory, path)
+    if allow_outside:
+        return joined
+    name = os.path.basename(path.rstrip("/"))
+    local = os.path.join(directory, name)
+    if name not in ("", ".", "..") and (path == name or _same_place(joined, local)):
+        return local
+    if name not in ("", ".", "..") and tf.io.gfile.exists(f"{local}.index"):
+        warnings.warn(
+            f"the state file of {directory} points outside it ({path!r}); using {local}, "
+            "the checkpoint of that name inside the directory",
+            stacklevel=3,
+        )
+        return local
+    warnings.warn(
+        f"ignoring {path!r} in the state file of {directory}: it points outside the "
+        "directory (set allow_outside_paths=True in the config to follow such paths)",
+        stacklevel=3,
+    )
+    return None
 
 
-def read_state(directory: str) -> DirectoryState | None:
+def _same_place(a: str, b: str) -> bool:
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.normpath(os.path.abspath(a)) == os.path.normpath(os.path.abspath(b))
+
+
+def read_state(directory: str, *, allow_outside: bool = False) -> DirectoryState | None:
     """Reads ``<directory>/checkpoint``; None when it is missing or cannot be parsed.
 
     An unparsable state file is reported with a warning; the caller then falls back to the
-    checkpoints found on disk.
+    checkpoints found on disk. Paths leaving the directory are handled as `_inside` says.
     """
     state_path = os.path.join(directory, STATE_FILE)
     try:
@@ -112,12 +144,15 @@ def read_state(directory: str) -> DirectoryState | None:
     paths = list(state.all_model_checkpoint_paths)
     if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
         paths.append(state.model_checkpoint_path)
-    times = list(state.all_model_checkpoint_timestamps)
+    times: list[float | None] = list(state.all_model_checkpoint_timestamps)
     if len(times) != len(paths):
-        # Writers that record no timestamps (tf.compat.v1 Saver, old TF): fall back to file times.
-        times = [_mtime(_join(directory, p)) for p in paths]
-    entries = tuple((_join(directory, p), t) for p, t in zip(paths, times, strict=True))
-    return DirectoryState(entries, state.last_preserved_timestamp)
+        times = [None] * len(paths)  # tf.compat.v1 Saver and old TF record no times
+    entries: list[tuple[str, float]] = []
+    for raw, time_ in zip(paths, times, strict=True):
+        path = _inside(directory, raw, allow_outside=allow_outside)
+        if path is not None and all(path != e[0] for e in entries):
+            entries.append((path, _mtime(path) if time_ is None else time_))
+    return DirectoryState(tuple(entries), state.last_preserved_timestamp)
 
 
 def fsync(path: str) -> None:
@@ -211,7 +246,7 @@ def _scan(directory: str) -> list[tuple[str, float]]:
 
 
 def committed(
-    directory: str, *, include_missing: bool = False
+    directory: str, *, include_missing: bool = False, allow_outside: bool = False
 ) -> tuple[list[tuple[str, float]], float | None]:
     """The committed checkpoints of an existing `directory` as ``(path, time)``, oldest first.
 
@@ -222,11 +257,12 @@ def committed(
         directory: The checkpoint directory.
         include_missing: Keep state-file entries whose index file is gone (for `verify`, which
             reports them); by default they are left out.
+        allow_outside: Follow state-file paths that leave the directory.
 
     Returns:
         The entries, and the state file's keep-every-n-hours mark (None without a state file).
     """
-    state = read_state(directory)
+    state = read_state(directory, allow_outside=allow_outside)
     if state is None:
         return _scan(directory), None
     entries = [e for e in state.entries if include_missing or tf.io.gfile.exists(f"{e[0]}.index")]
