@@ -49,6 +49,7 @@ def examples(session: nox.Session) -> None:
     session.run(*loop, "--fresh")
     session.run(*loop, "--expect-resume")
     session.run("python", "examples/demo.py", "--dir", f"{tmp}/demo")
+    session.run("python", "examples/resume_after_crash.py", "--dir", f"{tmp}/resume")
 
 
 @nox.session(python=PYTHON)

@@ -61,6 +61,12 @@ def bench_case(name: str, state: dict[str, object], reps: int, root: str) -> dic
         directory=os.path.join(root, f"{name}-ckptkit"), retention=ckptkit.Retention(max_to_keep=2)
     )
     ours = ckptkit.CheckpointManager(config, **state)
+    durable = ckptkit.CheckpointManager(
+        config.model_copy(
+            update={"directory": os.path.join(root, f"{name}-durable"), "durable": True}
+        ),
+        **state,
+    )
     plain_root = tf.train.Checkpoint(**state)
     plain = tf.train.CheckpointManager(
         plain_root, **config.tf_manager_kwargs() | {"directory": os.path.join(root, f"{name}-tf")}
@@ -81,10 +87,31 @@ def bench_case(name: str, state: dict[str, object], reps: int, root: str) -> dic
         "ckptkit": lambda: ours.save(next(counter)),
         "tf.train.CheckpointManager.save": lambda: plain.save(checkpoint_number=next(counter)),
         "bare write": bare_write,
+        "ckptkit durable=True": lambda: durable.save(next(counter)),
     }
     for run in saves.values():  # warm-up: first-call tracing and directory creation
         run()
-    results = {"save": report(f"({name}) save", interleaved(saves, reps))}
+    save_medians = interleaved(saves, reps)
+    plain_save = save_medians["tf.train.CheckpointManager.save"]
+    durable_save = save_medians.pop("ckptkit durable=True")
+    results = {"save": report(f"({name}) save", save_medians)}
+    results["durable"] = durable_save / plain_save
+    print(
+        f"({name}) durable=True save {durable_save * 1e3:8.1f} ms "
+        f"(ratio {results['durable']:.3f} to tf.train.CheckpointManager.save)"
+    )
+    latest = ours.latest
+    assert latest is not None
+    for level, full in (("cheap", False), ("full", True)):
+        took = statistics.median(
+            timed(lambda full=full: ckptkit.verify(latest.path, full=full)) for _ in range(reps)
+        )
+        results[f"verify_{level}"] = took / plain_save
+        print(
+            f"({name}) verify {level:<5} {took * 1e3:8.1f} ms "
+            f"(ratio {took / plain_save:.3f} to tf.train.CheckpointManager.save)",
+            flush=True,
+        )
 
     plain_path = plain.latest_checkpoint
     restores: dict[str, Callable[[], object]] = {

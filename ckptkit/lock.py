@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 
 from ckptkit.errors import DirectoryLockedError
 
@@ -58,8 +59,12 @@ class WriterLock:
         os.pwrite(fd, json.dumps(owner).encode(), 0)
         self._fd = fd
 
-    def __del__(self) -> None:
-        self.release()
+    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
+        # At interpreter exit module globals may already be gone; closing the descriptor is
+        # enough to release a flock.
+        if self._fd is not None:
+            _close(self._fd)
+            self._fd = None
 
     def release(self) -> None:
         """Gives the lock up (also done by the kernel when the process ends)."""
