@@ -216,7 +216,7 @@ class CheckpointManager:
         return self.save(step)
 
     def _save_for_preemption(self, step: int) -> str:
-        path = os.path.join(self._directory, f"{self._config.prefix}-{step}")
+        path = self._path_for(step)
         if not any(p == path for p, _ in self._entries):
             path = self.save(step)
         number, policy = self._preempted, self._config.preemption
@@ -258,7 +258,7 @@ class CheckpointManager:
         """
         step = _as_step(step)
         extra = _json_fields(metadata, metrics)
-        path = os.path.join(self._directory, f"{self._config.prefix}-{step}")
+        path = self._path_for(step)
         self._become_writer()
         if any(p == path for p, _ in self._entries):
             if path not in self._damaged:
@@ -294,6 +294,9 @@ class CheckpointManager:
             storage.delete_checkpoint(old)
         self._timer.record(step)
         return written
+
+    def _path_for(self, step: int) -> str:
+        return os.path.join(self._directory, f"{self._config.prefix}-{step}")
 
     def _become_writer(self) -> None:
         """On the first save: create the directory, take the lock, re-read, clear leftovers."""
