@@ -154,7 +154,9 @@ class Preemption(BaseModel):
     The signal handler only takes note; the save happens in the next `maybe_save` call, at a
     step boundary of the training loop, never in the middle of a step. A second signal before
     that terminates the process at once, as it would without ckptkit. Handlers are installed
-    in the main thread when the manager is created and restored by `close()`.
+    in the main thread when the manager is created and restored by `close()`. Under a
+    `tf.distribute` strategy use TensorFlow's `PreemptionCheckpointHandler` instead (the manager
+    refuses `Preemption` inside a strategy scope).
 
     Attributes:
         signals: Names of the signals that mean "you are about to be stopped".

@@ -134,6 +134,12 @@ class CheckpointManager:
         self._last_preserved = time.time() - 1.0 if last_preserved is None else last_preserved
 
     def _install_handlers(self, names: tuple[str, ...]) -> None:
+        if tf.distribute.has_strategy():
+            raise TypeError(
+                "Preemption is for single-process training; under a tf.distribute strategy use "
+                "tf.distribute.experimental.PreemptionCheckpointHandler, which coordinates the "
+                "workers, and set preemption=None"
+            )
         if threading.current_thread() is not threading.main_thread():
             raise TypeError(
                 "Preemption handling installs signal handlers, which Python allows only in the "

@@ -73,3 +73,9 @@ def test_handlers_are_restored_by_close(config) -> None:
     assert signal.getsignal(signal.SIGTERM) != before
     mgr.close()
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_under_tf_distribute_tensorflows_own_handler_is_required(config) -> None:
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope(), pytest.raises(TypeError, match="PreemptionCheckpointHandler"):
+        ckptkit.CheckpointManager(config(preemption=ckptkit.Preemption()), v=tf.Variable(1.0))
