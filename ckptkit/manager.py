@@ -498,7 +498,7 @@ def _json_fields(
 def _manifest(path: str, step: int, now: float, extra: dict[str, Any], durable: bool) -> Manifest:
     files = {}
     for name in storage.checkpoint_files(path):
-        if name.endswith(".manifest.json"):
+        if name.endswith(storage.MANIFEST_SUFFIX):
             continue
         if durable:
             storage.fsync(name)

@@ -20,7 +20,7 @@ import tensorflow as tf
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ckptkit.errors import CorruptCheckpointError
-from ckptkit.storage import fsync
+from ckptkit.storage import MANIFEST_SUFFIX, fsync
 
 __all__ = [
     "MANIFEST_SUFFIX",
@@ -32,7 +32,6 @@ __all__ = [
     "write_manifest",
 ]
 
-MANIFEST_SUFFIX = ".manifest.json"
 _FORMAT = "ckptkit-manifest/1"
 
 

@@ -1,10 +1,12 @@
 """Where checkpoints live: directory layout, the `checkpoint` state file, listing and deletion.
 
-A checkpoint ``<dir>/<prefix>-<step>`` is the files ``<prefix>-<step>.index`` and
-``<prefix>-<step>.data-NNNNN-of-MMMMM``. The state file ``<dir>/checkpoint`` is TensorFlow's
-`CheckpointState` text proto, written with paths relative to the directory (so the directory can
-be moved) and replaced atomically; it is what makes a checkpoint *committed*: plain
-`tf.train.latest_checkpoint`, `tf.train.CheckpointManager` and ckptkit all read it.
+A checkpoint ``<dir>/<prefix>-<step>`` is the files ``<prefix>-<step>.index``,
+``<prefix>-<step>.data-NNNNN-of-MMMMM`` and ckptkit's ``<prefix>-<step>.manifest.json`` (see
+`manifest`). The state file ``<dir>/checkpoint`` is TensorFlow's `CheckpointState` text proto,
+written with paths relative to the directory (so the directory can be moved) and replaced
+atomically; it is what makes a checkpoint *committed*: plain `tf.train.latest_checkpoint`,
+`tf.train.CheckpointManager` and ckptkit all read it. Interrupted saves leave TensorFlow's
+``<prefix>-<step>_temp/`` folders and ``*.tempstate*`` files and ckptkit's ``*.tmp-<id>`` files.
 
 All file access goes through `tf.io.gfile`, so any filesystem TensorFlow knows works.
 """
@@ -24,6 +26,7 @@ from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
 from ckptkit.errors import CheckpointNotFoundError
 
 __all__ = [
+    "MANIFEST_SUFFIX",
     "STATE_FILE",
     "CheckpointInfo",
     "DirectoryState",
@@ -41,6 +44,7 @@ __all__ = [
 ]
 
 STATE_FILE = "checkpoint"
+MANIFEST_SUFFIX = ".manifest.json"
 _STEP_RE = re.compile(r"-(\d+)$")
 
 
@@ -203,7 +207,7 @@ def checkpoint_files(path: str) -> list[str]:
     found: list[str] = [
         *tf.io.gfile.glob(f"{pattern}.index"),
         *tf.io.gfile.glob(f"{pattern}.data-?????-of-?????"),
-        *tf.io.gfile.glob(f"{pattern}.manifest.json"),
+        *tf.io.gfile.glob(f"{pattern}{MANIFEST_SUFFIX}"),
     ]
     return found
 
@@ -318,26 +322,30 @@ def delete_checkpoint(path: str) -> None:
 
     Files already gone are ignored.
     """
-    for name in checkpoint_files(path) + _partial_files(path):
-        try:
-            if tf.io.gfile.isdir(name):
-                tf.io.gfile.rmtree(name)
-            else:
-                tf.io.gfile.remove(name)
-        except tf.errors.NotFoundError:
-            continue
+    for name in checkpoint_files(path) + _temporaries(_glob_escape(path)):
+        _remove(name)
 
 
-def _partial_files(path: str) -> list[str]:
-    # TensorFlow writes shards under "<prefix>_temp/" and renames through "*.tempstate*" files;
-    # ckptkit writes its manifest and state through "*.tmp-<pid>" files.
-    pattern = _glob_escape(path)
+def _temporaries(pattern: str) -> list[str]:
+    """Files an interrupted save of the checkpoint(s) matching glob `pattern` may have left."""
     found: list[str] = [
         *tf.io.gfile.glob(f"{pattern}_temp"),
         *tf.io.gfile.glob(f"{pattern}.*.tempstate*"),
         *tf.io.gfile.glob(f"{pattern}.*.tmp-*"),
     ]
     return found
+
+
+def _remove(name: str) -> bool:
+    """Removes a file or folder; False when it was already gone."""
+    try:
+        if tf.io.gfile.isdir(name):
+            tf.io.gfile.rmtree(name)
+        else:
+            tf.io.gfile.remove(name)
+    except tf.errors.NotFoundError:
+        return False
+    return True
 
 
 def remove_leftovers(directory: str, prefix: str, keep: set[str]) -> list[str]:
@@ -348,28 +356,16 @@ def remove_leftovers(directory: str, prefix: str, keep: set[str]) -> list[str]:
     (not in `keep`) and are newer than every committed one: a save killed before its commit.
     Nothing committed, and nothing older than the newest committed checkpoint, is touched.
     """
-    removed: list[str] = []
     pattern = os.path.join(_glob_escape(directory), _glob_escape(prefix))
     newest = max((parse_step(p) or -1 for p in keep), default=-1)
-    temporaries = [
-        *tf.io.gfile.glob(f"{pattern}-*_temp"),
-        *tf.io.gfile.glob(f"{pattern}-*.tempstate*"),
-        *tf.io.gfile.glob(f"{pattern}-*.tmp-*"),
-        *tf.io.gfile.glob(os.path.join(_glob_escape(directory), f"{STATE_FILE}.tmp-*")),
-    ]
-    for name in temporaries:
-        try:
-            if tf.io.gfile.isdir(name):
-                tf.io.gfile.rmtree(name)
-            else:
-                tf.io.gfile.remove(name)
-            removed.append(name)
-        except tf.errors.NotFoundError:
-            continue
+    temporaries = _temporaries(f"{pattern}-*") + tf.io.gfile.glob(
+        os.path.join(_glob_escape(directory), f"{STATE_FILE}.tmp-*")
+    )
+    removed = [name for name in temporaries if _remove(name)]
     for index in tf.io.gfile.glob(f"{pattern}-*.index") + tf.io.gfile.glob(
-        f"{pattern}-*.manifest.json"
+        f"{pattern}-*{MANIFEST_SUFFIX}"
     ):
-        candidate = index.removesuffix(".index").removesuffix(".manifest.json")
+        candidate = index.removesuffix(".index").removesuffix(MANIFEST_SUFFIX)
         step = parse_step(candidate)
         if candidate in keep or step is None or step <= newest:
             continue

@@ -24,7 +24,7 @@ import tensorflow as tf
 from ckptkit import storage
 from ckptkit.errors import CheckpointNotFoundError, CorruptCheckpointError
 from ckptkit.inspection import open_reader
-from ckptkit.manifest import crc32_of, read_manifest
+from ckptkit.manifest import crc32_of, manifest_path, read_manifest
 
 __all__ = ["CheckpointVerdict", "Problem", "VerifyReport", "verify", "verify_checkpoint"]
 
@@ -89,7 +89,7 @@ def verify_checkpoint(path: str, *, full: bool = False) -> CheckpointVerdict:
     try:
         manifest = read_manifest(path)
     except CorruptCheckpointError as e:
-        return CheckpointVerdict(path, (Problem(path + ".manifest.json", str(e)),), True)
+        return CheckpointVerdict(path, (Problem(manifest_path(path), str(e)),), True)
     directory = os.path.dirname(path)
     if manifest is not None:
         for name, record in manifest.files.items():
@@ -162,7 +162,7 @@ def verify(path: str, *, full: bool = False) -> VerifyReport:
     """
     if path.endswith(".index"):
         path = path[: -len(".index")]
-    if tf.io.gfile.exists(path + ".index") or tf.io.gfile.exists(path + ".manifest.json"):
+    if tf.io.gfile.exists(path + ".index") or tf.io.gfile.exists(manifest_path(path)):
         return VerifyReport((verify_checkpoint(path, full=full),))
     if not tf.io.gfile.isdir(path):
         storage.resolve_checkpoint(path)  # raises the right "not found" error
