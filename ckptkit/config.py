@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ckptkit.retention import Mode, direction
+
 __all__ = ["Assertion", "CheckpointConfig", "Preemption", "RestorePolicy", "Retention", "Schedule"]
 
 Assertion = Literal["consumed", "existing_objects_matched", "nontrivial_match", "partial", "none"]
@@ -89,22 +91,53 @@ class Retention(BaseModel):
     """Which checkpoints are kept after a save.
 
     Mirrors `tf.train.CheckpointManager`: the newest `max_to_keep` are kept; of the older ones,
-    one every `keep_every_n_hours` is kept as well (and stays listed). Deletion happens only
-    after the new checkpoint is committed.
+    one every `keep_every_n_hours` is kept as well (and stays listed). With `best_k`, the k best
+    checkpoints by the `monitor` metric (given to `save(metrics=...)`, or logged by the Keras
+    callback) are kept as well, so "the 3 best and the 2 newest" is
+    ``Retention(max_to_keep=2, best_k=3, monitor="val_loss")``. The newest checkpoint, which a
+    resumed run needs, is always kept. Deletion happens only after the new checkpoint is
+    committed.
 
     Attributes:
         max_to_keep: How many of the newest checkpoints to keep; ``None`` keeps all.
         keep_every_n_hours: Additionally keep one checkpoint per this many hours.
+        best_k: Additionally keep the k best checkpoints by `monitor`.
+        monitor: The metric that ranks checkpoints, e.g. ``"val_loss"``; also what
+            `CheckpointManager.restore(best=True)` goes by.
+        mode: ``"min"`` or ``"max"`` when lower or higher is better; ``"auto"`` infers it from
+            the name as Keras does (losses and errors down, accuracies and AUCs up).
 
     Example:
-        >>> Retention(max_to_keep=3, keep_every_n_hours=1.0).max_to_keep
-        3
+        >>> Retention(max_to_keep=2, best_k=3, monitor="val_accuracy").direction
+        'max'
     """
 
     model_config = _MODEL_CONFIG
 
     max_to_keep: int | None = Field(default=5, gt=0)
     keep_every_n_hours: float | None = Field(default=None, gt=0)
+    best_k: int | None = Field(default=None, gt=0)
+    monitor: str | None = Field(default=None, min_length=1)
+    mode: Mode = "auto"
+
+    @model_validator(mode="after")
+    def _monitor_is_usable(self) -> Retention:
+        if self.best_k is not None and self.monitor is None:
+            raise ValueError(
+                f"best_k={self.best_k} needs the metric to rank by: set monitor, "
+                "e.g. monitor='val_loss'"
+            )
+        if self.monitor is not None and direction(self.monitor, self.mode) is None:
+            raise ValueError(
+                f"cannot tell whether lower or higher {self.monitor!r} is better "
+                "(received mode='auto'); set mode='min' or mode='max'"
+            )
+        return self
+
+    @property
+    def direction(self) -> Literal["min", "max"] | None:
+        """``"min"`` or ``"max"`` for `monitor` (None without a monitor)."""
+        return None if self.monitor is None else direction(self.monitor, self.mode)
 
     def tf_kwargs(self) -> dict[str, Any]:
         """The matching `tf.train.CheckpointManager` keyword arguments."""

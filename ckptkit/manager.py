@@ -35,8 +35,8 @@ from ckptkit.errors import (
     SaveError,
 )
 from ckptkit.lock import WriterLock
-from ckptkit.manifest import FileRecord, Manifest, crc32_of, write_manifest
-from ckptkit.retention import plan_deletions
+from ckptkit.manifest import FileRecord, Manifest, crc32_of, read_manifest, write_manifest
+from ckptkit.retention import best_k, plan_deletions
 from ckptkit.schedule import SaveTimer
 from ckptkit.status import RestoreReport, RestoreResult, check_assertion
 from ckptkit.storage import CheckpointInfo
@@ -95,6 +95,7 @@ class CheckpointManager:
         self._directory = config.directory
         self._backend: Backend = ObjectBasedBackend(trackables, checkpoint=checkpoint)
         self._entries: list[tuple[str, float]] = []
+        self._scores: dict[str, float | None] = {}  # Retention.monitor's value by checkpoint
         self._last_preserved = 0.0
         self._read_directory()
         self._swept = False  # set by the first save, which takes the lock and clears leftovers
@@ -130,6 +131,9 @@ class CheckpointManager:
                 include_missing=True,
                 allow_outside=self._config.allow_outside_paths,
             )
+            monitor = self._config.retention.monitor
+            if monitor is not None:
+                self._scores = {p: _score(p, monitor) for p, _ in self._entries}
         # As tf.train.CheckpointManager: a fresh directory starts its every-n-hours window now.
         self._last_preserved = time.time() - 1.0 if last_preserved is None else last_preserved
 
@@ -199,6 +203,29 @@ class CheckpointManager:
             if tf.io.gfile.exists(f"{path}.index"):
                 return storage.describe(path, t)
         return None
+
+    @property
+    def best(self) -> CheckpointInfo | None:
+        """The best committed checkpoint by `Retention.monitor`, or None.
+
+        Raises:
+            TypeError: The config's `Retention` has no `monitor`.
+        """
+        for path in self._ranked():
+            if tf.io.gfile.exists(f"{path}.index"):
+                return storage.describe(path, dict(self._entries)[path])
+        return None
+
+    def _ranked(self, entries: list[tuple[str, float]] | None = None) -> tuple[str, ...]:
+        """Checkpoints with a value of `Retention.monitor`, best first."""
+        retention = self._config.retention
+        if retention.direction is None:
+            raise TypeError(
+                "ranking checkpoints needs the metric to rank by: set "
+                "CheckpointConfig(retention=Retention(monitor='val_loss', ...))"
+            )
+        scored = [(p, self._scores.get(p)) for p, _ in entries or self._entries]
+        return best_k(scored, len(scored), retention.direction)
 
     def maybe_save(self, step: Any) -> str | None:
         """Saves when the schedule calls for it at `step`.
@@ -280,11 +307,17 @@ class CheckpointManager:
             now = time.time()
             write_manifest(written, _manifest(written, step, now, extra, durable), durable=durable)
             entries = [*self._entries, (written, now)]
+            retention = self._config.retention
+            if retention.monitor is not None:
+                self._scores[written] = extra["metrics"].get(retention.monitor)
+            candidates = [e for e in entries if e[1] > self._last_preserved]
+            best = () if retention.best_k is None else self._ranked(candidates)[: retention.best_k]
             plan = plan_deletions(
-                [e for e in entries if e[1] > self._last_preserved],
-                max_to_keep=self._config.retention.max_to_keep,
-                keep_every_n_hours=self._config.retention.keep_every_n_hours,
+                candidates,
+                max_to_keep=retention.max_to_keep,
+                keep_every_n_hours=retention.keep_every_n_hours,
                 last_preserved=self._last_preserved,
+                best=best,
             )
             doomed = set(plan.delete)
             entries = [e for e in entries if e[0] not in doomed]
@@ -347,9 +380,10 @@ class CheckpointManager:
         *,
         step: int | None = None,
         path: str | None = None,
+        best: bool = False,
         assertion: Assertion | None = None,
     ) -> RestoreResult:
-        """Restores the newest checkpoint, or the one of `step`, or the one at `path`.
+        """Restores the newest checkpoint, or the best, or the one of `step`, or the one at `path`.
 
         The checkpoint is verified (`RestorePolicy.verify`) and matched against the program
         first; when the assertion fails nothing is loaded. Without `step` or `path`, a damaged
@@ -361,6 +395,8 @@ class CheckpointManager:
         Args:
             step: Restore the checkpoint of this step.
             path: Restore this checkpoint (prefix or directory), which may be elsewhere.
+            best: Restore the best checkpoint by `Retention.monitor` (the values given to
+                `save(metrics=...)`); a damaged one is skipped for the next best.
             assertion: Overrides the config's `RestorePolicy.assertion`.
 
         Returns:
@@ -373,6 +409,8 @@ class CheckpointManager:
             RestoreMismatchError: The assertion failed; nothing was loaded.
         """
         mode = assertion or self._config.restore.assertion
+        if best and (step is not None or path is not None):
+            raise TypeError("pass one of step, path and best=True, not several")
         if step is not None or path is not None:
             target = self._select(step, path)
             problems = self._problems(target)
@@ -387,8 +425,14 @@ class CheckpointManager:
                 f"no checkpoint to restore in {self._directory}; "
                 "use restore_or_initialize() to start fresh when there is none"
             )
+        order = self._ranked() if best else [p for p, _ in reversed(self._entries)]
+        if not order:
+            raise CheckpointNotFoundError(
+                f"no checkpoint in {self._directory} has a value of "
+                f"{self._config.retention.monitor!r} to rank by; pass it to save(metrics=...)"
+            )
         skipped: list[tuple[str, str]] = []
-        for target, _ in reversed(self._entries):
+        for target in order:
             problems = self._problems(target)
             if not problems:
                 try:
@@ -408,8 +452,8 @@ class CheckpointManager:
             skipped.append((target, problems))
             self._damaged.add(target)
         raise CorruptCheckpointError(
-            f"every checkpoint in {self._directory} is damaged; nothing was restored: "
-            + "; ".join(f"{p} ({why})" for p, why in skipped)
+            f"every {'ranked ' if best else ''}checkpoint in {self._directory} is damaged; "
+            "nothing was restored: " + "; ".join(f"{p} ({why})" for p, why in skipped)
         )
 
     def _problems(self, target: str) -> str:
@@ -479,6 +523,14 @@ def _as_step(step: Any) -> int:
     if as_int < 0 or as_int != value:
         raise InvalidStepError(f"step must be a non-negative integer (received step={step!r})")
     return as_int
+
+
+def _score(path: str, monitor: str) -> float | None:
+    try:
+        manifest = read_manifest(path)
+    except CorruptCheckpointError:
+        return None
+    return None if manifest is None else manifest.metrics.get(monitor)
 
 
 def _json_fields(

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import itertools
+from typing import Literal
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ckptkit.retention import plan_deletions
+from ckptkit.retention import best_k, direction, plan_deletions
 
 HOUR = 3600.0
 
@@ -56,3 +58,59 @@ def test_newest_are_always_kept_and_nothing_is_lost_silently(
         assert plan.preserved == ()
     preserved_times = [t for c, t in candidates if c in plan.preserved]
     assert all(b - a >= hours * HOUR for a, b in itertools.pairwise(preserved_times))  # type: ignore[operator]
+
+
+def test_best_k_ranks_by_direction_and_older_wins_ties() -> None:
+    scored = [("a", 3.0), ("b", 1.0), ("c", None), ("d", 1.0), ("e", 2.0)]
+    assert best_k(scored, 3, "min") == ("b", "d", "e")
+    assert best_k(scored, 2, "max") == ("a", "e")
+    assert best_k(scored, 10, "min") == ("b", "d", "e", "a")  # "c" has no value: unranked
+
+
+@pytest.mark.parametrize(
+    ("monitor", "expected"),
+    [
+        ("loss", "min"),
+        ("val_loss", "min"),
+        ("val_mean_squared_error", "min"),
+        ("mae", "min"),
+        ("accuracy", "max"),
+        ("val_sparse_categorical_accuracy", "max"),
+        ("val_auc", "max"),
+        ("precision", "max"),
+        ("val_something", None),
+    ],
+)
+def test_auto_direction_follows_the_name_like_keras(monitor: str, expected: str | None) -> None:
+    assert direction(monitor) == expected
+    assert direction(monitor, "max") == "max"
+
+
+def test_a_best_checkpoint_outlives_max_to_keep() -> None:
+    plan = plan_deletions(
+        names(6), max_to_keep=2, keep_every_n_hours=None, last_preserved=0.0, best=("ckpt-1",)
+    )
+    assert plan.delete == ("ckpt-0", "ckpt-2", "ckpt-3")
+
+
+@given(
+    values=st.lists(st.none() | st.floats(-10, 10), min_size=0, max_size=30),
+    max_to_keep=st.integers(1, 5),
+    k=st.integers(1, 5),
+    mode=st.sampled_from(["min", "max"]),
+)
+def test_kept_set_is_exactly_the_newest_and_the_best(
+    values: list[float | None], max_to_keep: int, k: int, mode: Literal["min", "max"]
+) -> None:
+    candidates = names(len(values))
+    scored = [(c, v) for (c, _), v in zip(candidates, values, strict=True)]
+    best = best_k(scored, k, mode)
+    plan = plan_deletions(
+        candidates, max_to_keep=max_to_keep, keep_every_n_hours=None, last_preserved=0.0, best=best
+    )
+    kept = {c for c, _ in candidates} - set(plan.delete)
+    assert kept == {c for c, _ in candidates[-max_to_keep:]} | set(best)
+    ranked = [v for _, v in scored if v is not None]
+    if ranked:
+        top = min(ranked) if mode == "min" else max(ranked)
+        assert any(dict(scored)[c] == top for c in kept)
