@@ -211,10 +211,21 @@ class CheckpointManager:
         Raises:
             TypeError: The config's `Retention` has no `monitor`.
         """
-        for path in self._ranked():
-            if tf.io.gfile.exists(f"{path}.index"):
-                return storage.describe(path, dict(self._entries)[path])
-        return None
+        ranked = self.ranked()
+        return ranked[0] if ranked else None
+
+    def ranked(self) -> list[CheckpointInfo]:
+        """Committed checkpoints with a value of `Retention.monitor`, best first.
+
+        Raises:
+            TypeError: The config's `Retention` has no `monitor`.
+        """
+        times = dict(self._entries)
+        return [
+            storage.describe(path, times[path])
+            for path in self._ranked()
+            if tf.io.gfile.exists(f"{path}.index")
+        ]
 
     def _ranked(self, entries: list[tuple[str, float]] | None = None) -> tuple[str, ...]:
         """Checkpoints with a value of `Retention.monitor`, best first."""
@@ -227,7 +238,13 @@ class CheckpointManager:
         scored = [(p, self._scores.get(p)) for p, _ in entries or self._entries]
         return best_k(scored, len(scored), retention.direction)
 
-    def maybe_save(self, step: Any) -> str | None:
+    def maybe_save(
+        self,
+        step: Any,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+    ) -> str | None:
         """Saves when the schedule calls for it at `step`.
 
         Cheap on the steps that do not save, so it can be called on every step. After a
@@ -237,21 +254,29 @@ class CheckpointManager:
 
         Args:
             step: The current step: an int, or a scalar `tf.Variable` / tensor.
+            metadata: As for `save`, stored only when it saves.
+            metrics: As for `save`, stored only when it saves.
 
         Returns:
             The checkpoint path when it saved, else None.
         """
         step = _as_step(step)
         if self._preempted is not None:
-            return self._save_for_preemption(step)
+            return self._save_for_preemption(step, metadata, metrics)
         if not self._timer.should_save(step):
             return None
-        return self.save(step)
+        return self.save(step, metadata=metadata, metrics=metrics)
 
-    def _save_for_preemption(self, step: int) -> str:
+    def due(self, step: Any) -> bool:
+        """Whether `maybe_save(step)` would save: the schedule calls for it, or a signal came."""
+        return self._preempted is not None or self._timer.should_save(_as_step(step))
+
+    def _save_for_preemption(
+        self, step: int, metadata: Mapping[str, Any] | None, metrics: Mapping[str, float] | None
+    ) -> str:
         path = self._path_for(step)
         if not any(p == path for p, _ in self._entries):
-            path = self.save(step)
+            path = self.save(step, metadata=metadata, metrics=metrics)
         number, policy = self._preempted, self._config.preemption
         if number is None or policy is None or not policy.exit:
             return path
@@ -354,7 +379,19 @@ class CheckpointManager:
         )
         self._swept = True
 
+    def delete(self, step: int) -> None:
+        """Deletes the committed checkpoint of `step`: unlisted first, then its files removed.
+
+        Raises:
+            CheckpointNotFoundError: No committed checkpoint for `step`.
+            DirectoryLockedError: Another manager is writing to this directory.
+        """
+        path = self._select(step, None)
+        self._become_writer()
+        self._uncommit(path)
+
     def _uncommit(self, path: str) -> None:
+        self._scores.pop(path, None)
         self._entries = [e for e in self._entries if e[0] != path]
         storage.write_state(self._directory, tuple(self._entries), self._last_preserved)
         storage.delete_checkpoint(path)

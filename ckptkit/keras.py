@@ -1,0 +1,482 @@
+"""Keras 3: one callback with `ModelCheckpoint` and `BackupAndRestore` behaviour.
+
+`CheckpointCallback` writes TF object-based checkpoints of the model, its optimizer, the
+training position (epoch, batch, step) and the dropout RNG state into a ckptkit directory,
+through `CheckpointManager`: committed atomically, verified on restore, kept by one
+`Retention` policy (best k by a metric plus the newest n). When `fit` starts again after the
+process died, it resumes at the same epoch *and batch*. Optionally, it also writes Keras-native
+``.keras`` / ``.weights.h5`` files to `filepath`, with `ModelCheckpoint`'s options and meaning.
+
+Example:
+    >>> cb = CheckpointCallback(
+    ...     "runs/exp1",
+    ...     filepath="runs/exp1/best.keras",
+    ...     save_best_only=True,
+    ...     retention=ckptkit.Retention(max_to_keep=2, best_k=3, monitor="val_loss"),
+    ... )  # doctest: +SKIP
+    >>> model.fit(x, y, validation_data=(vx, vy), epochs=10, callbacks=[cb])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import keras
+import tensorflow as tf
+
+from ckptkit.config import CheckpointConfig, Retention, Schedule
+from ckptkit.manager import CheckpointManager
+from ckptkit.manifest import read_manifest
+from ckptkit.retention import Mode, direction, is_better
+from ckptkit.status import RestoreResult
+
+__all__ = ["CheckpointCallback"]
+
+_MODES = ("auto", "min", "max")
+_EXPORT_SUFFIXES = (".keras", ".h5")
+_WEIGHTS_SUFFIX = ".weights.h5"
+
+# The manager of each directory's last `fit` in this process. `fit` interrupted by an exception
+# (Ctrl-C in a notebook) never calls on_train_end; the next `fit` closes what it left open.
+_OPEN: dict[str, CheckpointManager] = {}
+
+
+class _Progress(tf.Module):  # type: ignore[misc]
+    """Where training is (the epoch, and the batches of it done), saved with the model.
+
+    Plain ints are kept beside the variables, which are written only before a save.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(name="progress")
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.batch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch")
+        self.at_epoch, self.at_batch = 0, 0
+
+    def move_to(self, epoch: int, batch: int) -> None:
+        self.at_epoch, self.at_batch = epoch, batch
+
+    def store(self) -> None:
+        self.epoch.assign(self.at_epoch)
+        self.batch.assign(self.at_batch)
+
+    def load(self) -> None:
+        self.at_epoch, self.at_batch = int(self.epoch), int(self.batch)
+
+
+class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
+    """Checkpoints `model.fit` for resumption, keeps the best, and exports Keras files.
+
+    Checkpoints go to `directory` (or `CheckpointConfig.directory`) as ``<prefix>-<step>``,
+    where the step counts the batches trained, and are plain TF object-based checkpoints of
+    ``model`` and ``optimizer`` (plus ``progress`` and ``rng``): ``tf.train.Checkpoint(
+    model=model, optimizer=model.optimizer).restore(path).expect_partial()`` reads them. Each
+    records the logged metrics in its manifest (``ckptkit ls`` shows them), which
+    `Retention(best_k=..., monitor=...)` ranks by.
+
+    When `fit` starts and the directory has a checkpoint, the newest intact one is restored
+    (a damaged one is skipped with `CheckpointSkippedWarning`), `fit` continues at its epoch,
+    and the batches of that epoch already trained are skipped: they are read from the data
+    but not trained on. The weights then match an uninterrupted run when the data arrives in
+    the same order each time (no shuffling, or shuffling seeded per epoch). An unbuilt model
+    is built from the first batch's shapes before loading. After `fit` returns, the
+    checkpoints are removed (except the `best_k` best), as `BackupAndRestore` does, unless
+    `keep_checkpoints` is set.
+
+    `filepath`, `monitor`, `mode`, `save_best_only`, `save_weights_only`, `save_freq`,
+    `initial_value_threshold` and `verbose` mean what they mean for
+    `keras.callbacks.ModelCheckpoint`: at every save, a Keras file is written to `filepath`
+    formatted with ``{epoch}``, ``{batch}`` and the logged metrics (``{val_loss:.2f}``);
+    with `save_best_only`, only when `monitor` improved. Unlike `ModelCheckpoint`, files are
+    written to a temporary name and renamed, and the best value survives a restart.
+
+    Args:
+        directory: Where checkpoints go, or a full `CheckpointConfig` (its retention,
+            restore policy, preemption, durability; its schedule when set explicitly).
+        filepath: Optional Keras-native export path, ending in ``.keras`` (whole model) or
+            ``.weights.h5`` (with `save_weights_only`).
+        monitor: The metric `save_best_only` watches, as logged (``val_loss``).
+        mode: ``"min"``, ``"max"``, or ``"auto"`` (the metric's own direction, as Keras).
+        save_best_only: Export to `filepath` only when `monitor` improves.
+        save_weights_only: Export weights (``.weights.h5``) instead of the whole model.
+        save_freq: ``"epoch"`` to save at the end of each epoch, or a number of batches.
+        initial_value_threshold: The value `monitor` must beat for the first export.
+        verbose: 1 prints a line for each save.
+        schedule: Save by steps (batches) or seconds instead of `save_freq`.
+        retention: Which checkpoints to keep (overrides the config's).
+        keep_checkpoints: Keep every retained checkpoint after a successful `fit`.
+        clock: Monotonic seconds for time schedules; for tests.
+
+    Raises:
+        ValueError: Contradictory or invalid arguments, each named.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str] | CheckpointConfig,
+        filepath: str | os.PathLike[str] | None = None,
+        *,
+        monitor: str = "val_loss",
+        mode: Mode = "auto",
+        save_best_only: bool = False,
+        save_weights_only: bool = False,
+        save_freq: Literal["epoch"] | int = "epoch",
+        initial_value_threshold: float | None = None,
+        verbose: int = 0,
+        schedule: Schedule | None = None,
+        retention: Retention | None = None,
+        keep_checkpoints: bool = False,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__()
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES} (received mode={mode!r})")
+        if save_freq != "epoch" and (
+            isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq <= 0
+        ):
+            raise ValueError(
+                f"save_freq must be 'epoch' or a positive number of batches "
+                f"(received save_freq={save_freq!r})"
+            )
+        if schedule is not None and save_freq != "epoch":
+            raise ValueError(
+                f"pass save_freq={save_freq!r} or schedule={schedule!r}, not both: "
+                "save_freq=N is Schedule(every_steps=N)"
+            )
+        self.filepath = None if filepath is None else os.fspath(filepath)
+        _check_filepath(self.filepath, save_weights_only=save_weights_only)
+        if save_best_only and self.filepath is None:
+            raise ValueError(
+                "save_best_only chooses which Keras files are written to filepath, and no "
+                "filepath was given; to keep the best checkpoints in the directory use "
+                "retention=Retention(best_k=1, monitor=...)"
+            )
+        config = (
+            directory
+            if isinstance(directory, CheckpointConfig)
+            else CheckpointConfig(directory=os.fspath(directory))
+        )
+        explicit_schedule = "schedule" in config.model_fields_set
+        updates: dict[str, Any] = {}
+        if retention is not None:
+            updates["retention"] = retention
+        if schedule is None and isinstance(save_freq, int):
+            schedule = Schedule(every_steps=save_freq)
+        if schedule is not None:
+            updates["schedule"] = schedule
+        elif not explicit_schedule:
+            updates["schedule"] = Schedule(every_steps=None, every_secs=None)
+        self.config = config.model_copy(update=updates)
+        self.monitor = monitor
+        self.mode = mode
+        self.save_best_only = save_best_only
+        self.save_weights_only = save_weights_only
+        self.save_freq = save_freq
+        self.verbose = verbose
+        self.keep_checkpoints = keep_checkpoints
+        self.best = initial_value_threshold
+        self._direction: Literal["min", "max"] | None = None
+        self._clock = clock
+        self._save_each_epoch = schedule is None and not explicit_schedule
+        self._manager: CheckpointManager | None = None
+        self._progress = _Progress()
+        self._skip = 0
+        self.restored: RestoreResult | None = None
+        if self.config.schedule.periodic or self.config.preemption is not None:
+            # Only then: a batch hook makes Keras wait for every batch's logs, so a callback
+            # that saves per epoch must not have one.
+            self.on_train_batch_end = self._on_train_batch_end
+
+    @property
+    def manager(self) -> CheckpointManager | None:
+        """The `CheckpointManager` of the running (or last) `fit`, or None before it."""
+        return self._manager
+
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        """Restores the newest intact checkpoint, if any, and arranges where `fit` goes on."""
+        left_open = _OPEN.pop(os.path.abspath(self.config.directory), None)
+        if left_open is not None:
+            left_open.close()
+        self._manager, self.restored, self._skip = None, None, 0
+        self._progress.move_to(0, 0)
+        target = self._newest_position()
+        if target is None:
+            if self.model.built:
+                self._open(restore_from=None)
+            return  # else opened at the first batch's end, once Keras has built the model
+        self.model._initial_epoch = self._progress.at_epoch
+        self._skip = self._progress.at_batch
+        if self.model.built:
+            self._open(restore_from=target)
+        if self._skip or not self.model.built:
+            self._wrap_train_function(target)
+
+    def _newest_position(self) -> str | None:
+        """Loads only the training position of the newest intact checkpoint; returns its path."""
+        with CheckpointManager(self.config, progress=self._progress) as probe:
+            if probe.latest is None:
+                return None
+            result = probe.restore(assertion="partial")
+        self._progress.load()
+        return result.path
+
+    def _open(self, *, restore_from: str | None) -> None:
+        """Creates the manager for the built model and loads `restore_from` into everything."""
+        model = self.model
+        if model.optimizer is not None and not model.optimizer.built:
+            # Optimizer slots must exist to be loaded, and to be checkpointed at all.
+            model.optimizer.build(model.trainable_variables)
+        self._manager = CheckpointManager(
+            self.config,
+            clock=self._clock,
+            model=model,
+            optimizer=model.optimizer,
+            progress=self._progress,
+            rng=_seed_states(model),
+        )
+        _OPEN[os.path.abspath(self.config.directory)] = self._manager
+        if restore_from is None:
+            return
+        self.restored = self._manager.restore(path=restore_from)
+        manifest = read_manifest(restore_from)
+        best = None if manifest is None else manifest.metadata.get("export_best")
+        if isinstance(best, (int, float)):
+            self.best = float(best)  # so a restart does not export a worse "best" file
+        if self.verbose > 0:
+            print(
+                f"\nCheckpointCallback: resumed from {restore_from} (epoch "
+                f"{self._progress.at_epoch + 1}, {self._progress.at_batch} batches done)"
+            )
+
+    def _ensure_open(self) -> CheckpointManager:
+        if self._manager is None:
+            self._open(restore_from=None)
+        assert self._manager is not None
+        return self._manager
+
+    def _wrap_train_function(self, target: str) -> None:
+        """Builds and loads an unbuilt model on the first batch, then skips trained batches."""
+        model = self.model
+        original = model.train_function
+        per_call = max(1, int(getattr(model, "steps_per_execution", 1) or 1))
+
+        def train_function(iterator: Any) -> Any:
+            if self._manager is None:
+                _build_from(model, iterator.element_spec)
+                self._open(restore_from=target)
+            if self._skip > 0:
+                for _ in range(min(per_call, self._skip)):
+                    next(iterator)
+                self._skip -= min(per_call, self._skip)
+                return {}
+            model.train_function = original
+            return original(iterator)
+
+        model.train_function = train_function
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        """Notes the epoch."""
+        if epoch != self._progress.at_epoch:
+            self._progress.move_to(epoch, 0)  # else: the epoch a restart resumes in
+
+    def _on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        if self._skip > 0 or batch + 1 <= self._progress.at_batch:
+            return  # a batch skipped on resume
+        self._progress.move_to(self._progress.at_epoch, batch + 1)
+        manager = self._ensure_open()
+        step = self._step()
+        if not manager.due(step):
+            return
+        self._save(manager, step, self._progress.at_epoch, batch, logs, schedule=True)
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        """Saves (with ``save_freq="epoch"``) with the epoch's logs as metrics."""
+        self._progress.move_to(epoch + 1, 0)
+        if not self._save_each_epoch:
+            return
+        manager = self._ensure_open()
+        step = self._step()
+        latest = manager.latest
+        if latest is None or latest.step != step:  # else saved at this step already
+            self._save(manager, step, epoch, None, logs, schedule=False)
+
+    def _step(self) -> int:
+        """The number of batches trained, which names checkpoints: the optimizer's count."""
+        return int(self.model.optimizer.iterations)
+
+    def _save(
+        self,
+        manager: CheckpointManager,
+        step: int,
+        epoch: int,
+        batch: int | None,
+        logs: Mapping[str, Any] | None,
+        *,
+        schedule: bool,
+    ) -> None:
+        logs = dict(logs or {})
+        export = self.filepath is not None and self._should_export(epoch, batch, logs)
+        if export:  # first, so a crash in between costs a checkpoint, never the best file
+            self._export(epoch, batch, logs)
+        self._progress.store()
+        progress = self._progress
+        metadata: dict[str, Any] = {"epoch": progress.at_epoch, "batch": progress.at_batch}
+        if self.best is not None:
+            metadata["export_best"] = float(self.best)
+        if schedule:
+            saved = manager.maybe_save(step, metadata=metadata, metrics=_numbers(logs))
+        else:
+            saved = manager.save(step, metadata=metadata, metrics=_numbers(logs))
+        if saved is not None and self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: saved checkpoint {saved}")
+
+    def _export(self, epoch: int, batch: int | None, logs: dict[str, Any]) -> None:
+        assert self.filepath is not None
+        path = _format_path(self.filepath, epoch, batch, logs)
+        directory = os.path.dirname(path)
+        if directory:
+            tf.io.gfile.makedirs(directory)
+        local = "://" not in path
+        temporary = (
+            os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(path)}")
+            if local
+            else path
+        )
+        try:
+            if self.save_weights_only:
+                self.model.save_weights(temporary, overwrite=True)
+            else:
+                self.model.save(temporary, overwrite=True)
+            if local:
+                os.replace(temporary, path)
+        finally:
+            if local and os.path.exists(temporary):
+                os.remove(temporary)
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: finished saving model to {path}")
+
+    def _should_export(self, epoch: int, batch: int | None, logs: dict[str, Any]) -> bool:
+        if not self.save_best_only:
+            return True
+        path = _format_path(self.filepath or "", epoch, batch, logs)
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"Can save best model only with {self.monitor} available.", stacklevel=2)
+            return True
+        if self._direction is None:
+            self._direction = _monitor_direction(self.model, self.monitor, self.mode)
+        value = float(current)
+        if is_better(value, self.best, self._direction):
+            if self.verbose > 0:
+                print(
+                    f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best} to "
+                    f"{value:.5f}, saving model to {path}"
+                )
+            self.best = value
+            return True
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best}")
+        return False
+
+    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        """After a successful `fit`: removes the backups (see `keep_checkpoints`), closes."""
+        self.model._initial_epoch = None  # Keras would otherwise reuse it in the next fit
+        manager = self._manager
+        if manager is None:
+            return
+        if not self.keep_checkpoints:
+            self._remove_backups(manager)
+        manager.close()
+        _OPEN.pop(os.path.abspath(self.config.directory), None)
+
+    def _remove_backups(self, manager: CheckpointManager) -> None:
+        """After a successful `fit`: drop checkpoints kept only to resume, as BackupAndRestore."""
+        best_k = self.config.retention.best_k
+        keep = {info.path for info in manager.ranked()[:best_k]} if best_k else set()
+        for info in manager.checkpoints:
+            if info.path not in keep and info.step is not None:
+                manager.delete(info.step)
+
+
+def _check_filepath(filepath: str | None, *, save_weights_only: bool) -> None:
+    if filepath is None:
+        return
+    if save_weights_only and not filepath.endswith(_WEIGHTS_SUFFIX):
+        raise ValueError(
+            "with save_weights_only=True, filepath must end in '.weights.h5' (the Keras "
+            f"weights format). Received: filepath={filepath!r}"
+        )
+    if not save_weights_only and (
+        filepath.endswith(_WEIGHTS_SUFFIX) or not filepath.endswith(_EXPORT_SUFFIXES)
+    ):
+        raise ValueError(
+            "filepath must end in '.keras' (the Keras model format), or in '.weights.h5' "
+            f"with save_weights_only=True. Received: filepath={filepath!r}"
+        )
+
+
+def _format_path(filepath: str, epoch: int, batch: int | None, logs: dict[str, Any]) -> str:
+    """`ModelCheckpoint._get_file_path`'s rule: ``{epoch}`` and ``{batch}`` count from 1."""
+    try:
+        if batch is None or "batch" in logs:
+            return filepath.format(epoch=epoch + 1, **logs)
+        return filepath.format(epoch=epoch + 1, batch=batch + 1, **logs)
+    except KeyError as e:
+        raise KeyError(
+            f"cannot format filepath {filepath!r}: {e} is not among the logged values "
+            f"{sorted(logs)} (nor epoch/batch); use one of those placeholders"
+        ) from e
+
+
+def _monitor_direction(model: Any, monitor: str, mode: Mode) -> Literal["min", "max"]:
+    """Keras's rule: "loss" goes down, else the metric object's own direction, else the name."""
+    if mode == "auto" and monitor.removeprefix("val_") != "loss":
+        for metric in _compiled_metrics(model):
+            if metric.name == monitor.removeprefix("val_") and hasattr(metric, "_direction"):
+                return "max" if metric._direction == "up" else "min"
+    found = direction(monitor, mode)
+    if found is None:
+        raise ValueError(
+            f"CheckpointCallback cannot tell whether lower or higher {monitor!r} is better; "
+            "pass mode='min' or mode='max'"
+        )
+    return found
+
+
+def _compiled_metrics(model: Any) -> list[Any]:
+    found: list[Any] = []
+    for metric in getattr(model, "metrics", []):
+        found.extend(getattr(metric, "metrics", [metric]))
+    return found
+
+
+def _numbers(logs: Mapping[str, Any] | None) -> dict[str, float]:
+    """The finite scalar values of Keras `logs`, as a manifest can store them."""
+    numbers = {}
+    for key, value in (logs or {}).items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            numbers[key] = number
+    return numbers
+
+
+def _seed_states(model: Any) -> list[Any]:
+    """The dropout (SeedGenerator) states, which Keras leaves out of TF checkpoints."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def _build_from(model: Any, element_spec: Any) -> None:
+    """Builds `model` by calling it on symbolic inputs shaped like the data's features."""
+    features = element_spec[0] if isinstance(element_spec, tuple) else element_spec
+    inputs = tf.nest.map_structure(
+        lambda spec: keras.Input(batch_shape=tuple(spec.shape), dtype=spec.dtype.name),
+        features,
+    )
+    model(inputs)
