@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 
 from ckptkit.config import CheckpointConfig, Retention, Schedule
+from ckptkit.errors import CheckpointSkippedWarning
 from ckptkit.manager import CheckpointManager
 from ckptkit.manifest import read_manifest
 from ckptkit.retention import Mode, direction, is_better
@@ -220,12 +221,19 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         with CheckpointManager(self.config, progress=self._progress) as probe:
             if probe.latest is None:
                 return None
-            result = probe.restore(assertion="partial")
+            with warnings.catch_warnings():
+                # The real restore in _open() walks back the same way and warns.
+                warnings.simplefilter("ignore", CheckpointSkippedWarning)
+                result = probe.restore(assertion="partial")
         self._progress.load()
         return result.path
 
     def _open(self, *, restore_from: str | None) -> None:
-        """Creates the manager for the built model and loads `restore_from` into everything."""
+        """Creates the manager for the built model and restores the newest intact checkpoint.
+
+        `restore_from` is the one `_newest_position` found; the manager's own restore walks
+        back past the same damaged checkpoints, so that its next save replaces them.
+        """
         model = self.model
         if model.optimizer is not None and not model.optimizer.built:
             # Optimizer slots must exist to be loaded, and to be checkpointed at all.
@@ -241,7 +249,8 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         _OPEN[os.path.abspath(self.config.directory)] = self._manager
         if restore_from is None:
             return
-        self.restored = self._manager.restore(path=restore_from)
+        self.restored = self._manager.restore()
+        restore_from = self.restored.path or restore_from
         manifest = read_manifest(restore_from)
         best = None if manifest is None else manifest.metadata.get("export_best")
         if isinstance(best, (int, float)):

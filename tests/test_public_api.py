@@ -57,6 +57,12 @@ def test_public_surface_is_pinned() -> None:
         assert getattr(ckptkit, name) is not None
 
 
+def test_keras_surface_is_pinned() -> None:
+    import ckptkit.keras
+
+    assert ckptkit.keras.__all__ == ["CheckpointCallback"]
+
+
 def test_unknown_attribute_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = ckptkit.nope  # type: ignore[attr-defined]

@@ -1,0 +1,360 @@
+"""`ckptkit.keras.CheckpointCallback` with real `model.fit`, real files and real kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import ckptkit
+from ckptkit.keras import CheckpointCallback
+
+WORKERS = Path(__file__).with_name("workers")
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def run_worker(directory: Path, out: Path, *, kill_after: int | None = None) -> str:
+    """Runs workers/keras_fit.py; SIGKILLs it once it reports `kill_after` trained batches."""
+    command = [sys.executable, str(WORKERS / "keras_fit.py"), str(directory), str(out)]
+    if kill_after is not None:
+        command.append("--slow")
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=ENV
+    ) as worker:
+        assert worker.stdout is not None
+        first = worker.stdout.readline().strip()
+        if kill_after is not None:
+            for line in worker.stdout:
+                if line.strip() == f"trained {kill_after}":
+                    worker.send_signal(signal.SIGKILL)
+                    break
+        worker.stdout.read()
+    expected = -signal.SIGKILL if kill_after is not None else 0
+    assert worker.returncode == expected, f"worker exited with {worker.returncode}"
+    return first
+
+
+def weights(path: Path) -> list[np.ndarray]:
+    with np.load(path) as saved:
+        return [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> list[np.ndarray]:
+    tmp = tmp_path_factory.mktemp("reference")
+    assert run_worker(tmp / "run", tmp / "w.npz") == "fresh"
+    return weights(tmp / "w.npz")
+
+
+def step_metadata(directory: Path, step: int) -> dict[str, object]:
+    manifest = (directory / f"ckpt-{step}.manifest.json").read_text()
+    return dict(json.loads(manifest)["metadata"])
+
+
+def test_sigkill_mid_epoch_then_rerun_equals_an_uninterrupted_fit(tmp_path, uninterrupted) -> None:
+    run = tmp_path / "run"
+    assert run_worker(run, tmp_path / "killed.npz", kill_after=14) == "fresh"
+    newest = ckptkit.list_checkpoints(str(run))[-1]
+    assert newest.step is not None
+    assert newest.step >= 12
+    meta = step_metadata(run, newest.step)
+    assert meta["batch"] != 0, "the kill should land mid-epoch for this test to mean anything"
+
+    assert run_worker(run, tmp_path / "resumed.npz") == f"resumed {newest.step}"
+    for a, b in zip(weights(tmp_path / "resumed.npz"), uninterrupted, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # A successful fit removes the backups, as BackupAndRestore does.
+    assert ckptkit.list_checkpoints(str(run)) == []
+
+
+def test_a_corrupted_newest_backup_falls_back_to_the_previous_one(tmp_path, uninterrupted) -> None:
+    run = tmp_path / "run"
+    run_worker(run, tmp_path / "killed.npz", kill_after=14)
+    *_, previous, newest = ckptkit.list_checkpoints(str(run))
+    data = Path(f"{newest.path}.data-00000-of-00001")
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+
+    assert run_worker(run, tmp_path / "resumed.npz") == f"resumed {previous.step}"
+    for a, b in zip(weights(tmp_path / "resumed.npz"), uninterrupted, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------------------------------------
+# In-process fits: options against keras.callbacks.ModelCheckpoint, retention, formats.
+
+X = np.random.RandomState(1).rand(64, 5).astype("float32")
+Y = (X.sum(axis=1) > 2.5).astype("int32")
+VX = np.random.RandomState(2).rand(32, 5).astype("float32")
+VY = (VX.sum(axis=1) > 2.5).astype("int32")
+
+
+def classifier(kind: str = "sequential") -> keras.Model:
+    keras.utils.set_random_seed(0)
+    if kind == "sequential":
+        model = keras.Sequential(
+            [keras.Input((5,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2)]
+        )
+    elif kind == "functional":
+        inputs = keras.Input((5,))
+        hidden = keras.layers.Dense(8, activation="relu")(inputs)
+        model = keras.Model(inputs, keras.layers.Dense(2)(hidden))
+    else:
+        model = Subclassed()
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.5),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+class Subclassed(keras.Model):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = keras.layers.Dense(8, activation="relu")
+        self.out = keras.layers.Dense(2)
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+
+def fit(model: keras.Model, callbacks: list, epochs: int = 6, **kwargs) -> keras.callbacks.History:
+    return model.fit(
+        X,
+        Y,
+        validation_data=(VX, VY),
+        epochs=epochs,
+        batch_size=16,
+        shuffle=False,
+        verbose=0,
+        callbacks=callbacks,
+        **kwargs,
+    )
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stops fit with an exception after `after` batches, as a crash would."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after, self.seen = after, 0
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        self.seen += 1
+        if self.seen == self.after:
+            raise KeyboardInterrupt
+
+
+class Inject(keras.callbacks.Callback):
+    """Puts a known value of `name` into each epoch's logs (callbacks share the dict)."""
+
+    def __init__(self, name: str, values: list[float]) -> None:
+        super().__init__()
+        self.name, self.values = name, values
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        assert logs is not None
+        logs[self.name] = self.values[epoch]
+
+
+SCORES = [0.5, 0.9, 0.2, 0.8, 0.95, 0.1]
+
+
+@pytest.mark.parametrize(
+    ("filename", "options"),
+    [
+        ("m-{epoch:02d}-{val_loss:.3f}.keras", {"save_best_only": True}),
+        ("m-{epoch:02d}.keras", {"save_best_only": True, "monitor": "val_accuracy"}),
+        ("m-{epoch:02d}.weights.h5", {"save_best_only": True, "save_weights_only": True}),
+        ("m-{epoch:02d}.keras", {"save_best_only": True, "monitor": "val_score"}),
+        ("m-{epoch:02d}.keras", {"save_best_only": True, "monitor": "val_score", "mode": "min"}),
+        (
+            "m-{epoch:02d}.keras",
+            {"save_best_only": True, "monitor": "val_score", "initial_value_threshold": 0.85},
+        ),
+        ("m-{epoch}-{batch}.weights.h5", {"save_weights_only": True, "save_freq": 3}),
+        ("m.keras", {}),
+    ],
+)
+def test_same_files_as_model_checkpoint(tmp_path, filename, options) -> None:
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    if options.get("monitor") == "val_score" and options.get("mode") is None:
+        options = {**options, "mode": "max"}  # Keras cannot infer an unknown metric either
+    callbacks = [
+        Inject("val_score", SCORES),
+        keras.callbacks.ModelCheckpoint(str(theirs / filename), **options),
+        CheckpointCallback(tmp_path / "ckpts", str(ours / filename), **options),
+    ]
+    fit(classifier(), callbacks)
+    assert sorted(os.listdir(ours)) == sorted(os.listdir(theirs))
+    assert os.listdir(ours)
+
+
+def test_auto_mode_is_inferred_as_keras_does(tmp_path) -> None:
+    for monitor in ("val_loss", "val_accuracy", "loss", "accuracy"):
+        ours = CheckpointCallback(
+            tmp_path / monitor,
+            str(tmp_path / f"{monitor}.keras"),
+            monitor=monitor,
+            save_best_only=True,
+        )
+        theirs = keras.callbacks.ModelCheckpoint(
+            str(tmp_path / f"k-{monitor}.keras"), monitor=monitor, save_best_only=True
+        )
+        fit(classifier(), [ours, theirs], epochs=1)
+        expected = "min" if theirs.monitor_op is keras.ops.less else "max"
+        assert ours._direction == expected, monitor
+
+
+def test_best_k_and_latest_kept_after_a_fit_with_known_scores(tmp_path) -> None:
+    retention = ckptkit.Retention(max_to_keep=1, best_k=2, monitor="val_score", mode="max")
+    callback = CheckpointCallback(tmp_path / "run", retention=retention, keep_checkpoints=True)
+    fit(classifier(), [Inject("val_score", SCORES), callback])
+    infos = ckptkit.list_checkpoints(str(tmp_path / "run"))
+    # 4 batches per epoch: epochs 2 (0.9) and 5 (0.95) are the best, epoch 6 the newest.
+    assert [i.step for i in infos] == [8, 20, 24]
+    manager = ckptkit.CheckpointManager(callback.config, value=tf.Variable(0.0))
+    assert manager.best is not None
+    assert manager.best.step == 20
+
+
+def test_after_a_successful_fit_only_the_best_stay(tmp_path) -> None:
+    retention = ckptkit.Retention(max_to_keep=2, best_k=1, monitor="val_score", mode="max")
+    fit(
+        classifier(),
+        [Inject("val_score", SCORES), CheckpointCallback(tmp_path, retention=retention)],
+    )
+    assert [i.step for i in ckptkit.list_checkpoints(str(tmp_path))] == [20]
+
+
+def test_metrics_and_position_are_in_the_manifest_and_ls(tmp_path) -> None:
+    fit(classifier(), [CheckpointCallback(tmp_path, keep_checkpoints=True)], epochs=2)
+    manifest = json.loads((tmp_path / "ckpt-8.manifest.json").read_text())
+    assert set(manifest["metrics"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert manifest["metadata"]["epoch"] == 2
+    assert manifest["metadata"]["batch"] == 0
+    out = subprocess.run(
+        [sys.executable, "-m", "ckptkit", "ls", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**ENV, "COLUMNS": "200"},
+        check=True,
+    ).stdout
+    assert "val_loss=" in out
+
+
+def test_plain_tensorflow_restores_the_callbacks_checkpoints(tmp_path) -> None:
+    trained = classifier("functional")
+    fit(trained, [CheckpointCallback(tmp_path, keep_checkpoints=True)], epochs=2)
+    fresh = classifier("functional")
+    fresh.optimizer.build(fresh.trainable_variables)
+    tf.train.Checkpoint(model=fresh, optimizer=fresh.optimizer).restore(
+        tf.train.latest_checkpoint(str(tmp_path))
+    ).expect_partial().assert_existing_objects_matched()
+    for a, b in zip(trained.get_weights(), fresh.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert int(fresh.optimizer.iterations) == 8
+
+
+@pytest.mark.parametrize("kind", ["sequential", "functional", "subclassed"])
+def test_interrupted_fit_resumes_mid_epoch_in_process(tmp_path, kind) -> None:
+    reference = classifier(kind)
+    fit(reference, [], epochs=3)
+
+    model = classifier(kind)
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, [CheckpointCallback(tmp_path, save_freq=3), Interrupt(after=7)], epochs=3)
+    # A new program: a new model (unbuilt when subclassed) and a new callback.
+    model = classifier(kind)
+    callback = CheckpointCallback(tmp_path, save_freq=3)
+    history = fit(model, [callback], epochs=3)
+    assert callback.restored is not None
+    assert callback.restored.step == 6  # epoch 2, 2 of its 4 batches done
+    assert history.epoch == [1, 2]
+    for a, b in zip(reference.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_exports_load_with_keras(tmp_path) -> None:
+    model = classifier()
+    fit(
+        model,
+        [
+            CheckpointCallback(tmp_path / "c", str(tmp_path / "best.keras"), save_best_only=True),
+            CheckpointCallback(
+                tmp_path / "d", str(tmp_path / "last.weights.h5"), save_weights_only=True
+            ),
+        ],
+        epochs=2,
+    )
+    loaded = keras.models.load_model(tmp_path / "best.keras")
+    np.testing.assert_allclose(loaded.predict(VX, verbose=0), model.predict(VX, verbose=0))
+    other = classifier()
+    other.load_weights(tmp_path / "last.weights.h5")
+    for a, b in zip(model.get_weights(), other.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
+
+
+def test_the_best_value_survives_a_restart(tmp_path) -> None:
+    scores = [0.9, 0.5, 0.6, 0.7]
+    options = {"monitor": "val_score", "mode": "max", "save_best_only": True}
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            classifier(),
+            [
+                Inject("val_score", scores),
+                CheckpointCallback(tmp_path / "c", str(tmp_path / "e{epoch}.keras"), **options),
+                Interrupt(after=6),
+            ],
+            epochs=4,
+        )
+    callback = CheckpointCallback(tmp_path / "c", str(tmp_path / "e{epoch}.keras"), **options)
+    fit(classifier(), [Inject("val_score", scores), callback], epochs=4)
+    # Keras's ModelCheckpoint would forget 0.9 and export epoch 3 after the restart.
+    assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".keras")) == ["e1.keras"]
+
+
+def test_a_time_schedule_saves_on_batches(tmp_path) -> None:
+    ticks = iter(range(0, 10_000, 7))
+    callback = CheckpointCallback(
+        tmp_path,
+        schedule=ckptkit.Schedule(every_secs=20),
+        clock=lambda: float(next(ticks)),
+        keep_checkpoints=True,
+    )
+    fit(classifier(), [callback], epochs=2)
+    # The clock advances 7 s per batch: a save every third batch after the first.
+    assert [i.step for i in ckptkit.list_checkpoints(str(tmp_path))] == [4, 7]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"save_freq": "batch"}, "save_freq must be 'epoch' or a positive number"),
+        ({"save_freq": 0}, "save_freq must be"),
+        ({"save_freq": 5, "schedule": ckptkit.Schedule(every_steps=5)}, "not both"),
+        ({"filepath": "m.h5", "save_weights_only": True}, "must end in '.weights.h5'"),
+        ({"filepath": "m.weights.h5"}, "must end in '.keras'"),
+        ({"filepath": "m.ckpt"}, "must end in '.keras'"),
+        ({"save_best_only": True}, "no filepath was given"),
+        ({"mode": "up"}, "mode must be one of"),
+    ],
+)
+def test_bad_arguments_are_refused_with_what_to_do(tmp_path, kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        CheckpointCallback(tmp_path, **kwargs)
+
+
+def test_a_placeholder_not_logged_names_the_logged_ones(tmp_path) -> None:
+    callback = CheckpointCallback(tmp_path / "c", str(tmp_path / "m-{val_f1:.2f}.keras"))
+    with pytest.raises(KeyError, match="val_loss"):
+        fit(classifier(), [callback], epochs=1)
