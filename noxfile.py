@@ -50,6 +50,7 @@ def examples(session: nox.Session) -> None:
     session.run(*loop, "--expect-resume")
     session.run("python", "examples/demo.py", "--dir", f"{tmp}/demo")
     session.run("python", "examples/resume_after_crash.py", "--dir", f"{tmp}/resume")
+    session.run("python", "examples/keras_fit.py", "--dir", f"{tmp}/keras_fit")
 
 
 @nox.session(python=PYTHON)

@@ -1,7 +1,7 @@
 """The ``ckptkit`` command: list, inspect and compare checkpoints from the shell.
 
     ckptkit ls DIR                 one row per checkpoint, newest last
-    ckptkit inspect PATH           format, variables, totals, object tree
+    ckptkit inspect PATH           format, variables, totals, object tree (also .keras files)
     ckptkit inspect PATH --tensor KEY
     ckptkit diff A B               keys only in A / only in B, shape, dtype and value changes
     ckptkit verify PATH [--full]   is every checkpoint intact? exit 0 yes, 1 no
@@ -44,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list the checkpoints of a directory, newest last")
     ls.add_argument("directory")
     inspect = sub.add_parser("inspect", help="show what a checkpoint holds")
-    inspect.add_argument("path", help="checkpoint prefix, its .index file, or a directory")
+    inspect.add_argument(
+        "path", help="checkpoint prefix, its .index file, a directory, or a .weights.h5/.keras file"
+    )
     inspect.add_argument("--tensor", metavar="KEY", help="print the value of one tensor")
     diff = sub.add_parser("diff", help="compare two checkpoints key by key")
     diff.add_argument("a")
@@ -87,8 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "inspect" and args.tensor is not None:
             _tensor(args.path, args.tensor, as_json=args.json)
         elif args.command == "inspect":
-            graph = inspection.load_graph(args.path)
-            _inspect(inspection.inspect(args.path), graph, as_json=args.json)
+            contents = inspection.inspect(args.path)
+            graph = None if contents.format == "keras" else inspection.load_graph(args.path)
+            _inspect(contents, graph, as_json=args.json)
         else:
             _diff(inspection.diff(args.a, args.b), as_json=args.json)
     except CkptkitError as e:

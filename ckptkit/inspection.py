@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf.trackable_object_graph_pb2 import TrackableObjectGraph
 
 from ckptkit.errors import CheckpointKeyError, CorruptCheckpointError
+from ckptkit.keras_files import is_keras_file, keras_datasets, read_keras_tensor
 from ckptkit.matching import CheckpointGraph, CheckpointNode, ValueSpec
 from ckptkit.storage import resolve_checkpoint
 
@@ -41,8 +42,9 @@ __all__ = [
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
-Format = Literal["object-based", "name-based"]
-"""``object-based``: TF2 `tf.train.Checkpoint`; ``name-based``: tf.compat.v1 Saver / Estimator."""
+Format = Literal["object-based", "name-based", "keras"]
+"""``object-based``: TF2 `tf.train.Checkpoint`; ``name-based``: tf.compat.v1 Saver / Estimator;
+``keras``: a Keras-native ``.weights.h5`` or ``.keras`` file."""
 
 
 class VariableInfo(NamedTuple):
@@ -164,7 +166,8 @@ def inspect(path: str) -> CheckpointContents:
     """Lists the tensors of a checkpoint without loading their values.
 
     Args:
-        path: A checkpoint prefix, its ``.index`` file, or a directory (its newest checkpoint).
+        path: A checkpoint prefix, its ``.index`` file, or a directory (its newest
+            checkpoint); or a Keras ``.weights.h5`` / ``.keras`` file.
 
     Returns:
         Format, prefix and one `VariableInfo` per tensor.
@@ -172,7 +175,11 @@ def inspect(path: str) -> CheckpointContents:
     Raises:
         CheckpointNotFoundError: Nothing at `path`.
         CorruptCheckpointError: The index cannot be read.
+        FormatError: A Keras file that is not HDF5 / zip.
     """
+    if is_keras_file(path):
+        found = keras_datasets(path)
+        return CheckpointContents("keras", path, tuple(VariableInfo(*f) for f in found))
     prefix, reader = open_reader(path)
     shapes = reader.get_variable_to_shape_map()
     dtypes = _dtype_enums(reader)
@@ -253,13 +260,16 @@ def read_tensor(path: str, key: str) -> np.ndarray[Any, Any]:
     """The value of one tensor.
 
     Args:
-        path: A checkpoint prefix or directory.
-        key: The full checkpoint key, or an object path such as ``model/l1/kernel``.
+        path: A checkpoint prefix or directory, or a Keras ``.weights.h5`` / ``.keras`` file.
+        key: The full checkpoint key, or an object path such as ``model/l1/kernel``; in a
+            Keras file, a dataset such as ``layers/dense/vars/0``.
 
     Raises:
         CheckpointKeyError: The checkpoint has no such key.
         CorruptCheckpointError: The data cannot be read.
     """
+    if is_keras_file(path):
+        return read_keras_tensor(path, key)
     prefix, reader = open_reader(path)
     try:
         full = _full_key(reader, key)

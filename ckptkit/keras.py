@@ -95,6 +95,12 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
     with `save_best_only`, only when `monitor` improved. Unlike `ModelCheckpoint`, files are
     written to a temporary name and renamed, and the best value survives a restart.
 
+    Validation metrics are logged only at an epoch's end. So with a batch-level `save_freq` or
+    `schedule`, the callback also saves at each epoch's end when `Retention.monitor` ranks
+    checkpoints or `save_best_only` exports, and a batch-level save whose logs lack `monitor`
+    leaves the export decision to the epoch's end (where `ModelCheckpoint` would warn and
+    export every time).
+
     Args:
         directory: Where checkpoints go, or a full `CheckpointConfig` (its retention,
             restore policy, preemption, durability; its schedule when set explicitly).
@@ -182,7 +188,13 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.best = initial_value_threshold
         self._direction: Literal["min", "max"] | None = None
         self._clock = clock
-        self._save_each_epoch = schedule is None and not explicit_schedule
+        # Validation metrics exist only in the epoch's logs: a batch-level schedule also saves
+        # at each epoch end when something ranks checkpoints or exports by a metric.
+        self._save_each_epoch = (
+            (schedule is None and not explicit_schedule)
+            or self.config.retention.monitor is not None
+            or (save_best_only and self.filepath is not None)
+        )
         self._manager: CheckpointManager | None = None
         self._progress = _Progress()
         self._skip = 0
@@ -300,6 +312,8 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         step = self._step()
         if not manager.due(step):
             return
+        if self._save_each_epoch and batch + 1 == (self.params or {}).get("steps"):
+            return  # the epoch-end save follows at this step, with validation metrics
         self._save(manager, step, self._progress.at_epoch, batch, logs, schedule=True)
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
@@ -373,6 +387,8 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             return True
         path = _format_path(self.filepath or "", epoch, batch, logs)
         current = logs.get(self.monitor)
+        if current is None and batch is not None and self._save_each_epoch:
+            return False  # judged at the epoch's end, where validation metrics are logged
         if current is None:
             warnings.warn(f"Can save best model only with {self.monitor} available.", stacklevel=2)
             return True

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import Net
+from conftest import Net, make_model
 
 import ckptkit
 
@@ -136,3 +136,31 @@ def test_bad_inputs_give_typed_errors_naming_the_path(
         os.mkdir(index)
     with pytest.raises(error, match=match):
         ckptkit.inspect(target)
+
+
+@pytest.mark.parametrize("suffix", [".weights.h5", ".keras"])
+def test_keras_native_files_are_listed_and_read(tmp_path, suffix) -> None:
+    model = make_model()
+    model.compile(optimizer="adam", loss="mse")
+    path = str(tmp_path / f"m{suffix}")
+    if suffix == ".keras":
+        model.save(path)
+    else:
+        model.save_weights(path)
+    contents = ckptkit.inspect(path)
+    assert contents.format == "keras"
+    layer_weights = [v for v in contents.variables if v.key.startswith("layers/")]
+    assert sorted(v.shape for v in layer_weights) == sorted(w.shape for w in model.get_weights())
+    kernel = ckptkit.read_tensor(path, "layers/dense/vars/0")
+    np.testing.assert_array_equal(kernel, model.get_weights()[0])
+    with pytest.raises(ckptkit.CheckpointKeyError, match="layers/dense/vars/0"):
+        ckptkit.read_tensor(path, "layers/nope")
+
+
+def test_a_damaged_keras_file_is_a_format_error(tmp_path) -> None:
+    bad = tmp_path / "m.keras"
+    bad.write_text("not a zip")
+    with pytest.raises(ckptkit.FormatError, match=r"m\.keras is not a readable Keras file"):
+        ckptkit.inspect(str(bad))
+    with pytest.raises(ckptkit.CheckpointNotFoundError, match="no Keras file"):
+        ckptkit.inspect(str(tmp_path / "missing.weights.h5"))
