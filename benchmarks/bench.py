@@ -4,7 +4,9 @@ Cases: (a) one large state (~1 GiB of float32 in 4 variables); (b) many small va
 (10,000). For each, save and restore through `ckptkit.CheckpointManager` and through plain
 `tf.train.CheckpointManager` / `tf.train.Checkpoint.restore` (and, for saves, a bare
 `tf.train.Checkpoint.write`, the floor), rotating which goes first, then prints medians and the
-ratios ckptkit / plain. Also times `ckptkit.inspect` against `tf.train.list_variables` on (b).
+ratios ckptkit / plain. Also times `ckptkit.inspect` against `tf.train.list_variables` on (b),
+and (c) `model.fit` of a tiny model for 2,000 batches with `ckptkit.keras.CheckpointCallback`
+(saving every epoch) against the same fit without callbacks and with Keras's `BackupAndRestore`.
 
     python benchmarks/bench.py [--reps 7] [--quick]
 """
@@ -25,7 +27,14 @@ import tensorflow as tf
 
 import ckptkit
 
-GOALS = {"a_save": 1.05, "a_restore": 1.05, "b_save": 1.05, "b_restore": 1.05, "b_inspect": 1.2}
+GOALS = {
+    "a_save": 1.05,
+    "a_restore": 1.05,
+    "b_save": 1.05,
+    "b_restore": 1.05,
+    "b_inspect": 1.2,
+    "c_fit": 1.02,
+}
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -124,6 +133,34 @@ def bench_case(name: str, state: dict[str, object], reps: int, root: str) -> dic
     return results
 
 
+def bench_fit(reps: int, root: str, batches: int) -> float:
+    """`fit` with the callback against `fit` without callbacks; returns the ratio."""
+    import keras
+    import numpy as np
+
+    from ckptkit.keras import CheckpointCallback
+
+    epochs, batch_size = 4, 8
+    x = np.random.default_rng(0).normal(size=(batches // epochs * batch_size, 8))
+    y = x.sum(axis=1, keepdims=True)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+
+    def fit(*callbacks: keras.callbacks.Callback) -> None:
+        model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=list(callbacks))
+
+    fit()  # trace once
+    ours = CheckpointCallback(os.path.join(root, "c-ckptkit"))  # removes its backups after fit
+    keras_backup = keras.callbacks.BackupAndRestore(os.path.join(root, "c-keras"))
+    runs: dict[str, Callable[[], object]] = {
+        "ckptkit": lambda: fit(ours),
+        "no callback": fit,
+        "keras BackupAndRestore": lambda: fit(keras_backup),
+    }
+    print(f"(c) fit: {batches} batches of {batch_size}, {epochs} epochs, a save per epoch")
+    return report("(c) fit", interleaved(runs, reps))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7, help="repetitions per measurement")
@@ -149,6 +186,7 @@ def main() -> None:
             "tf.train.list_variables": lambda: tf.train.list_variables(path),
         }
         ratios["b_inspect"] = report("(b) inspect", interleaved(inspects, max(args.reps, 9)))
+        ratios["c_fit"] = bench_fit(args.reps, root, batches=400 if args.quick else 2000)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print("\nratio goals (ckptkit over the first baseline of each line):")
