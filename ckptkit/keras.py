@@ -216,35 +216,37 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             left_open.close()
         self._manager, self.restored, self._skip = None, None, 0
         self._progress.move_to(0, 0)
-        target = self._newest_position()
-        if target is None:
+        if not self._load_position():
             if self.model.built:
-                self._open(restore_from=None)
+                self._open(restore=False)
             return  # else opened at the first batch's end, once Keras has built the model
         self.model._initial_epoch = self._progress.at_epoch
         self._skip = self._progress.at_batch
         if self.model.built:
-            self._open(restore_from=target)
+            self._open(restore=True)
         if self._skip or not self.model.built:
-            self._wrap_train_function(target)
+            self._wrap_train_function()
 
-    def _newest_position(self) -> str | None:
-        """Loads only the training position of the newest intact checkpoint; returns its path."""
+    def _load_position(self) -> bool:
+        """Loads only the training position of the newest intact checkpoint, if there is one.
+
+        `fit` needs the epoch before the model may be built; the full restore follows in `_open`.
+        """
         with CheckpointManager(self.config, progress=self._progress) as probe:
             if probe.latest is None:
-                return None
+                return False
             with warnings.catch_warnings():
                 # The real restore in _open() walks back the same way and warns.
                 warnings.simplefilter("ignore", CheckpointSkippedWarning)
-                result = probe.restore(assertion="partial")
+                probe.restore(assertion="partial")
         self._progress.load()
-        return result.path
+        return True
 
-    def _open(self, *, restore_from: str | None) -> None:
-        """Creates the manager for the built model and restores the newest intact checkpoint.
+    def _open(self, *, restore: bool) -> None:
+        """Creates the manager for the built model; restores the newest intact checkpoint.
 
-        `restore_from` is the one `_newest_position` found; the manager's own restore walks
-        back past the same damaged checkpoints, so that its next save replaces them.
+        The manager does its own walk-back (to the checkpoint `_load_position` found), so that
+        it is the one that replaces a damaged checkpoint when it saves that step again.
         """
         model = self.model
         if model.optimizer is not None and not model.optimizer.built:
@@ -259,27 +261,26 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             rng=_seed_states(model),
         )
         _OPEN[os.path.abspath(self.config.directory)] = self._manager
-        if restore_from is None:
+        if not restore:
             return
         self.restored = self._manager.restore()
-        restore_from = self.restored.path or restore_from
-        manifest = read_manifest(restore_from)
+        manifest = None if self.restored.path is None else read_manifest(self.restored.path)
         best = None if manifest is None else manifest.metadata.get("export_best")
         if isinstance(best, (int, float)):
             self.best = float(best)  # so a restart does not export a worse "best" file
         if self.verbose > 0:
             print(
-                f"\nCheckpointCallback: resumed from {restore_from} (epoch "
+                f"\nCheckpointCallback: resumed from {self.restored.path} (epoch "
                 f"{self._progress.at_epoch + 1}, {self._progress.at_batch} batches done)"
             )
 
     def _ensure_open(self) -> CheckpointManager:
         if self._manager is None:
-            self._open(restore_from=None)
+            self._open(restore=False)
         assert self._manager is not None
         return self._manager
 
-    def _wrap_train_function(self, target: str) -> None:
+    def _wrap_train_function(self) -> None:
         """Builds and loads an unbuilt model on the first batch, then skips trained batches."""
         model = self.model
         original = model.train_function
@@ -288,7 +289,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         def train_function(iterator: Any) -> Any:
             if self._manager is None:
                 _build_from(model, iterator.element_spec)
-                self._open(restore_from=target)
+                self._open(restore=True)
             if self._skip > 0:
                 for _ in range(min(per_call, self._skip)):
                     next(iterator)
@@ -385,7 +386,6 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
     def _should_export(self, epoch: int, batch: int | None, logs: dict[str, Any]) -> bool:
         if not self.save_best_only:
             return True
-        path = _format_path(self.filepath or "", epoch, batch, logs)
         current = logs.get(self.monitor)
         if current is None and batch is not None and self._save_each_epoch:
             return False  # judged at the epoch's end, where validation metrics are logged
@@ -397,6 +397,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         value = float(current)
         if is_better(value, self.best, self._direction):
             if self.verbose > 0:
+                path = _format_path(self.filepath or "", epoch, batch, logs)
                 print(
                     f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best} to "
                     f"{value:.5f}, saving model to {path}"
