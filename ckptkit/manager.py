@@ -355,6 +355,7 @@ class CheckpointManager:
         self._entries = entries
         self._last_preserved = plan.last_preserved
         for old in plan.delete:
+            self._scores.pop(old, None)
             storage.delete_checkpoint(old)
         self._timer.record(step)
         return written
