@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ckptkit.retention import Mode, direction
+from ckptkit.run_config import ESTIMATOR_PREFIX, RunConfigFields
 
 __all__ = ["Assertion", "CheckpointConfig", "Preemption", "RestorePolicy", "Retention", "Schedule"]
 
@@ -52,6 +53,9 @@ class Schedule(BaseModel):
         every_secs: Save when this many seconds have passed since the last save.
         save_first_step: Also save at the first step `maybe_save` sees when no checkpoint
             exists yet (as the Estimator's saver hook does at the start of training).
+        save_last_step: Also save when training ends (`CheckpointManager.finish`, the Keras
+            callback's end of `fit`, the session hook's `end`) unless that step is saved
+            already, as the Estimator's saver hook does.
 
     Example:
         >>> Schedule(every_steps=500).every_secs is None
@@ -63,6 +67,7 @@ class Schedule(BaseModel):
     every_steps: int | None = Field(default=None, gt=0)
     every_secs: float | None = Field(default=None, gt=0)
     save_first_step: bool = False
+    save_last_step: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -274,3 +279,47 @@ class CheckpointConfig(BaseModel):
             "checkpoint_name": self.prefix,
             **self.retention.tf_kwargs(),
         }
+
+    @classmethod
+    def from_run_config(cls, run_config: Any, **overrides: Any) -> CheckpointConfig:
+        """The config that checkpoints as a `tf.estimator.RunConfig` would.
+
+        Reads `model_dir`, `save_checkpoints_steps`, `save_checkpoints_secs`,
+        `keep_checkpoint_max` and `keep_checkpoint_every_n_hours` with the Estimator's defaults
+        and rules (see `ckptkit.run_config`). Like the Estimator's saver hook, it saves when
+        training starts and when it ends, and names checkpoints ``model.ckpt-<step>``.
+
+        Args:
+            run_config: A `tf.estimator.RunConfig` (or an object with those attributes) or a
+                mapping of those fields; other `RunConfig` fields in a mapping are ignored.
+            **overrides: Other `CheckpointConfig` fields, e.g. ``restore=RestorePolicy(...)``.
+
+        Raises:
+            pydantic.ValidationError: A field is invalid or both schedules are set.
+            TypeError: `run_config` is neither a mapping nor has the fields.
+
+        Example:
+            >>> cfg = CheckpointConfig.from_run_config(
+            ...     {"model_dir": "/tmp/m", "save_checkpoints_steps": 100}
+            ... )
+            >>> cfg.prefix, cfg.schedule.every_steps, cfg.retention.max_to_keep
+            ('model.ckpt', 100, 5)
+        """
+        fields = RunConfigFields.read(run_config)
+        schedule = Schedule(
+            every_steps=fields.save_checkpoints_steps,
+            every_secs=fields.save_checkpoints_secs,
+            save_first_step=True,
+            save_last_step=True,
+        )
+        retention = Retention(
+            max_to_keep=fields.max_to_keep,
+            keep_every_n_hours=fields.keep_checkpoint_every_n_hours,
+        )
+        values = {
+            "directory": fields.model_dir,
+            "prefix": ESTIMATOR_PREFIX,
+            "schedule": schedule,
+            "retention": retention,
+        }
+        return cls.model_validate({**values, **overrides})

@@ -346,9 +346,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         export = self.filepath is not None and self._should_export(epoch, batch, logs)
         if export:  # first, so a crash in between costs a checkpoint, never the best file
             self._export(epoch, batch, logs)
-        self._progress.store()
-        progress = self._progress
-        metadata: dict[str, Any] = {"epoch": progress.at_epoch, "batch": progress.at_batch}
+        metadata = self._position()
         if self.best is not None:
             metadata["export_best"] = float(self.best)
         if schedule:
@@ -357,6 +355,12 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             saved = manager.save(step, metadata=metadata, metrics=_numbers(logs))
         if saved is not None and self.verbose > 0:
             print(f"\nEpoch {epoch + 1}: saved checkpoint {saved}")
+
+    def _position(self) -> dict[str, Any]:
+        """Writes the position into its variables for a save; returns it as manifest metadata."""
+        progress = self._progress
+        progress.store()
+        return {"epoch": progress.at_epoch, "batch": progress.at_batch}
 
     def _export(self, epoch: int, batch: int | None, logs: dict[str, Any]) -> None:
         assert self.filepath is not None
@@ -409,12 +413,17 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         return False
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
-        """After a successful `fit`: removes the backups (see `keep_checkpoints`), closes."""
+        """After a successful `fit`: removes the backups (see `keep_checkpoints`), closes.
+
+        With `keep_checkpoints`, saves the last step first when `Schedule.save_last_step`.
+        """
         self.model._initial_epoch = None  # Keras would otherwise reuse it in the next fit
         manager = self._manager
         if manager is None:
             return
-        if not self.keep_checkpoints:
+        if self.keep_checkpoints:
+            manager.finish(self._step(), metadata=self._position())  # Schedule.save_last_step
+        else:
             self._remove_backups(manager)
         manager.close()
         _OPEN.pop(os.path.abspath(self.config.directory), None)

@@ -260,16 +260,40 @@ class CheckpointManager:
         Returns:
             The checkpoint path when it saved, else None.
         """
-        step = _as_step(step)
+        step = self._step(step)
         if self._preempted is not None:
             return self._save_for_preemption(step, metadata, metrics)
         if not self._timer.should_save(step):
             return None
         return self.save(step, metadata=metadata, metrics=metrics)
 
+    def _step(self, step: Any) -> int:
+        return _as_step(self._backend.read_step(step))
+
+    def finish(
+        self,
+        step: Any,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+    ) -> str | None:
+        """Tells the manager that training ended at `step`.
+
+        With `Schedule.save_last_step` (set by `CheckpointConfig.from_run_config`), saves
+        `step` unless it is saved already, as the Estimator's saver hook does at the end of
+        training. The manager stays open; `close()` releases it.
+
+        Returns:
+            The checkpoint path when it saved, else None.
+        """
+        step = self._step(step)
+        if not self._timer.should_save_last(step):
+            return None
+        return self.save(step, metadata=metadata, metrics=metrics)
+
     def due(self, step: Any) -> bool:
         """Whether `maybe_save(step)` would save: the schedule calls for it, or a signal came."""
-        return self._preempted is not None or self._timer.should_save(_as_step(step))
+        return self._preempted is not None or self._timer.should_save(self._step(step))
 
     def _save_for_preemption(
         self, step: int, metadata: Mapping[str, Any] | None, metrics: Mapping[str, float] | None
@@ -314,7 +338,7 @@ class CheckpointManager:
             SaveError: Writing failed otherwise; partial files were removed, earlier
                 checkpoints kept.
         """
-        step = _as_step(step)
+        step = self._step(step)
         extra = _json_fields(metadata, metrics)
         path = self._path_for(step)
         self._become_writer()

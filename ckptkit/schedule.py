@@ -40,6 +40,7 @@ class SaveTimer:
         self._every_steps = schedule.every_steps
         self._every_secs = schedule.every_secs
         self._save_first = schedule.save_first_step and last_step is None
+        self._save_last = schedule.save_last_step
         self._clock = clock
         self._last_step = last_step
         self._last_time: float | None = None
@@ -69,6 +70,10 @@ class SaveTimer:
                 return False
             return now - self._last_time >= self._every_secs
         return False
+
+    def should_save_last(self, step: int) -> bool:
+        """Whether training ending at `step` calls for a save (`Schedule.save_last_step`)."""
+        return self._save_last and step != self._last_step
 
     def record(self, step: int) -> None:
         """Note that a checkpoint was saved at `step` (by the schedule or explicitly)."""

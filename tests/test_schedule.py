@@ -88,3 +88,22 @@ def test_step_schedule_saves_exactly_when_a_multiple_is_crossed(
     saved = run(timer, steps[1:])
     expected = [b for a, b in itertools.pairwise(steps) if b // every > a // every]
     assert saved == expected
+
+
+@given(every=st.integers(1, 20), last=st.integers(0, 200))
+def test_estimator_schedule_saves_first_multiples_and_last(every: int, last: int) -> None:
+    # The Estimator's saver hook on a run of global steps 0..last: the start, every `every`
+    # steps, and the end unless it was just saved.
+    timer = SaveTimer(
+        Schedule(every_steps=every, save_first_step=True, save_last_step=True), last_step=None
+    )
+    saved = run(timer, list(range(last + 1)))
+    if timer.should_save_last(last):
+        timer.record(last)
+        saved.append(last)
+    assert saved == sorted({0, last} | set(range(every, last + 1, every)))
+
+
+def test_save_last_step_is_off_by_default() -> None:
+    timer = SaveTimer(Schedule(every_steps=10), last_step=None)
+    assert not timer.should_save_last(7)

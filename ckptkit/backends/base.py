@@ -16,6 +16,10 @@ class Backend(Protocol):
     tensors between the program and a checkpoint prefix.
     """
 
+    def read_step(self, step: Any) -> Any:
+        """The value of a step the program passed (a graph-mode tensor is run, for one)."""
+        ...
+
     def write(self, prefix: str) -> str:
         """Writes the program's state to `prefix`; returns the prefix written."""
         ...

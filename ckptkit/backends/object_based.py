@@ -52,6 +52,10 @@ class ObjectBasedBackend:
         self._options = options
         _ = checkpoint.save_counter  # Created now so every checkpoint carries it.
 
+    def read_step(self, step: Any) -> Any:
+        """`step` itself: eager tensors and variables give their value through ``numpy()``."""
+        return step
+
     def write(self, prefix: str) -> str:
         """Writes the checkpoint to `prefix`; returns the prefix."""
         self.checkpoint.save_counter.assign_add(1)
