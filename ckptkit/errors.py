@@ -11,6 +11,7 @@ would already catch for that problem, so `except FileNotFoundError` keeps workin
     ├── DirectoryLockedError     (BlockingIOError)    another writer holds the directory
     ├── FormatError              (ValueError)         a format this backend cannot restore
     ├── InvalidMetadataError     (TypeError)          save() metadata that is not JSON
+    ├── KeyMapError              (ValueError)         a key map that is malformed or ambiguous
     ├── InvalidStepError         (ValueError)         a step that is not a non-negative integer
     ├── TrackableError           (TypeError)          an object TensorFlow cannot checkpoint
     ├── SaveError                (OSError)            a save failed; nothing was committed
@@ -42,6 +43,7 @@ __all__ = [
     "FormatError",
     "InvalidMetadataError",
     "InvalidStepError",
+    "KeyMapError",
     "RestoreMismatchError",
     "SaveError",
     "ShapeMismatchError",
@@ -83,6 +85,10 @@ class FormatError(CkptkitError, ValueError):
 
 class InvalidMetadataError(CkptkitError, TypeError):
     """Metadata or metrics passed to `save` that cannot be stored as JSON."""
+
+
+class KeyMapError(CkptkitError, ValueError):
+    """A key map that is malformed, names a variable ambiguously, or maps two values to one."""
 
 
 class InvalidStepError(CkptkitError, ValueError):

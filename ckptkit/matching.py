@@ -1,9 +1,14 @@
-"""Lines a program's object graph up with a checkpoint's, the way TensorFlow does, without loading.
+"""Lines a program up with a checkpoint, the way TensorFlow will, without loading.
 
-TensorFlow matches objects by walking both graphs from the root in step, pairing children with
-the same local name (``model`` -> ``layer`` -> ``kernel``); an object reached twice is matched
-once. Doing the same walk here, over plain data, gives a complete report (every unused value,
-every unrestored variable, every shape mismatch, by name) before a single tensor is read.
+Object-based checkpoints (`match`): TensorFlow matches objects by walking both graphs from the
+root in step, pairing children with the same local name (``model`` -> ``layer`` -> ``kernel``);
+an object reached twice is matched once. Doing the same walk here, over plain data, gives a
+complete report (every unused value, every unrestored variable, every shape mismatch, by name)
+before a single tensor is read.
+
+Name-based checkpoints (`match_names`): values are keyed by variable name
+(``dnn/logits/kernel``); a key map renames them first, then each is looked up among the
+program's variables.
 
 This module has no TensorFlow: the checkpoint side arrives as `CheckpointGraph`, the program side
 as two callables supplied by the backend.
@@ -16,9 +21,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from ckptkit.errors import KeyMapError
+from ckptkit.keymap import Rename
 from ckptkit.status import Mismatch, RestoreReport
 
-__all__ = ["CheckpointGraph", "CheckpointNode", "ValueSpec", "match"]
+__all__ = [
+    "CheckpointGraph",
+    "CheckpointNode",
+    "NameMatch",
+    "NamedValue",
+    "ValueSpec",
+    "match",
+    "match_names",
+]
 
 # Bookkeeping that tf.train.Checkpoint adds to its root; neither side is judged on it.
 IGNORED_ROOT_CHILDREN = frozenset({"save_counter"})
@@ -218,3 +233,151 @@ def _mismatch(node: CheckpointNode, live: ValueSpec) -> Mismatch | None:
 
 def _program_name(path: str, own: str) -> str:
     return f"{path} ({own})" if own and own != path else path
+
+
+class NamedValue(NamedTuple):
+    """One variable of a program, as name-based matching sees it.
+
+    Attributes:
+        path: Its unique name: the checkpoint key a Saver uses, or its object path from the
+            root (``model/_functional/_operations/1/_kernel``).
+        own_name: The variable's own name when it differs (``sequential/hidden/kernel``).
+        value: Its shape and dtype.
+    """
+
+    path: str
+    own_name: str
+    value: ValueSpec
+
+    @property
+    def display_name(self) -> str:
+        """The path, with the variable's own name beside it when that says something more."""
+        return _program_name(self.path, self.own_name)
+
+
+@dataclass(frozen=True)
+class NameMatch:
+    """The outcome of `match_names`.
+
+    Attributes:
+        report: What matched, was left unused or out, was not restored, or differs in shape.
+        pairs: ``(checkpoint key, program index)`` of the values to load, shapes agreeing.
+    """
+
+    report: RestoreReport
+    pairs: tuple[tuple[str, int], ...]
+
+
+def match_names(
+    path: str,
+    checkpoint: Mapping[str, ValueSpec],
+    program: Sequence[NamedValue],
+    rename: Rename,
+    *,
+    loose: bool,
+) -> NameMatch:
+    """Matches a name-based checkpoint's values with the program's variables by name.
+
+    Each checkpoint key is renamed by `rename`, then looked up: first as a path, then as a
+    variable's own name; with `loose`, also as the end of a path or own name on a ``/``
+    boundary (``hidden/kernel`` finds ``sequential/hidden/kernel``), when that is unique.
+
+    Args:
+        path: The checkpoint, for the report.
+        checkpoint: Its values by key.
+        program: The program's variables.
+        rename: The compiled key map (see `ckptkit.keymap`).
+        loose: Allow own names and name endings, not only exact paths.
+
+    Raises:
+        KeyMapError: A name fits several variables, or two values go to one variable.
+    """
+    lookup = _NameIndex(program, loose=loose)
+    taken: dict[int, str] = {}
+    matched: list[str] = []
+    unused: list[str] = []
+    left_out: list[str] = []
+    mismatches: list[Mismatch] = []
+    pairs: list[tuple[str, int]] = []
+    for key in sorted(checkpoint):
+        target = rename(key)
+        if target is None:
+            left_out.append(key)
+            continue
+        index = lookup.find(target, key)
+        shown = key if target == key else f"{key} -> {target}"
+        if index is None:
+            unused.append(shown if target == key else f"{shown} (no such variable)")
+            continue
+        if index in taken:
+            raise KeyMapError(
+                f"checkpoint values {taken[index]!r} and {key!r} both map to "
+                f"{program[index].display_name}; change the key map so each variable gets one"
+            )
+        taken[index] = key
+        entry = program[index]
+        label = (
+            key if entry.path == key and not entry.own_name else f"{key} -> {entry.display_name}"
+        )
+        matched.append(label)
+        saved, live = checkpoint[key], entry.value
+        if saved.shape is not None and live.shape is not None and saved != live:
+            mismatches.append(
+                Mismatch(
+                    name=label,
+                    checkpoint_shape=saved.shape,
+                    checkpoint_dtype=saved.dtype or "?",
+                    program_shape=live.shape,
+                    program_dtype=live.dtype or "?",
+                )
+            )
+        else:
+            pairs.append((key, index))
+    report = RestoreReport(
+        checkpoint=path,
+        matched=tuple(matched),
+        unused_checkpoint_values=tuple(unused),
+        unrestored_objects=tuple(
+            entry.display_name for index, entry in enumerate(program) if index not in taken
+        ),
+        mismatches=tuple(mismatches),
+        left_out=tuple(left_out),
+    )
+    return NameMatch(report, tuple(pairs))
+
+
+class _NameIndex:
+    """Finds a program variable by path, own name or (loosely) name ending."""
+
+    def __init__(self, program: Sequence[NamedValue], *, loose: bool) -> None:
+        self._program = program
+        self._paths = {entry.path: index for index, entry in enumerate(program)}
+        self._loose = loose
+        self._own: dict[str, list[int]] = {}
+        self._endings: dict[str, list[int]] = {}
+        if not loose:
+            return
+        for index, entry in enumerate(program):
+            if entry.own_name:
+                self._own.setdefault(entry.own_name, []).append(index)
+            endings: set[str] = set()
+            for name in (entry.path, entry.own_name):
+                parts = name.split("/") if name else []
+                endings.update("/".join(parts[i:]) for i in range(1, len(parts)))
+            for ending in endings:
+                self._endings.setdefault(ending, []).append(index)
+
+    def find(self, name: str, key: str) -> int | None:
+        if name in self._paths:
+            return self._paths[name]
+        for table in (self._own, self._endings):
+            found = table.get(name, [])
+            if len(found) == 1:
+                return found[0]
+            if found:
+                names = ", ".join(self._program[i].display_name for i in found)
+                raise KeyMapError(
+                    f"checkpoint value {key!r} maps to {name!r}, which fits several variables "
+                    f"({names}); map it to one of those names in full"
+                )
+        return None

@@ -58,6 +58,7 @@ class RestoreReport:
             created later, such as an unbuilt Keras model's weights, still receive them).
         unrestored_objects: Program variables with no value in the checkpoint.
         mismatches: Matched variables whose shape or dtype differ.
+        left_out: Checkpoint entries a key map left out on purpose (name-based restores).
     """
 
     checkpoint: str
@@ -65,6 +66,7 @@ class RestoreReport:
     unused_checkpoint_values: tuple[str, ...] = ()
     unrestored_objects: tuple[str, ...] = ()
     mismatches: tuple[Mismatch, ...] = ()
+    left_out: tuple[str, ...] = ()
 
     def failures(self, assertion: Assertion) -> list[str]:
         """What `assertion` objects to, one line per kind of problem; empty when it passes."""
@@ -86,6 +88,7 @@ class RestoreReport:
             ("shape/dtype mismatch(es)", self.mismatches),
             ("program variable(s) not restored", self.unrestored_objects),
             ("checkpoint value(s) no program object takes", self.unused_checkpoint_values),
+            ("checkpoint value(s) left out by the key map", self.left_out),
         ]
         for title, items in sections:
             if not items:

@@ -41,7 +41,8 @@ def test_defaults_are_the_estimators() -> None:
     assert cfg.directory == "/tmp/m"
     assert cfg.prefix == "model.ckpt"
     assert (cfg.schedule.every_steps, cfg.schedule.every_secs) == (None, 600.0)
-    assert cfg.schedule.save_first_step and cfg.schedule.save_last_step
+    assert cfg.schedule.save_first_step
+    assert cfg.schedule.save_last_step
     assert (cfg.retention.max_to_keep, cfg.retention.keep_every_n_hours) == (5, 10000.0)
 
 
