@@ -91,9 +91,67 @@ class CheckpointManager:
                 "CheckpointManager needs the objects to checkpoint: pass them by name "
                 "(model=..., optimizer=...) or pass checkpoint=tf.train.Checkpoint(...), not both"
             )
+        self._start(config, ObjectBasedBackend(trackables, checkpoint=checkpoint), clock)
+
+    @classmethod
+    def for_session(
+        cls,
+        config: CheckpointConfig,
+        /,
+        session: Any = None,
+        *,
+        graph: Any = None,
+        var_list: Any = None,
+        meta_graph: bool = True,
+        clock: Callable[[], float] | None = None,
+    ) -> CheckpointManager:
+        """A manager for graph-mode code: `tf.compat.v1.train.Saver` checkpoints of a session.
+
+        The same API (`save`, `maybe_save`, `restore`, `restore_or_initialize`, `latest`,
+        `checkpoints`, retention, restore checks), writing what a v1 Saver writes::
+
+            with tf.Graph().as_default():
+                ...  # build the model, global_step, train_op
+                with tf.compat.v1.Session() as sess:
+                    sess.run(tf.compat.v1.global_variables_initializer())
+                    mgr = ckptkit.CheckpointManager.for_session(cfg, sess)
+                    mgr.restore_or_initialize()
+                    while ...:
+                        sess.run(train_op)
+                        mgr.maybe_save(global_step)  # a graph tensor is run in the session
+
+        Checkpoints are ``<prefix>-<step>`` (use ``prefix="model.ckpt"`` for the Estimator's
+        names) with a ``.meta`` graph each, listed in a ``checkpoint`` state file that
+        `tf.compat.v1.train.get_checkpoint_state` reads. Run the variable initializers before
+        `restore_or_initialize`, as with a Saver: a fresh start leaves the variables as they
+        are. A restore with a non-strict assertion (``partial``, ``nontrivial_match``) loads
+        the variables the checkpoint has and leaves the others. In a graph with no variables,
+        `restore` first imports the checkpoint's ``.meta`` graph, so a graph restores without
+        the Python code that built it.
+
+        Args:
+            config: Directory, prefix, schedule, retention and restore policy.
+            session: The `tf.compat.v1.Session` to save from and restore into; may be left out
+                when `graph` is given and `CheckpointHook` binds the session later.
+            graph: The graph, when there is no session yet.
+            var_list: The variables to save (a list, or ``{name: variable}``); None: all
+                saveable variables of the graph, as for `Saver`.
+            meta_graph: Write a ``.meta`` graph beside each checkpoint.
+            clock: As for the constructor.
+        """
+        from ckptkit.backends.saver_v1 import SaverBackend
+
+        backend = SaverBackend(session, graph=graph, var_list=var_list, meta_graph=meta_graph)
+        manager = cls.__new__(cls)
+        manager._start(config, backend, clock)
+        return manager
+
+    def _start(
+        self, config: CheckpointConfig, backend: Backend, clock: Callable[[], float] | None
+    ) -> None:
         self._config = config
         self._directory = config.directory
-        self._backend: Backend = ObjectBasedBackend(trackables, checkpoint=checkpoint)
+        self._backend = backend
         self._entries: list[tuple[str, float]] = []
         self._scores: dict[str, float | None] = {}  # Retention.monitor's value by checkpoint
         self._last_preserved = 0.0
@@ -182,10 +240,22 @@ class CheckpointManager:
 
     @property
     def checkpoint(self) -> tf.train.Checkpoint:
-        """The `tf.train.Checkpoint` that is saved and restored."""
+        """The `tf.train.Checkpoint` that is saved and restored.
+
+        Raises:
+            TypeError: This manager saves a session's graph (`for_session`).
+        """
         backend = self._backend
-        assert isinstance(backend, ObjectBasedBackend)
+        if not isinstance(backend, ObjectBasedBackend):
+            raise TypeError(
+                "a manager made by for_session saves a graph, not a tf.train.Checkpoint"
+            )
         return backend.checkpoint
+
+    @property
+    def backend(self) -> Backend:
+        """The backend that moves the tensors (`ObjectBasedBackend` or `SaverBackend`)."""
+        return self._backend
 
     @property
     def checkpoints(self) -> list[CheckpointInfo]:

@@ -202,11 +202,12 @@ def write_state(
 
 
 def checkpoint_files(path: str) -> list[str]:
-    """The files that make up the checkpoint `path`: index, data shards and manifest."""
+    """The files that make up the checkpoint `path`: index, data shards, meta graph, manifest."""
     pattern = _glob_escape(path)
     found: list[str] = [
         *tf.io.gfile.glob(f"{pattern}.index"),
         *tf.io.gfile.glob(f"{pattern}.data-?????-of-?????"),
+        *tf.io.gfile.glob(f"{pattern}.meta"),
         *tf.io.gfile.glob(f"{pattern}{MANIFEST_SUFFIX}"),
     ]
     return found
