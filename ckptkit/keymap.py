@@ -101,7 +101,13 @@ def _compile_rule(index: int, rule: object) -> tuple[re.Pattern[str], str | None
         raise KeyMapError(f"key map rule {index}: bad pattern {rule[0]!r}: {e}") from e
 
 
-def parse_rules(text: str, *, source: str = "the key map") -> KeyMap:
+def _literal(replacement: object) -> str:
+    if not isinstance(replacement, str):
+        raise KeyMapError(f"a key map's new names must be strings (received {replacement!r})")
+    return replacement.replace("\\", "\\\\")
+
+
+def parse_rules(text: str, *, source: str = "the key map") -> list[tuple[str, str | None]]:
     """Reads a key map written as text.
 
     Either JSON (an object of exact names, or a list of ``[pattern, replacement]`` pairs; a
@@ -112,6 +118,9 @@ def parse_rules(text: str, *, source: str = "the key map") -> KeyMap:
         text: The rules.
         source: Where the text came from, for error messages (a file name).
 
+    Returns:
+        The rules, in order (exact names from a JSON object become anchored rules).
+
     Raises:
         KeyMapError: The text is neither, naming the line.
     """
@@ -121,8 +130,8 @@ def parse_rules(text: str, *, source: str = "the key map") -> KeyMap:
             loaded = json.loads(stripped)
         except json.JSONDecodeError as e:
             raise KeyMapError(f"{source} is not valid JSON: {e}") from e
-        if isinstance(loaded, dict):
-            return loaded
+        if isinstance(loaded, dict):  # exact names, as rules
+            return [(re.escape(k), None if v is None else _literal(v)) for k, v in loaded.items()]
         rules = [tuple(rule) if isinstance(rule, list) else rule for rule in loaded]
         compile_key_map(rules)  # validate now, naming the rule
         return rules

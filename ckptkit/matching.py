@@ -33,6 +33,7 @@ __all__ = [
     "ValueSpec",
     "match",
     "match_names",
+    "walk_paths",
 ]
 
 # Bookkeeping that tf.train.Checkpoint adds to its root; neither side is judged on it.
@@ -206,6 +207,15 @@ def _walk_program(root: object, children: ChildrenFn) -> list[_Visit]:
             seen.add(id(child))
             queue.append((child, index, child_name))
     return out
+
+
+def walk_paths(root: object, children: ChildrenFn) -> list[tuple[str, object]]:
+    """Every object reachable from `root` (itself left out) with its first breadth-first path.
+
+    The paths are those TensorFlow writes in a checkpoint (``model/layer/kernel``).
+    """
+    visits = _walk_program(root, children)
+    return [(_path(visits, index), visits[index].obj) for index in range(1, len(visits))]
 
 
 def _path(visits: list[_Visit], index: int) -> str:

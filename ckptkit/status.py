@@ -81,10 +81,15 @@ class RestoreReport:
             problems.append("no program variable matched any checkpoint value")
         return problems
 
-    def format(self) -> str:
-        """A readable multi-line account of the comparison."""
+    def format(self, *, verbose: bool = False) -> str:
+        """A readable multi-line account of the comparison.
+
+        Args:
+            verbose: Also list the matched entries (for a key map: ``key -> variable``).
+        """
         lines = [f"checkpoint {self.checkpoint}: {len(self.matched)} value(s) matched"]
         sections: list[tuple[str, tuple[Any, ...]]] = [
+            ("value(s) matched", self.matched if verbose else ()),
             ("shape/dtype mismatch(es)", self.mismatches),
             ("program variable(s) not restored", self.unrestored_objects),
             ("checkpoint value(s) no program object takes", self.unused_checkpoint_values),

@@ -16,7 +16,7 @@ from tensorflow.python.training.saving import saveable_object_util
 
 from ckptkit import inspection
 from ckptkit.errors import CorruptCheckpointError, FormatError, TrackableError
-from ckptkit.matching import ValueSpec, match
+from ckptkit.matching import NamedValue, ValueSpec, match, walk_paths
 from ckptkit.status import RestoreReport
 
 __all__ = ["ObjectBasedBackend"]
@@ -85,6 +85,17 @@ class ObjectBasedBackend:
             name_of=_name_of,
             restored_into=_restored_into(status),
         )
+
+    def variables(self) -> list[tuple[NamedValue, Any]]:
+        """The program's variables with their checkpoint paths, own names, shapes and dtypes."""
+        found = []
+        for path, obj in walk_paths(self.checkpoint, _children):
+            if isinstance(obj, (tf.Variable, keras.Variable)):
+                spec = _describe(obj)
+                assert spec is not None
+                own = _name_of(obj)
+                found.append((NamedValue(path, "" if own == path else own, spec), obj))
+        return found
 
     def restore(self, path: str, *, expect_partial: bool) -> Any:
         """Loads `path` (eagerly where variables exist, deferred where they will be created)."""
