@@ -36,6 +36,7 @@ from ckptkit.errors import (
     FormatError,
     InvalidMetadataError,
     InvalidStepError,
+    KeyMapError,
     RestoreMismatchError,
     SaveError,
     ShapeMismatchError,
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
         read_tensor,
     )
     from ckptkit.manager import CheckpointManager
+    from ckptkit.migration import convert, migrate
+    from ckptkit.session_hook import CheckpointHook
     from ckptkit.storage import CheckpointInfo, list_checkpoints
     from ckptkit.verification import CheckpointVerdict, Problem, VerifyReport, verify
 
@@ -63,13 +66,16 @@ _LAZY = {
     "CheckpointContents": "ckptkit.inspection",
     "CheckpointDiff": "ckptkit.inspection",
     "CheckpointInfo": "ckptkit.storage",
+    "CheckpointHook": "ckptkit.session_hook",
     "CheckpointManager": "ckptkit.manager",
     "CheckpointVerdict": "ckptkit.verification",
     "KeyChange": "ckptkit.inspection",
     "VariableInfo": "ckptkit.inspection",
+    "convert": "ckptkit.migration",
     "diff": "ckptkit.inspection",
     "inspect": "ckptkit.inspection",
     "list_checkpoints": "ckptkit.storage",
+    "migrate": "ckptkit.migration",
     "Problem": "ckptkit.verification",
     "read_tensor": "ckptkit.inspection",
     "verify": "ckptkit.verification",
@@ -98,6 +104,7 @@ __all__ = [
     "CheckpointContents",
     "CheckpointDiff",
     "CheckpointExistsError",
+    "CheckpointHook",
     "CheckpointInfo",
     "CheckpointKeyError",
     "CheckpointManager",
@@ -112,6 +119,7 @@ __all__ = [
     "InvalidMetadataError",
     "InvalidStepError",
     "KeyChange",
+    "KeyMapError",
     "Mismatch",
     "Preemption",
     "Problem",
@@ -127,9 +135,11 @@ __all__ = [
     "VariableInfo",
     "VerifyReport",
     "__version__",
+    "convert",
     "diff",
     "inspect",
     "list_checkpoints",
+    "migrate",
     "read_tensor",
     "verify",
 ]

@@ -209,7 +209,7 @@ def load_graph(path: str) -> CheckpointGraph | None:
     proto = TrackableObjectGraph()
     try:
         proto.ParseFromString(reader.get_tensor(OBJECT_GRAPH_KEY))
-    except (tf.errors.OpError, DecodeError) as e:
+    except (tf.errors.OpError, IndexError, DecodeError) as e:
         raise CorruptCheckpointError(
             f"cannot read the object graph of checkpoint {prefix}: {_first_line(e)}; "
             "its data file is damaged"
@@ -279,11 +279,22 @@ def read_tensor(path: str, key: str) -> np.ndarray[Any, Any]:
             f"no key {key!r} in checkpoint {prefix}; it has {len(keys)} keys, e.g. "
             f"{', '.join(keys[:5])} (see `ckptkit inspect {prefix}`)"
         ) from None
+    return get_tensor(reader, prefix, full)
+
+
+def get_tensor(reader: Any, prefix: str, key: str) -> np.ndarray[Any, Any]:
+    """One tensor through an open reader.
+
+    Raises:
+        CorruptCheckpointError: The data cannot be read (TensorFlow's checksum or size
+            checks failed; a data file cut short raises IndexError inside TensorFlow).
+    """
     try:
-        return np.asarray(reader.get_tensor(full))
-    except tf.errors.OpError as e:
+        return np.asarray(reader.get_tensor(key))
+    except (tf.errors.OpError, IndexError) as e:
         raise CorruptCheckpointError(
-            f"cannot read {full!r} from checkpoint {prefix}: {_first_line(e)}"
+            f"cannot read {key!r} from checkpoint {prefix}: {_first_line(e)}; its data file "
+            "is damaged"
         ) from e
 
 
@@ -317,8 +328,8 @@ def diff(a: str, b: str) -> CheckpointDiff:
         if spec_a != spec_b:
             changed.append(KeyChange(key, spec_a, spec_b, None))
             continue
-        value_a = np.asarray(reader_a.get_tensor(key))
-        value_b = np.asarray(reader_b.get_tensor(key))
+        value_a = get_tensor(reader_a, prefix_a, key)
+        value_b = get_tensor(reader_b, prefix_b, key)
         if np.array_equal(value_a, value_b, equal_nan=value_a.dtype.kind in "fc"):
             continue
         changed.append(KeyChange(key, spec_a, spec_b, _max_abs_diff(value_a, value_b)))

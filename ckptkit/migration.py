@@ -20,7 +20,7 @@ import tensorflow as tf
 from ckptkit import inspection, storage
 from ckptkit.backends.object_based import ObjectBasedBackend
 from ckptkit.config import Assertion, CheckpointConfig
-from ckptkit.errors import CorruptCheckpointError, KeyMapError, TrackableError
+from ckptkit.errors import KeyMapError, TrackableError
 from ckptkit.keymap import KeyMap, Rename, compile_key_map
 from ckptkit.manager import CheckpointManager
 from ckptkit.matching import ValueSpec, match_names
@@ -86,15 +86,9 @@ def migrate(
     found = match_names(
         prefix, values, [named for named, _ in program], compile_key_map(key_map), loose=True
     )
-    check_assertion(found.report, assertion)
+    check_assertion(found.report, assertion, by_name=True)
     for key, index in found.pairs:
-        try:
-            tensor = reader.get_tensor(keys[key][0])
-        except (tf.errors.OpError, ValueError) as e:
-            raise CorruptCheckpointError(
-                f"cannot read {key!r} from checkpoint {prefix}: {e}; its data may be damaged"
-            ) from e
-        program[index][1].assign(tensor)
+        program[index][1].assign(inspection.get_tensor(reader, prefix, keys[key][0]))
     report = found.report
     return RestoreResult(
         restored=True,

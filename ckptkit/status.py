@@ -105,7 +105,9 @@ class RestoreReport:
         return "\n".join(lines)
 
 
-def check_assertion(report: RestoreReport, assertion: Assertion, *, loaded: bool = False) -> None:
+def check_assertion(
+    report: RestoreReport, assertion: Assertion, *, loaded: bool = False, by_name: bool = False
+) -> None:
     """Raises when `report` does not satisfy `assertion`.
 
     Args:
@@ -113,6 +115,7 @@ def check_assertion(report: RestoreReport, assertion: Assertion, *, loaded: bool
         assertion: The mode to apply.
         loaded: Whether the values were loaded already (a check after restoring), which
             changes only the advice in the message.
+        by_name: The values were matched through a key map (advice on the key map).
 
     Raises:
         ShapeMismatchError: Some matched variable differs in shape or dtype (every mode).
@@ -129,6 +132,11 @@ def check_assertion(report: RestoreReport, assertion: Assertion, *, loaded: bool
         )
     elif report.mismatches:
         hint = "Fix the program (or the checkpoint) so the shapes agree; nothing was loaded."
+    elif by_name:
+        hint = (
+            "Nothing was loaded. Extend the key map so each listed value names a variable (or "
+            "maps to None to be left out), or use assertion='partial' to load what matched."
+        )
     else:
         hint = (
             "Nothing was loaded. Use assertion='existing_objects_matched' for objects created "

@@ -85,35 +85,28 @@ def parse_step(path: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def _inside(directory: str, path: str, *, allow_outside: bool) -> str | None:
+def _inside(directory: str, path: str, *, allow_outside: bool) -> tuple[str | None, bool]:
     """Where a state-file path points, kept inside `directory` unless `allow_outside`.
 
     State files hold relative (TF2) or absolute (tf.compat.v1 Saver) paths. One that leaves
     the directory (absolute elsewhere, ``..``, another URI) could make restores read, and
     retention delete, files that are not this directory's checkpoints. Such a path is replaced
     by the same-named checkpoint inside the directory when there is one (a directory moved from
-    another machine) and dropped otherwise, each time with a warning.
+    another machine) and dropped (None) otherwise.
+
+    Returns:
+        The path to use, or None; and whether it differs from what the state file says.
     """
     joined = path if os.path.isabs(path) or "://" in path else os.path.join(directory, path)
     if allow_outside:
-        return joined
+        return joined, False
     name = os.path.basename(path.rstrip("/"))
     local = os.path.join(directory, name)
     if name not in ("", ".", "..") and (path == name or _same_place(joined, local)):
-        return local
+        return local, False
     if name not in ("", ".", "..") and tf.io.gfile.exists(f"{local}.index"):
-        warnings.warn(
-            f"the state file of {directory} points outside it ({path!r}); using {local}, "
-            "the checkpoint of that name inside the directory",
-            stacklevel=3,
-        )
-        return local
-    warnings.warn(
-        f"ignoring {path!r} in the state file of {directory}: it points outside the "
-        "directory (set allow_outside_paths=True in the config to follow such paths)",
-        stacklevel=3,
-    )
-    return None
+        return local, True
+    return None, True
 
 
 def _same_place(a: str, b: str) -> bool:
@@ -152,10 +145,31 @@ def read_state(directory: str, *, allow_outside: bool = False) -> DirectoryState
     if len(times) != len(paths):
         times = [None] * len(paths)  # tf.compat.v1 Saver and old TF record no times
     entries: list[tuple[str, float]] = []
+    moved: list[tuple[str, str]] = []
+    ignored: list[str] = []
     for raw, time_ in zip(paths, times, strict=True):
-        path = _inside(directory, raw, allow_outside=allow_outside)
+        path, outside = _inside(directory, raw, allow_outside=allow_outside)
+        if outside and path is None:
+            ignored.append(raw)
+        elif outside and path is not None:
+            moved.append((raw, path))
         if path is not None and all(path != e[0] for e in entries):
             entries.append((path, _mtime(path) if time_ is None else time_))
+    if moved:
+        warnings.warn(
+            f"the state file of {directory} points outside it "
+            f"({', '.join(repr(raw) for raw, _ in moved)}), as one written on another machine "
+            f"does; using the same-named checkpoint(s) inside it: "
+            f"{', '.join(local for _, local in moved)}",
+            stacklevel=2,
+        )
+    if ignored:
+        warnings.warn(
+            f"ignoring {', '.join(map(repr, ignored))} in the state file of {directory}: "
+            "each points outside the directory, and no checkpoint of that name is inside it "
+            "(set allow_outside_paths=True in the config to follow such paths)",
+            stacklevel=2,
+        )
     return DirectoryState(tuple(entries), state.last_preserved_timestamp)
 
 

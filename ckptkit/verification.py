@@ -126,10 +126,9 @@ def _check_readable(path: str, *, full: bool, check_shards: bool) -> list[Proble
         for key in sorted(reader.get_variable_to_shape_map()):
             try:
                 reader.get_tensor(key)
-            except tf.errors.OpError as e:
-                problems.append(
-                    Problem(path + ".data-*", f"tensor {key!r} unreadable: {e.message}")
-                )
+            except (tf.errors.OpError, IndexError) as e:  # IndexError: a data file cut short
+                message = getattr(e, "message", None) or str(e)
+                problems.append(Problem(path + ".data-*", f"tensor {key!r} unreadable: {message}"))
     return problems
 
 

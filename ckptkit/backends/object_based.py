@@ -74,8 +74,10 @@ class ObjectBasedBackend:
         if graph is None:
             raise FormatError(
                 f"checkpoint {path} is name-based (written by tf.compat.v1 Saver or an "
-                "Estimator) and has no object graph to match against; restore it with the "
-                "Saver backend, or migrate it to an object-based checkpoint"
+                "Estimator) and has no object graph to match against; load it with "
+                "ckptkit.migrate(path, key_map=..., model=...), convert it once with "
+                "ckptkit.convert / `ckptkit convert`, or restore it in graph mode with "
+                "CheckpointManager.for_session"
             )
         return match(
             graph,
