@@ -218,7 +218,9 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._progress.move_to(0, 0)
         if not self._load_position():
             if self.model.built:
-                self._open(restore=False)
+                manager = self._open(restore=False)
+                # Schedule.save_first_step: the Estimator's saver hook saved when training began.
+                manager.maybe_save(self._step(), metadata=self._position())
             return  # else opened at the first batch's end, once Keras has built the model
         self.model._initial_epoch = self._progress.at_epoch
         self._skip = self._progress.at_batch
@@ -242,7 +244,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._progress.load()
         return True
 
-    def _open(self, *, restore: bool) -> None:
+    def _open(self, *, restore: bool) -> CheckpointManager:
         """Creates the manager for the built model; restores the newest intact checkpoint.
 
         The manager does its own walk-back (to the checkpoint `_load_position` found), so that
@@ -260,10 +262,10 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             progress=self._progress,
             rng=_seed_states(model),
         )
-        _OPEN[os.path.abspath(self.config.directory)] = self._manager
+        _OPEN[os.path.abspath(self.config.directory)] = manager = self._manager
         if not restore:
-            return
-        self.restored = self._manager.restore()
+            return manager
+        self.restored = manager.restore()
         manifest = None if self.restored.path is None else read_manifest(self.restored.path)
         best = None if manifest is None else manifest.metadata.get("export_best")
         if isinstance(best, (int, float)):
@@ -273,12 +275,10 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 f"\nCheckpointCallback: resumed from {self.restored.path} (epoch "
                 f"{self._progress.at_epoch + 1}, {self._progress.at_batch} batches done)"
             )
+        return manager
 
     def _ensure_open(self) -> CheckpointManager:
-        if self._manager is None:
-            self._open(restore=False)
-        assert self._manager is not None
-        return self._manager
+        return self._manager if self._manager is not None else self._open(restore=False)
 
     def _wrap_train_function(self) -> None:
         """Builds and loads an unbuilt model on the first batch, then skips trained batches."""

@@ -358,3 +358,18 @@ def test_a_placeholder_not_logged_names_the_logged_ones(tmp_path) -> None:
     callback = CheckpointCallback(tmp_path / "c", str(tmp_path / "m-{val_f1:.2f}.keras"))
     with pytest.raises(KeyError, match="val_loss"):
         fit(classifier(), [callback], epochs=1)
+
+
+def test_run_config_schedule_saves_as_the_estimator(tmp_path) -> None:
+    # RunConfig(save_checkpoints_steps=3): the start, every 3 steps, and the end of training.
+    cfg = ckptkit.CheckpointConfig.from_run_config(
+        {"model_dir": str(tmp_path / "run"), "save_checkpoints_steps": 3, "keep_checkpoint_max": 10}
+    )
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((10, 3), np.float32), np.zeros((10, 2), np.float32)
+    callback = CheckpointCallback(cfg, keep_checkpoints=True)
+    model.fit(x, y, batch_size=2, epochs=2, verbose=0, shuffle=False, callbacks=[callback])
+    names = [Path(info.path).name for info in ckptkit.list_checkpoints(str(tmp_path / "run"))]
+    assert names == [f"model.ckpt-{step}" for step in (0, 3, 6, 9, 10)]
