@@ -51,6 +51,8 @@ def examples(session: nox.Session) -> None:
     session.run("python", "examples/demo.py", "--dir", f"{tmp}/demo")
     session.run("python", "examples/resume_after_crash.py", "--dir", f"{tmp}/resume")
     session.run("python", "examples/keras_fit.py", "--dir", f"{tmp}/keras_fit")
+    session.run("python", "examples/legacy_saver.py", "--dir", f"{tmp}/legacy_saver")
+    session.run("python", "examples/estimator_schedule.py", "--dir", f"{tmp}/estimator")
 
 
 @nox.session(python=PYTHON)

@@ -1,12 +1,13 @@
 """Where checkpoints live: directory layout, the `checkpoint` state file, listing and deletion.
 
 A checkpoint ``<dir>/<prefix>-<step>`` is the files ``<prefix>-<step>.index``,
-``<prefix>-<step>.data-NNNNN-of-MMMMM`` and ckptkit's ``<prefix>-<step>.manifest.json`` (see
-`manifest`). The state file ``<dir>/checkpoint`` is TensorFlow's `CheckpointState` text proto,
-written with paths relative to the directory (so the directory can be moved) and replaced
-atomically; it is what makes a checkpoint *committed*: plain `tf.train.latest_checkpoint`,
-`tf.train.CheckpointManager` and ckptkit all read it. Interrupted saves leave TensorFlow's
-``<prefix>-<step>_temp/`` folders and ``*.tempstate*`` files and ckptkit's ``*.tmp-<id>`` files.
+``<prefix>-<step>.data-NNNNN-of-MMMMM``, for a v1 Saver ``<prefix>-<step>.meta``, and
+ckptkit's ``<prefix>-<step>.manifest.json`` (see `manifest`). The state file
+``<dir>/checkpoint`` is TensorFlow's `CheckpointState` text proto, written with paths relative
+to the directory (so the directory can be moved) and replaced atomically; it is what makes a
+checkpoint *committed*: plain `tf.train.latest_checkpoint`, `tf.train.CheckpointManager` and
+ckptkit all read it. Interrupted saves leave TensorFlow's ``<prefix>-<step>_temp/`` folders
+and ``*.tempstate*`` files and ckptkit's ``*.tmp-<id>`` files.
 
 All file access goes through `tf.io.gfile`, so any filesystem TensorFlow knows works.
 """

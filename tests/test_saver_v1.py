@@ -262,3 +262,15 @@ def test_manager_for_session_has_no_tf_train_checkpoint(tmp_path: Path, graphs) 
     )
     with pytest.raises(TypeError, match="saves a graph"):
         _ = mgr.checkpoint
+
+
+def test_partial_restore_in_a_finalized_graph_says_what_to_do(tmp_path: Path, graphs) -> None:
+    cfg = ckptkit.CheckpointConfig(directory=str(tmp_path))
+    g = graphs()
+    with ckptkit.CheckpointManager.for_session(cfg, g.session) as mgr:
+        mgr.save(0)
+    bigger = graphs(extra=True)
+    mgr = ckptkit.CheckpointManager.for_session(cfg, bigger.session)
+    bigger.graph.finalize()  # as MonitoredTrainingSession does
+    with pytest.raises(ckptkit.TrackableError, match="pass var_list="):
+        mgr.restore(assertion="partial")

@@ -104,6 +104,12 @@ class SaverBackend:
             # A Saver fails on any variable missing from the checkpoint; restore the subset.
             program = self._program()
             names = {key: program[key] for key, _ in found.pairs}
+            if names and self.graph.finalized:
+                raise TrackableError(
+                    f"restoring only part of the graph's variables from {path} needs a Saver for "
+                    "that part, and the graph is finalized (MonitoredTrainingSession does that); "
+                    "pass var_list= with the variables the checkpoint holds instead"
+                )
             saver = self._build(names) if names else None
         else:
             saver = self._saver
