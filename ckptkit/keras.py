@@ -219,8 +219,8 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if not self._load_position():
             if self.model.built:
                 manager = self._open(restore=False)
-                # Schedule.save_first_step: the Estimator's saver hook saved when training began.
-                manager.maybe_save(self._step(), metadata=self._position())
+                if self.config.schedule.save_first_step:  # as the Estimator's hook at the start
+                    manager.maybe_save(self._step(), metadata=self._position())
             return  # else opened at the first batch's end, once Keras has built the model
         self.model._initial_epoch = self._progress.at_epoch
         self._skip = self._progress.at_batch

@@ -65,6 +65,16 @@ def train(g: Graph, mgr: ckptkit.CheckpointManager, steps: int) -> list[str]:
     return saved
 
 
+def saved_once(tmp_path: Path, graphs) -> ckptkit.CheckpointConfig:
+    """A directory with one checkpoint (step 1) of the default graph."""
+    cfg = ckptkit.CheckpointConfig(directory=str(tmp_path))
+    g = graphs()
+    g.session.run(g.train)
+    with ckptkit.CheckpointManager.for_session(cfg, g.session) as mgr:
+        mgr.save(1)
+    return cfg
+
+
 def test_round_trip_retention_and_tensorflows_own_reader(tmp_path: Path, graphs) -> None:
     cfg = ckptkit.CheckpointConfig(
         directory=str(tmp_path),
@@ -133,11 +143,7 @@ def test_meta_graph_can_be_turned_off(tmp_path: Path, graphs) -> None:
 
 
 def test_assertions_name_missing_and_unused_variables(tmp_path: Path, graphs) -> None:
-    cfg = ckptkit.CheckpointConfig(directory=str(tmp_path))
-    g = graphs()
-    g.session.run(g.train)
-    with ckptkit.CheckpointManager.for_session(cfg, g.session) as mgr:
-        mgr.save(1)
+    cfg = saved_once(tmp_path, graphs)
 
     bigger = graphs(extra=True)
     mgr = ckptkit.CheckpointManager.for_session(cfg, bigger.session)
@@ -164,11 +170,7 @@ def test_assertions_name_missing_and_unused_variables(tmp_path: Path, graphs) ->
 
 
 def test_shape_mismatch_is_named_and_nothing_loads(tmp_path: Path, graphs) -> None:
-    cfg = ckptkit.CheckpointConfig(directory=str(tmp_path))
-    g = graphs()
-    g.session.run(g.train)
-    with ckptkit.CheckpointManager.for_session(cfg, g.session) as mgr:
-        mgr.save(1)
+    cfg = saved_once(tmp_path, graphs)
     other = graphs(kernel_shape=(4, 3))
     mgr = ckptkit.CheckpointManager.for_session(cfg, other.session)
     with pytest.raises(

@@ -81,10 +81,10 @@ class SaverBackend:
 
     def write(self, prefix: str) -> str:
         """Saves the graph's variables (and the ``.meta`` graph) to `prefix`."""
-        saver = self._saver or self._build(self._var_list)
-        self._saver = saver
+        if self._saver is None:
+            self._saver = self._build(self._var_list)
         with self.graph.as_default():  # the Saver checks for graph mode
-            written = saver.save(
+            written = self._saver.save(
                 self.session, prefix, write_meta_graph=self._meta_graph, write_state=False
             )
         return str(written)
@@ -100,7 +100,7 @@ class SaverBackend:
     def restore(self, path: str, *, expect_partial: bool) -> Any:
         """Restores `path` into the session: all variables, or the matched ones when partial."""
         found = self._match(path)
-        if found.report.unrestored_objects or found.report.mismatches:
+        if found.report.unrestored_objects:
             # A Saver fails on any variable missing from the checkpoint; restore the subset.
             program = self._program()
             names = {key: program[key] for key, _ in found.pairs}
