@@ -191,7 +191,8 @@ def _tree_of(prefix: str, rename: Rename) -> dict[str, Any]:
         if not parents or "" in parents or not leaf:
             raise KeyMapError(
                 f"{name!r} maps to {target!r}, which is not an object path; map it to a path "
-                "such as 'model/layer/kernel' (the first part names the object)"
+                "such as 'model/layer/kernel' (the first part names the object), or to None "
+                "('=> -' in a rules file) to leave it out"
             )
         node = roots.setdefault(parents[0], _Node())
         for part in parents[1:]:
