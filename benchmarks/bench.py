@@ -38,7 +38,7 @@ GOALS = {
     "c_fit": 1.02,
     "d_save": 1.05,
     # A fixed ~25 ms per 2,000 variables on each restore: the cheap verify and the by-name match
-    # made before loading; on this small state (16 MiB) that is about twice a bare Saver.restore.
+    # made before loading; on this small state (8 MiB) that is about twice a bare Saver.restore.
     "d_restore": 2.5,
 }
 
