@@ -11,6 +11,7 @@ are the key map's targets.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -139,13 +140,7 @@ def convert(
     config = CheckpointConfig(directory=os.fspath(destination))
     with CheckpointManager(config, **trackables) as manager:
         written = manager.save(_step_of(prefix, reader), metadata={"converted_from": prefix})
-    return RestoreResult(
-        restored=True,
-        path=written,
-        step=storage.parse_step(written),
-        report=result.report,
-        _recheck=result._recheck,
-    )
+    return dataclasses.replace(result, path=written, step=storage.parse_step(written))
 
 
 def _backend(trackables: Mapping[str, Any]) -> ObjectBasedBackend:
