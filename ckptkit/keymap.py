@@ -141,7 +141,7 @@ def parse_rules(text: str, *, source: str = "the key map") -> list[tuple[str, st
         if not line or line.startswith("#"):
             continue
         pattern, arrow, replacement = (part.strip() for part in line.partition(_ARROW))
-        if not arrow or not pattern:
+        if not arrow or not pattern or not replacement:
             raise KeyMapError(
                 f"{source}, line {number}: expected 'PATTERN => REPLACEMENT' (or '=> -' to "
                 f"leave a value out), received {line!r}"

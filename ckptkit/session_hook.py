@@ -58,7 +58,8 @@ class CheckpointHook(tf.compat.v1.train.SessionRunHook):  # type: ignore[misc]
         meta_graph: bool = True,
     ) -> None:
         self.config = config
-        self._global_step = global_step
+        self._given_step = global_step
+        self._global_step: Any = None  # of the graph of the latest begin()
         self._var_list = var_list
         self._meta_graph = meta_graph
         self.manager: CheckpointManager | None = None
@@ -66,8 +67,11 @@ class CheckpointHook(tf.compat.v1.train.SessionRunHook):  # type: ignore[misc]
 
     def begin(self) -> None:
         """Finds the global step and builds the Saver, before the graph is finalized."""
+        if self.manager is not None:
+            self.manager.close()  # a run that raised never reached end(): free its lock
         graph = tf.compat.v1.get_default_graph()
-        if self._global_step is None:
+        self._global_step = self._given_step
+        if self._global_step is None:  # looked up in each new graph the hook is used with
             self._global_step = tf.compat.v1.train.get_global_step(graph)
         if self._global_step is None:
             raise TypeError(

@@ -63,6 +63,7 @@ def test_parse_rules_reads_lines_and_json() -> None:
     [
         ("a -> b", "rules.txt, line 1: expected 'PATTERN => REPLACEMENT'"),
         ("ok => x\n => x", "rules.txt, line 2"),
+        ("a =>", "rules.txt, line 1"),
         ("{bad json", "rules.txt is not valid JSON"),
         ("(unclosed => x", "bad pattern"),
     ],

@@ -276,3 +276,27 @@ def test_partial_restore_in_a_finalized_graph_says_what_to_do(tmp_path: Path, gr
     bigger.graph.finalize()  # as MonitoredTrainingSession does
     with pytest.raises(ckptkit.TrackableError, match="pass var_list="):
         mgr.restore(assertion="partial")
+
+
+def test_a_hook_reused_after_a_failed_run_works_in_the_new_graph(tmp_path: Path) -> None:
+    cfg = ckptkit.CheckpointConfig(
+        directory=str(tmp_path), schedule=ckptkit.Schedule(every_steps=1)
+    )
+    hook = CheckpointHook(cfg)
+
+    def run(fail: bool) -> None:
+        with tf.Graph().as_default():
+            step = v1.train.get_or_create_global_step()
+            train_op = step.assign_add(1)
+            stop = v1.train.StopAtStepHook(last_step=2)
+            with v1.train.MonitoredTrainingSession(hooks=[hook, stop]) as session:
+                while not session.should_stop():
+                    session.run(train_op)
+                    if fail:
+                        raise RuntimeError("the training step failed")
+
+    with pytest.raises(RuntimeError, match="the training step failed"):
+        run(fail=True)
+    run(fail=False)  # the global step is looked up again in the new graph
+    assert hook.manager is not None
+    assert [c.step for c in hook.manager.checkpoints] == [1, 2]
