@@ -148,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _console() -> Console:
     from rich.console import Console
 
-    return Console(highlight=False)
+    # No markup: paths and keys such as "runs/exp[lr=0.1]" are printed as they are.
+    return Console(highlight=False, markup=False)
 
 
 def _print_json(value: Any) -> None:
@@ -254,7 +255,8 @@ def _inspect(contents: CheckpointContents, graph: Any, *, as_json: bool) -> None
     from rich.tree import Tree
 
     console = _console()
-    console.print(f"[bold]{contents.path}[/bold]  format: {contents.format}")
+    console.print(contents.path, style="bold", end="")
+    console.print(f"  format: {contents.format}")
     table = Table("shape", "dtype", "bytes")
     table.add_column("key", overflow="fold", ratio=1)
     for v in contents.variables:

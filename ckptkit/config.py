@@ -2,6 +2,8 @@
 
 All models are frozen, forbid unknown keys, and validate contradictions, so a bad config fails
 where it is written (or loaded from JSON) with pydantic's `ValidationError` naming the field.
+Booleans are strict: ``"yes"`` or ``1`` is refused rather than taken for ``True``, because
+switches such as `durable` and `allow_outside_paths` change what is safe.
 
 Example:
     >>> import ckptkit
@@ -20,7 +22,7 @@ import os
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from ckptkit.retention import Mode, direction
 from ckptkit.run_config import ESTIMATOR_PREFIX, RunConfigFields
@@ -66,8 +68,8 @@ class Schedule(BaseModel):
 
     every_steps: int | None = Field(default=None, gt=0)
     every_secs: float | None = Field(default=None, gt=0)
-    save_first_step: bool = False
-    save_last_step: bool = False
+    save_first_step: StrictBool = False
+    save_last_step: StrictBool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -214,7 +216,7 @@ class Preemption(BaseModel):
         "SIGTERM",
         "SIGINT",
     )
-    exit: bool = True
+    exit: StrictBool = True
 
 
 class CheckpointConfig(BaseModel):
@@ -246,9 +248,9 @@ class CheckpointConfig(BaseModel):
     schedule: Schedule = Field(default_factory=Schedule)
     retention: Retention = Field(default_factory=Retention)
     restore: RestorePolicy = Field(default_factory=RestorePolicy)
-    durable: bool = False
+    durable: StrictBool = False
     preemption: Preemption | None = None
-    allow_outside_paths: bool = False
+    allow_outside_paths: StrictBool = False
 
     @field_validator("directory", mode="before")
     @classmethod
@@ -257,9 +259,11 @@ class CheckpointConfig(BaseModel):
 
     @field_validator("directory")
     @classmethod
-    def _directory_not_empty(cls, value: str) -> str:
+    def _directory_is_a_path(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("directory must name a folder, e.g. 'runs/exp1' or 'gs://bucket/run'")
+        if "\x00" in value:
+            raise ValueError(f"directory cannot contain a NUL byte (received {value!r})")
         return value
 
     @field_validator("prefix")

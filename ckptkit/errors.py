@@ -21,7 +21,7 @@ would already catch for that problem, so `except FileNotFoundError` keeps workin
 
 Invalid configuration is reported by pydantic's `ValidationError`, which names the field.
 `CheckpointSkippedWarning` (a `UserWarning`) tells that a restore passed over a damaged
-checkpoint for an older, intact one.
+checkpoint for an older, intact one, or over an interrupted save when starting fresh.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class DiskFullError(SaveError):
 
 
 class CheckpointSkippedWarning(UserWarning):
-    """A restore passed over damaged checkpoints and loaded an older, intact one."""
+    """A restore passed over damaged checkpoints, or files of a save that was never committed."""
 
 
 class RestoreMismatchError(CkptkitError, AssertionError):

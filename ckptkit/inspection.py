@@ -20,7 +20,9 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf.trackable_object_graph_pb2 import TrackableObjectGraph
 
+from ckptkit import fs
 from ckptkit.errors import CheckpointKeyError, CorruptCheckpointError
+from ckptkit.index_file import check_index
 from ckptkit.keras_files import is_keras_file, keras_datasets, read_keras_tensor
 from ckptkit.matching import CheckpointGraph, CheckpointNode, ValueSpec
 from ckptkit.storage import resolve_checkpoint
@@ -131,10 +133,18 @@ def open_reader(path: str) -> tuple[str, Any]:
         CorruptCheckpointError: The index is truncated, garbage or unreadable.
     """
     prefix = resolve_checkpoint(path)
+    shards = check_index(f"{prefix}.index")
+    for shard in range(shards):
+        name = f"{prefix}.data-{shard:05d}-of-{shards:05d}"
+        if fs.exists(name) and not fs.is_regular_file(name):
+            # TensorFlow would block opening a FIFO, or read a device without end.
+            raise CorruptCheckpointError(
+                f"checkpoint data file {name} is not a regular file; restore an earlier checkpoint"
+            )
     try:
         # Not tf.train.load_checkpoint: it re-resolves the prefix, and some filesystems
         # (ram://) call a prefix of existing files a directory.
-        return prefix, tf.compat.v1.train.NewCheckpointReader(prefix)
+        return prefix, tf.compat.v1.train.NewCheckpointReader(fs.tf_path(prefix))
     except (tf.errors.OpError, ValueError) as e:
         raise CorruptCheckpointError(
             f"cannot read checkpoint index {prefix}.index: {_first_line(e)}. The file is "
@@ -291,7 +301,7 @@ def get_tensor(reader: Any, prefix: str, key: str) -> np.ndarray[Any, Any]:
     """
     try:
         return np.asarray(reader.get_tensor(key))
-    except (tf.errors.OpError, IndexError) as e:
+    except (tf.errors.OpError, IndexError, ValueError) as e:  # ValueError: missing slices
         raise CorruptCheckpointError(
             f"cannot read {key!r} from checkpoint {prefix}: {_first_line(e)}; its data file "
             "is damaged"

@@ -5,14 +5,22 @@ a second writer (another process, or another manager in the same process) gets
 `DirectoryLockedError` naming the holder. A holder killed with SIGKILL releases the lock with its
 process, so a crashed job never blocks the next run. Readers take no lock. Remote filesystems
 (``gs://``, ...) have no such lock and are not locked.
+
+The lock file is opened without following a link and must be a regular file, so a link planted
+in its place never makes ckptkit write elsewhere. A lock is only worth something while its file
+is the directory's lock file: if the directory or the file is deleted or replaced under a
+running writer, another writer can lock the new one. `WriterLock.check` notices that, and the
+manager calls it before every write and commit.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import socket
+import stat
 import time
 from collections.abc import Callable
 
@@ -40,11 +48,25 @@ class WriterLock:
         return self._fd is not None
 
     def acquire(self) -> None:
-        """Takes the lock, or raises `DirectoryLockedError` naming who holds it."""
+        """Takes the lock, or raises `DirectoryLockedError` naming who holds it.
+
+        Raises:
+            DirectoryLockedError: Another writer holds it.
+            OSError: The lock file cannot be created or opened: it is a link, a directory or
+                another special file (EINVAL, ELOOP, EISDIR), read-only, or the disk is full.
+        """
         if self._fd is not None:
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise OSError(errno.ELOOP, "a symbolic link, not a lock file", self.path) from e
+            raise
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", self.path)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_holder(fd)
@@ -54,10 +76,39 @@ class WriterLock:
                 f"({holder}); two writers would interleave files. Stop the other writer, or save "
                 "to another directory (a killed writer releases the lock by itself)"
             ) from None
+        except BaseException:
+            os.close(fd)
+            raise
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(owner).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(owner).encode(), 0)
+        except OSError:
+            os.close(fd)
+            raise
         self._fd = fd
+
+    def check(self) -> None:
+        """Confirms that the held lock is still the directory's lock file.
+
+        Raises:
+            DirectoryLockedError: The directory or its lock file was deleted or replaced since
+                the lock was taken, so another writer may hold the directory now.
+        """
+        if self._fd is None:
+            return
+        held = os.fstat(self._fd)
+        try:
+            there = os.lstat(self.path)
+        except OSError:
+            there = None
+        if there is None or (there.st_dev, there.st_ino) != (held.st_dev, held.st_ino):
+            raise DirectoryLockedError(
+                f"the writer lock {self.path} was deleted or replaced while this manager held "
+                "it (the directory or its lock file was removed); another writer may be "
+                "committing there now, so nothing more is written. Make sure one job writes "
+                "to the directory, then create a new CheckpointManager"
+            )
 
     def __del__(self, _close: Callable[[int], None] = os.close) -> None:
         # At interpreter exit module globals may already be gone; closing the descriptor is

@@ -7,6 +7,7 @@ TensorFlow moves the tensors, and `status` whether a restore matches.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -20,7 +21,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from ckptkit import storage
+from ckptkit import fs, storage
 from ckptkit.backends.base import Backend
 from ckptkit.backends.object_based import ObjectBasedBackend
 from ckptkit.config import Assertion, CheckpointConfig
@@ -28,7 +29,9 @@ from ckptkit.errors import (
     CheckpointExistsError,
     CheckpointNotFoundError,
     CheckpointSkippedWarning,
+    CkptkitError,
     CorruptCheckpointError,
+    DirectoryLockedError,
     DiskFullError,
     InvalidMetadataError,
     InvalidStepError,
@@ -421,6 +424,7 @@ class CheckpointManager:
                 )
             self._uncommit(path)  # found damaged by restore(): replaced by this save
         durable = self._config.durable
+        self._check_lock()  # before TensorFlow writes: the directory may be another's now
         try:
             written = self._backend.write(path)
             now = time.time()
@@ -440,19 +444,39 @@ class CheckpointManager:
             )
             doomed = set(plan.delete)
             entries = [e for e in entries if e[0] not in doomed]
+            self._check_lock()
             storage.write_state(
                 self._directory, tuple(entries), plan.last_preserved, durable=durable
             )
+        except DirectoryLockedError:
+            raise  # the files may be another writer's now: leave them
         except (tf.errors.OpError, OSError) as e:
-            storage.delete_checkpoint(path)
+            with contextlib.suppress(OSError):
+                storage.delete_checkpoint(path)
             raise _save_error(path, self._directory, e) from e
         self._entries = entries
         self._last_preserved = plan.last_preserved
         for old in plan.delete:
             self._scores.pop(old, None)
-            storage.delete_checkpoint(old)
+            self._delete_files(old, written)
         self._timer.record(step)
         return written
+
+    def _delete_files(self, old: str, committed: str) -> None:
+        """Removes an uncommitted checkpoint's files; a failure warns, the commit stands."""
+        try:
+            storage.delete_checkpoint(old)
+        except OSError as e:
+            warnings.warn(
+                f"{committed} is committed, but the files of {old}, which retention no longer "
+                f"lists, could not all be removed ({e.strerror or e}); the next writer of "
+                f"{self._directory} removes them",
+                stacklevel=3,
+            )
+
+    def _check_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.check()
 
     def _path_for(self, step: int) -> str:
         return os.path.join(self._directory, f"{self._config.prefix}-{step}")
@@ -466,12 +490,24 @@ class CheckpointManager:
         except (tf.errors.OpError, OSError) as e:
             raise _save_error(self._directory, self._directory, e) from e
         if self._lock is not None:
-            self._lock.acquire()
+            try:
+                self._lock.acquire()
+            except CkptkitError:
+                raise
+            except OSError as e:
+                raise _lock_error(self._lock.path, e) from e
         # Another writer may have committed since this manager read the directory.
         self._read_directory()
-        storage.remove_leftovers(
-            self._directory, self._config.prefix, {p for p, _ in self._entries}
-        )
+        try:
+            storage.remove_leftovers(
+                self._directory, self._config.prefix, {p for p, _ in self._entries}
+            )
+        except OSError as e:
+            warnings.warn(
+                f"could not remove all leftovers of interrupted saves in {self._directory} "
+                f"({e.strerror or e}); saving goes on, and the next writer tries again",
+                stacklevel=3,
+            )
         self._swept = True
 
     def delete(self, step: int) -> None:
@@ -486,10 +522,14 @@ class CheckpointManager:
         self._uncommit(path)
 
     def _uncommit(self, path: str) -> None:
+        self._check_lock()
         self._scores.pop(path, None)
         self._entries = [e for e in self._entries if e[0] != path]
-        storage.write_state(self._directory, tuple(self._entries), self._last_preserved)
-        storage.delete_checkpoint(path)
+        try:
+            storage.write_state(self._directory, tuple(self._entries), self._last_preserved)
+            storage.delete_checkpoint(path)
+        except OSError as e:
+            raise _save_error(path, self._directory, e) from e
         self._damaged.discard(path)
 
     def check_compatibility(
@@ -557,14 +597,21 @@ class CheckpointManager:
                 f"no checkpoint to restore in {self._directory}; "
                 "use restore_or_initialize() to start fresh when there is none"
             )
-        order = self._ranked() if best else [p for p, _ in reversed(self._entries)]
-        if not order:
+        if best and not self._ranked():
             raise CheckpointNotFoundError(
                 f"no checkpoint in {self._directory} has a value of "
                 f"{self._config.retention.monitor!r} to rank by; pass it to save(metrics=...)"
             )
         skipped: list[tuple[str, str]] = []
-        for target in order:
+        tried: set[str] = set()
+        rereads = 0
+        while True:
+            order = self._ranked() if best else [p for p, _ in reversed(self._entries)]
+            pending = [p for p in order if p not in tried]
+            if not pending:
+                break
+            target = pending[0]
+            tried.add(target)
             problems = self._problems(target)
             if not problems:
                 try:
@@ -581,12 +628,26 @@ class CheckpointManager:
                             stacklevel=2,
                         )
                     return result
+            if rereads < _MAX_REREADS and self._retired(target):
+                rereads += 1
+                continue  # deleted by the writer's retention while read: not damage
             skipped.append((target, problems))
             self._damaged.add(target)
         raise CorruptCheckpointError(
             f"every {'ranked ' if best else ''}checkpoint in {self._directory} is damaged; "
             "nothing was restored: " + "; ".join(f"{p} ({why})" for p, why in skipped)
         )
+
+    def _retired(self, target: str) -> bool:
+        """Whether `target`, which failed to load, is no longer committed (re-reads the state).
+
+        A reader races the writer's retention: a checkpoint listed when the reader looked can
+        be deleted before it is loaded. Only a reader re-reads; a writer's own list is current.
+        """
+        if self._swept:
+            return False
+        self._read_directory()
+        return all(p != target for p, _ in self._entries)
 
     def _problems(self, target: str) -> str:
         """What verification finds wrong with `target` ("" when intact or verification is off)."""
@@ -622,6 +683,17 @@ class CheckpointManager:
             ``restored=False`` for a fresh start, else as `restore`.
         """
         if not self._entries:
+            left = storage.uncommitted(self._directory, self._config.prefix, set())
+            if left:
+                warnings.warn(
+                    CheckpointSkippedWarning(
+                        f"starting fresh: {self._directory} holds no committed checkpoint. "
+                        f"{', '.join(os.path.basename(p) for p in left)} were never committed "
+                        "(a save interrupted before its manifest and state file were written) "
+                        "and are not restored; the first save removes them"
+                    ),
+                    stacklevel=2,
+                )
             return RestoreResult(restored=False)
         return self.restore(assertion=assertion)
 
@@ -685,7 +757,7 @@ def _manifest(path: str, step: int, now: float, extra: dict[str, Any], durable: 
         if name.endswith(storage.MANIFEST_SUFFIX):
             continue
         if durable:
-            storage.fsync(name)
+            fs.fsync(name)
         files[os.path.basename(name)] = FileRecord(
             size=tf.io.gfile.stat(name).length,
             crc32=crc32_of(name) if name.endswith(".index") else None,
@@ -707,6 +779,7 @@ def _version() -> str:
     return __version__
 
 
+_MAX_REREADS = 20  # a reader re-reads the state this often per restore when files vanish
 _DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 _DISK_FULL_WORDS = ("no space left", "file too large", "quota exceeded", "disk full")
 
@@ -726,4 +799,18 @@ def _save_error(path: str, directory: str, error: BaseException) -> SaveError:
     return SaveError(
         f"saving checkpoint {path} failed: {text}. Nothing was committed and the earlier "
         f"checkpoints in {directory} are intact"
+    )
+
+
+def _lock_error(path: str, error: OSError) -> SaveError:
+    reason = error.strerror or str(error)
+    if error.errno in _DISK_FULL:
+        return DiskFullError(
+            errno.ENOSPC,
+            f"cannot create the writer lock {path}: {reason}. Nothing was saved; free space "
+            "(or inodes) on that filesystem",
+        )
+    return SaveError(
+        f"cannot take the writer lock {path}: it must be a regular file ckptkit can write "
+        f"({reason}). Nothing was saved; remove or fix that file"
     )

@@ -19,20 +19,23 @@ from typing import Any
 import tensorflow as tf
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ckptkit import fs
 from ckptkit.errors import CorruptCheckpointError
-from ckptkit.storage import MANIFEST_SUFFIX, fsync
 
 __all__ = [
     "MANIFEST_SUFFIX",
     "FileRecord",
     "Manifest",
     "crc32_of",
+    "file_problems",
     "manifest_path",
     "read_manifest",
     "write_manifest",
 ]
 
+MANIFEST_SUFFIX = ".manifest.json"
 _FORMAT = "ckptkit-manifest/1"
+_MAX_BYTES = 16 << 20  # far above any real manifest; refuses a huge file posing as one
 
 
 class FileRecord(BaseModel):
@@ -99,12 +102,12 @@ def _plain_name(name: str) -> str:
 
 
 def crc32_of(path: str) -> int:
-    """The zlib crc32 of a file's bytes, read in chunks."""
-    crc = 0
-    with tf.io.gfile.GFile(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            crc = zlib.crc32(chunk, crc)
-    return crc
+    """The zlib crc32 of a regular file's bytes (read whole: only indexes are hashed).
+
+    Raises:
+        OSError: It is missing, not a regular file, or unreadable.
+    """
+    return zlib.crc32(fs.read_bytes(path))
 
 
 def _canonical(payload: dict[str, Any]) -> bytes:
@@ -120,29 +123,24 @@ def write_manifest(checkpoint: str, manifest: Manifest, *, durable: bool = False
     """Atomically writes the manifest of `checkpoint` (temp file, then rename)."""
     payload = manifest.model_dump(mode="json")
     body = {**payload, "checksum": zlib.crc32(_canonical(payload))}
-    final = manifest_path(checkpoint)
-    temp = f"{final}.tmp-{os.getpid()}"
-    with tf.io.gfile.GFile(temp, "w") as f:
-        f.write(json.dumps(body, indent=1, sort_keys=True))
-    if durable:
-        fsync(temp)
-    tf.io.gfile.rename(temp, final, overwrite=True)
+    text = json.dumps(body, indent=1, sort_keys=True)
+    fs.write_atomic(manifest_path(checkpoint), text.encode(), durable=durable)
 
 
 def read_manifest(checkpoint: str) -> Manifest | None:
     """The manifest of `checkpoint`, or None when it has none (e.g. written by plain TF).
 
     Raises:
-        CorruptCheckpointError: The manifest exists but is unreadable, malformed, fails its
-            checksum, or names files outside the checkpoint's directory.
+        CorruptCheckpointError: The manifest exists but is unreadable, not a regular file,
+            malformed, fails its checksum, or names files outside the checkpoint's directory.
     """
     path = manifest_path(checkpoint)
     try:
-        raw = tf.io.gfile.GFile(path, "rb").read()
-    except tf.errors.NotFoundError:
+        raw = fs.read_bytes(path, limit=_MAX_BYTES)
+    except FileNotFoundError:
         return None
-    except tf.errors.OpError as e:
-        raise CorruptCheckpointError(f"cannot read manifest {path}: {e.message}") from e
+    except OSError as e:
+        raise CorruptCheckpointError(f"cannot read manifest {path}: {e.strerror or e}") from e
     try:
         body = json.loads(raw)
         if not isinstance(body, dict):
@@ -150,7 +148,41 @@ def read_manifest(checkpoint: str) -> Manifest | None:
         checksum = body.pop("checksum", None)
         if checksum != zlib.crc32(_canonical(body)):
             raise ValueError("its checksum does not match its content")
-        return Manifest.model_validate(body)
+        manifest = Manifest.model_validate(body)
     except (ValueError, ValidationError, RecursionError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CorruptCheckpointError(f"manifest {path} is damaged: {first}") from e
+    if manifest.checkpoint != os.path.basename(checkpoint):
+        raise CorruptCheckpointError(
+            f"manifest {path} is damaged: it describes checkpoint {manifest.checkpoint!r}"
+        )
+    return manifest
+
+
+def file_problems(checkpoint: str, manifest: Manifest) -> list[tuple[str, str]]:
+    """``(file, what is wrong)`` for each file of `checkpoint` that differs from `manifest`.
+
+    Checks that each listed file is a regular file of the recorded size and, where a crc32 is
+    recorded (the index), that its bytes match. Empty when the files are as committed.
+    """
+    directory = os.path.dirname(checkpoint)
+    problems: list[tuple[str, str]] = []
+    for name, record in manifest.files.items():
+        file = os.path.join(directory, name)
+        if not fs.exists(file):
+            problems.append((file, "missing"))
+            continue
+        if not fs.is_regular_file(file):
+            problems.append((file, "not a regular file"))
+            continue
+        try:
+            size = tf.io.gfile.stat(file).length
+            if size != record.size:
+                problems.append(
+                    (file, f"size mismatch: expected {record.size} bytes, found {size}")
+                )
+            elif record.crc32 is not None and crc32_of(file) != record.crc32:
+                problems.append((file, "checksum mismatch: the file's bytes changed"))
+        except (OSError, tf.errors.OpError) as e:
+            problems.append((file, f"unreadable: {getattr(e, 'strerror', None) or e}"))
+    return problems

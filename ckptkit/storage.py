@@ -9,44 +9,58 @@ checkpoint *committed*: plain `tf.train.latest_checkpoint`, `tf.train.Checkpoint
 ckptkit all read it. Interrupted saves leave TensorFlow's ``<prefix>-<step>_temp/`` folders
 and ``*.tempstate*`` files and ckptkit's ``*.tmp-<id>`` files.
 
-All file access goes through `tf.io.gfile`, so any filesystem TensorFlow knows works.
+When the state file is missing, empty (what a rename without fsync can leave after a power
+loss) or unparsable, the directory is listed from its files: in a directory ckptkit writes (it
+holds ckptkit's lock file or manifests), only checkpoints with a valid manifest count, so a
+half-written checkpoint is never taken for a committed one; elsewhere, every ``*.index``.
+
+Files are read, listed and deleted through `fs`: no glob patterns, no links followed when
+deleting, no special files read.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import uuid
 import warnings
+from collections import defaultdict
 from dataclasses import dataclass
 
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
 
-from ckptkit.errors import CheckpointNotFoundError
+from ckptkit import fs
+from ckptkit.errors import CheckpointNotFoundError, CorruptCheckpointError
+from ckptkit.lock import LOCK_FILE
+from ckptkit.manifest import MANIFEST_SUFFIX, file_problems, read_manifest
 
 __all__ = [
     "MANIFEST_SUFFIX",
     "STATE_FILE",
     "CheckpointInfo",
     "DirectoryState",
+    "check_path",
     "checkpoint_files",
     "committed",
     "delete_checkpoint",
     "describe",
-    "fsync",
     "list_checkpoints",
     "parse_step",
     "read_state",
     "remove_leftovers",
     "resolve_checkpoint",
+    "uncommitted",
     "write_state",
 ]
 
 STATE_FILE = "checkpoint"
-MANIFEST_SUFFIX = ".manifest.json"
+_STATE_MAX_BYTES = 16 << 20
 _STEP_RE = re.compile(r"-(\d+)$")
+# What follows a checkpoint's name in its files' names; the manifest last, so that a deletion
+# cut short leaves the manifest that marks the rest as ckptkit's.
+_PART_RE = re.compile(r"(\.index|\.data-\d{5}-of-\d{5}|\.meta|" + re.escape(MANIFEST_SUFFIX) + ")$")
+_TEMP_RE = re.compile(r"(_temp|\.[^/]*\.tempstate[^/]*|\.[^/]*\.tmp-[0-9a-f]+)$")
 
 
 @dataclass(frozen=True)
@@ -124,20 +138,21 @@ def read_state(directory: str, *, allow_outside: bool = False) -> DirectoryState
     """
     state_path = os.path.join(directory, STATE_FILE)
     try:
-        text = tf.io.gfile.GFile(state_path, "r").read()
-    except tf.errors.NotFoundError:
+        text = fs.read_bytes(state_path, limit=_STATE_MAX_BYTES).decode()
+    except FileNotFoundError:
         return None
-    except (tf.errors.OpError, UnicodeDecodeError) as e:
-        warnings.warn(
-            f"ignoring unreadable state file {state_path} ({e}); listing checkpoints from files",
-            stacklevel=2,
-        )
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        _ignore_state(state_path, f"it is unreadable ({reason})")
+        return None
+    if not text.strip():
+        _ignore_state(state_path, "it is empty, as a rename without fsync leaves it after a crash")
         return None
     state = CheckpointState()
     try:
         text_format.Parse(text, state)
     except text_format.ParseError as e:
-        warnings.warn(f"ignoring unparsable state file {state_path}: {e}", stacklevel=2)
+        _ignore_state(state_path, f"it is unparsable ({e})")
         return None
     paths = list(state.all_model_checkpoint_paths)
     if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
@@ -174,15 +189,12 @@ def read_state(directory: str, *, allow_outside: bool = False) -> DirectoryState
     return DirectoryState(tuple(entries), state.last_preserved_timestamp)
 
 
-def fsync(path: str) -> None:
-    """Flushes a local file or directory to stable storage; remote filesystems are skipped."""
-    if "://" in path:
-        return  # Remote filesystems make their own durability promises.
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _ignore_state(path: str, why: str) -> None:
+    warnings.warn(
+        f"ignoring the state file {path}: {why}; listing the checkpoints from their files "
+        "(in a directory ckptkit writes, those with a valid manifest)",
+        stacklevel=3,
+    )
 
 
 def write_state(
@@ -195,7 +207,10 @@ def write_state(
     """Atomically replaces ``<directory>/checkpoint`` with `entries` (oldest first).
 
     With `durable`, the new file and the directory are fsync'ed, so the commit survives a
-    power loss and not only a process kill.
+    power loss and not only a process kill. A failed write leaves no temporary file.
+
+    Raises:
+        OSError: Writing failed; the previous state file is unchanged.
     """
     inside = directory.rstrip("/") + "/"
     rel = [p[len(inside) :] if p.startswith(inside) else p for p, _ in entries]
@@ -205,31 +220,15 @@ def write_state(
         all_model_checkpoint_timestamps=[t for _, t in entries],
         last_preserved_timestamp=last_preserved,
     )
-    final = os.path.join(directory, STATE_FILE)
-    temp = f"{final}.tmp-{uuid.uuid4().hex}"
-    with tf.io.gfile.GFile(temp, "w") as f:
-        f.write(text_format.MessageToString(state))
-    if durable:
-        fsync(temp)
-    tf.io.gfile.rename(temp, final, overwrite=True)
-    if durable:
-        fsync(directory)
+    text = text_format.MessageToString(state)
+    fs.write_atomic(os.path.join(directory, STATE_FILE), text.encode(), durable=durable)
 
 
 def checkpoint_files(path: str) -> list[str]:
-    """The files that make up the checkpoint `path`: index, data shards, meta graph, manifest."""
-    pattern = _glob_escape(path)
-    found: list[str] = [
-        *tf.io.gfile.glob(f"{pattern}.index"),
-        *tf.io.gfile.glob(f"{pattern}.data-?????-of-?????"),
-        *tf.io.gfile.glob(f"{pattern}.meta"),
-        *tf.io.gfile.glob(f"{pattern}{MANIFEST_SUFFIX}"),
-    ]
-    return found
-
-
-def _glob_escape(path: str) -> str:
-    return re.sub(r"([\[\]*?])", r"[\1]", path)
+    """The files of checkpoint `path`: index, data shards, meta graph, then the manifest."""
+    directory, name = os.path.split(path)
+    _, groups = _group(fs.listdir(directory or "."), re.escape(name))
+    return [os.path.join(directory, n) for n in groups.get(name, [])]
 
 
 def _mtime(path: str) -> float:
@@ -256,13 +255,34 @@ def describe(path: str, time: float | None = None) -> CheckpointInfo:
 
 
 def _scan(directory: str) -> list[tuple[str, float]]:
-    """Checkpoints found by their index files, for directories without a usable state file."""
-    found = [
-        (name[: -len(".index")], _mtime(name[: -len(".index")]))
-        for name in tf.io.gfile.glob(os.path.join(_glob_escape(directory), "*.index"))
-    ]
+    """Checkpoints found by their files, for directories without a usable state file.
+
+    In a directory ckptkit writes, a checkpoint counts only with a valid manifest (written
+    after TensorFlow finished); elsewhere every ``*.index`` counts.
+    """
+    names = fs.listdir(directory)
+    ours = LOCK_FILE in names or any(n.endswith(MANIFEST_SUFFIX) for n in names)
+    suffix = MANIFEST_SUFFIX if ours else ".index"
+    found = []
+    for name in names:
+        if not name.endswith(suffix):
+            continue
+        path = os.path.join(directory, name[: -len(suffix)])
+        if ours and not _has_valid_manifest(path, names):
+            continue
+        found.append((path, _mtime(path)))
     found.sort(key=lambda entry: (parse_step(entry[0]) or -1, entry[1]))
     return found
+
+
+def _has_valid_manifest(path: str, names: list[str]) -> bool:
+    """Whether `path` has a manifest that parses and an index file."""
+    if f"{os.path.basename(path)}.index" not in names:
+        return False
+    try:
+        return read_manifest(path) is not None
+    except CorruptCheckpointError:
+        return False
 
 
 def committed(
@@ -295,7 +315,7 @@ def list_checkpoints(directory: str) -> list[CheckpointInfo]:
     Raises:
         CheckpointNotFoundError: `directory` does not exist.
     """
-    if not tf.io.gfile.isdir(directory):
+    if not tf.io.gfile.isdir(check_path(directory)):
         raise CheckpointNotFoundError(
             f"checkpoint directory not found: {directory!r}; check the path "
             "(a directory is created by the first save)"
@@ -310,8 +330,7 @@ def resolve_checkpoint(path: str) -> str:
     Raises:
         CheckpointNotFoundError: Nothing at `path`, or a directory with no checkpoint.
     """
-    if path.endswith(".index"):
-        path = path[: -len(".index")]
+    path = check_path(path).removesuffix(".index")
     if tf.io.gfile.exists(f"{path}.index"):
         return path
     if tf.io.gfile.isdir(path):
@@ -336,55 +355,111 @@ def resolve_checkpoint(path: str) -> str:
 def delete_checkpoint(path: str) -> None:
     """Removes the files of checkpoint `path`, and what a save of it may have left half-done.
 
-    Files already gone are ignored.
+    The manifest goes last, so a deletion cut short leaves files that `remove_leftovers`
+    still knows as ckptkit's. Links are removed as names, never followed. Files already gone
+    are ignored.
+
+    Raises:
+        OSError: A file could not be removed.
     """
-    for name in checkpoint_files(path) + _temporaries(_glob_escape(path)):
-        _remove(name)
+    directory, name = os.path.split(path)
+    temporaries, groups = _group(fs.listdir(directory or "."), re.escape(name))
+    for part in groups.get(name, []) + temporaries:
+        fs.remove(os.path.join(directory, part))
 
 
-def _temporaries(pattern: str) -> list[str]:
-    """Files an interrupted save of the checkpoint(s) matching glob `pattern` may have left."""
-    found: list[str] = [
-        *tf.io.gfile.glob(f"{pattern}_temp"),
-        *tf.io.gfile.glob(f"{pattern}.*.tempstate*"),
-        *tf.io.gfile.glob(f"{pattern}.*.tmp-*"),
-    ]
-    return found
+def _steps_of(prefix: str) -> str:
+    """The pattern of checkpoint names ``<prefix>-<step>``."""
+    return re.escape(prefix) + r"-\d+"
 
 
-def _remove(name: str) -> bool:
-    """Removes a file or folder; False when it was already gone."""
-    try:
-        if tf.io.gfile.isdir(name):
-            tf.io.gfile.rmtree(name)
-        else:
-            tf.io.gfile.remove(name)
-    except tf.errors.NotFoundError:
-        return False
-    return True
+def _group(names: list[str], checkpoints: str) -> tuple[list[str], dict[str, list[str]]]:
+    """Temporaries of saves, and files by checkpoint, of checkpoints named by `checkpoints`.
+
+    Args:
+        names: File names in one directory.
+        checkpoints: A regular expression for checkpoint names: one name escaped, or
+            `_steps_of` a prefix.
+
+    Returns:
+        Names of temporary files and folders, and each checkpoint's files, manifest last.
+    """
+    own = re.compile(checkpoints)
+    temporaries: list[str] = []
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name in names:
+        found = own.match(name)
+        if found is None:
+            continue
+        checkpoint, rest = found.group(0), name[found.end() :]
+        if _TEMP_RE.fullmatch(rest):
+            temporaries.append(name)
+        elif _PART_RE.fullmatch(rest):
+            groups[checkpoint].append(name)
+    for parts in groups.values():
+        parts.sort(key=lambda n: (n.endswith(MANIFEST_SUFFIX), n))
+    return temporaries, dict(groups)
+
+
+def uncommitted(directory: str, prefix: str, keep: set[str]) -> list[str]:
+    """Checkpoints named ``<prefix>-<step>`` with files in `directory` but not in `keep`."""
+    _, groups = _group(fs.listdir(directory), _steps_of(prefix))
+    kept = {os.path.basename(p) for p in keep}
+    return sorted(
+        (os.path.join(directory, c) for c in groups if c not in kept),
+        key=lambda p: parse_step(p) or -1,
+    )
 
 
 def remove_leftovers(directory: str, prefix: str, keep: set[str]) -> list[str]:
-    """Removes what interrupted saves left in `directory`; returns what was removed.
+    """Removes what interrupted saves and deletions left in `directory`; returns what went.
 
-    Leftovers are TensorFlow's temporary shard folders and rename files, ckptkit's temporary
-    manifest and state files, and checkpoints named ``<prefix>-<step>`` that are not committed
-    (not in `keep`) and are newer than every committed one: a save killed before its commit.
-    Nothing committed, and nothing older than the newest committed checkpoint, is touched.
+    `keep` is every committed checkpoint. Among the others named ``<prefix>-<step>``:
+
+    - newer than the newest committed one: an interrupted save, removed unless it is whole
+      (a valid manifest that its files match), which stays for a later save of that step to
+      replace;
+    - older, with a ckptkit manifest: retention or `delete` cut short after the state file
+      dropped it, removed;
+    - older, without a manifest: not ckptkit's (kept by another tool), left alone.
+
+    TensorFlow's temporary folders and files and ckptkit's temporary files of saves under
+    `prefix` go too. Nothing committed, and nothing outside `directory`, is touched.
+
+    Raises:
+        OSError: A file could not be removed.
     """
-    pattern = os.path.join(_glob_escape(directory), _glob_escape(prefix))
+    names = fs.listdir(directory)
+    temporaries, groups = _group(names, _steps_of(prefix))
+    temporaries += [n for n in names if n.startswith(f"{STATE_FILE}.tmp-")]
+    removed = [n for n in temporaries if fs.remove(os.path.join(directory, n))]
+    kept = {os.path.basename(p) for p in keep}
     newest = max((parse_step(p) or -1 for p in keep), default=-1)
-    temporaries = _temporaries(f"{pattern}-*") + tf.io.gfile.glob(
-        os.path.join(_glob_escape(directory), f"{STATE_FILE}.tmp-*")
-    )
-    removed = [name for name in temporaries if _remove(name)]
-    for index in tf.io.gfile.glob(f"{pattern}-*.index") + tf.io.gfile.glob(
-        f"{pattern}-*{MANIFEST_SUFFIX}"
-    ):
-        candidate = index.removesuffix(".index").removesuffix(MANIFEST_SUFFIX)
-        step = parse_step(candidate)
-        if candidate in keep or step is None or step <= newest:
+    for checkpoint, parts in groups.items():
+        path = os.path.join(directory, checkpoint)
+        step = parse_step(checkpoint)
+        if checkpoint in kept or step is None:
             continue
-        delete_checkpoint(candidate)
-        removed.append(candidate)
+        has_manifest = parts[-1].endswith(MANIFEST_SUFFIX)
+        if (step > newest and not _whole(path)) or (step < newest and has_manifest):
+            delete_checkpoint(path)
+            removed.append(checkpoint)
     return removed
+
+
+def _whole(path: str) -> bool:
+    """Whether checkpoint `path` has a valid manifest and its files match it."""
+    try:
+        manifest = read_manifest(path)
+    except CorruptCheckpointError:
+        return False
+    return manifest is not None and not file_problems(path, manifest)
+
+
+def check_path(path: str) -> str:
+    """`path`, or `CheckpointNotFoundError` when no file can have that name (a NUL byte)."""
+    if "\x00" in path:
+        raise CheckpointNotFoundError(
+            f"no checkpoint at {path!r}: a path cannot contain a NUL byte"
+        )
+    return path

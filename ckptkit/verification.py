@@ -2,10 +2,10 @@
 
 Two depths:
 
-- cheap: every file the manifest lists exists with its recorded size, the index matches its
-  crc32, the manifest matches its own checksum, and TensorFlow can open the index. For a
-  checkpoint without a manifest (written by plain TensorFlow): the index opens and every data
-  shard it names exists.
+- cheap: every file the manifest lists is a regular file of its recorded size, the index
+  matches its crc32, the manifest matches its own checksum, and the index is sound (checked in
+  Python before TensorFlow opens it, see `index_file`). For a checkpoint without a manifest
+  (written by plain TensorFlow): the index is sound and every data shard it names exists.
 - full: also reads every tensor, which makes TensorFlow check each one's crc32c.
 
 Example:
@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ import tensorflow as tf
 from ckptkit import storage
 from ckptkit.errors import CheckpointNotFoundError, CorruptCheckpointError
 from ckptkit.inspection import open_reader
-from ckptkit.manifest import crc32_of, manifest_path, read_manifest
+from ckptkit.manifest import file_problems, manifest_path, read_manifest
 
 __all__ = ["CheckpointVerdict", "Problem", "VerifyReport", "verify", "verify_checkpoint"]
 
@@ -84,31 +83,20 @@ class VerifyReport:
 
 
 def verify_checkpoint(path: str, *, full: bool = False) -> CheckpointVerdict:
-    """Verifies the checkpoint prefix `path` (see the module docstring for what is checked)."""
-    problems: list[Problem] = []
+    """Verifies the checkpoint prefix `path` (see the module docstring for what is checked).
+
+    Never raises for what it finds: unreadable, missing or special files are problems.
+    """
     try:
         manifest = read_manifest(path)
     except CorruptCheckpointError as e:
         return CheckpointVerdict(path, (Problem(manifest_path(path), str(e)),), True)
-    directory = os.path.dirname(path)
     if manifest is not None:
-        for name, record in manifest.files.items():
-            file = os.path.join(directory, name)
-            try:
-                size = tf.io.gfile.stat(file).length
-            except tf.errors.NotFoundError:
-                problems.append(Problem(file, "missing"))
-                continue
-            if size != record.size:
-                problems.append(
-                    Problem(file, f"size mismatch: expected {record.size} bytes, found {size}")
-                )
-            elif record.crc32 is not None and crc32_of(file) != record.crc32:
-                problems.append(Problem(file, "checksum mismatch: the file's bytes changed"))
+        problems = [Problem(f, why) for f, why in file_problems(path, manifest)]
         if problems:
             return CheckpointVerdict(path, tuple(problems), True)
-    problems.extend(_check_readable(path, full=full, check_shards=manifest is None))
-    return CheckpointVerdict(path, tuple(problems), manifest is not None)
+    found = _check_readable(path, full=full, check_shards=manifest is None)
+    return CheckpointVerdict(path, tuple(found), manifest is not None)
 
 
 def _check_readable(path: str, *, full: bool, check_shards: bool) -> list[Problem]:
@@ -117,7 +105,7 @@ def _check_readable(path: str, *, full: bool, check_shards: bool) -> list[Proble
         return [Problem(index, "missing")]
     try:
         _, reader = open_reader(path)
-    except CorruptCheckpointError as e:
+    except (CorruptCheckpointError, CheckpointNotFoundError) as e:
         return [Problem(index, f"unreadable index: {e}")]
     problems: list[Problem] = []
     if check_shards:
@@ -126,7 +114,7 @@ def _check_readable(path: str, *, full: bool, check_shards: bool) -> list[Proble
         for key in sorted(reader.get_variable_to_shape_map()):
             try:
                 reader.get_tensor(key)
-            except (tf.errors.OpError, IndexError) as e:  # IndexError: a data file cut short
+            except (tf.errors.OpError, IndexError, ValueError) as e:  # data cut short, slices
                 message = getattr(e, "message", None) or str(e)
                 problems.append(Problem(path + ".data-*", f"tensor {key!r} unreadable: {message}"))
     return problems
@@ -159,8 +147,7 @@ def verify(path: str, *, full: bool = False) -> VerifyReport:
     Raises:
         CheckpointNotFoundError: Nothing at `path`, or a directory with no checkpoint.
     """
-    if path.endswith(".index"):
-        path = path[: -len(".index")]
+    path = storage.check_path(path).removesuffix(".index")
     if tf.io.gfile.exists(path + ".index") or tf.io.gfile.exists(manifest_path(path)):
         return VerifyReport((verify_checkpoint(path, full=full),))
     if not tf.io.gfile.isdir(path):

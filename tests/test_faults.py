@@ -145,7 +145,12 @@ def test_a_directory_that_vanishes_between_saves(config) -> None:
     for name in os.listdir(cfg.directory):
         os.remove(os.path.join(cfg.directory, name))
     os.rmdir(cfg.directory)
-    mgr.save(2)  # recreated; the vanished checkpoint is not listed as if it were there
+    # Its lock went with the directory: another writer may own the new one, so it stops.
+    with pytest.raises(ckptkit.DirectoryLockedError, match="deleted or replaced"):
+        mgr.save(2)
+    mgr.close()
+    mgr = ckptkit.CheckpointManager(cfg, v=v)
+    mgr.save(2)  # a new writer recreates it; the vanished checkpoint is not listed
     assert [c.step for c in mgr.checkpoints] == [2]
     v.assign(0.0)
     assert ckptkit.CheckpointManager(cfg, v=v).restore().step == 2

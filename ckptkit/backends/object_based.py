@@ -14,7 +14,7 @@ import keras
 import tensorflow as tf
 from tensorflow.python.training.saving import saveable_object_util
 
-from ckptkit import inspection
+from ckptkit import fs, inspection
 from ckptkit.errors import CorruptCheckpointError, FormatError, TrackableError
 from ckptkit.matching import NamedValue, ValueSpec, match, walk_paths
 from ckptkit.status import RestoreReport
@@ -102,7 +102,7 @@ class ObjectBasedBackend:
     def restore(self, path: str, *, expect_partial: bool) -> Any:
         """Loads `path` (eagerly where variables exist, deferred where they will be created)."""
         try:
-            status = self.checkpoint.restore(path, options=self._options)
+            status = self.checkpoint.restore(fs.tf_path(path), options=self._options)
         except (tf.errors.OpError, ValueError) as e:
             raise CorruptCheckpointError(
                 f"TensorFlow could not load checkpoint {path}: {e}; its data may be damaged"

@@ -13,7 +13,7 @@ from typing import Any
 import tensorflow as tf
 from tensorflow.python.training.saving import saveable_object_util
 
-from ckptkit import inspection
+from ckptkit import fs, inspection
 from ckptkit.errors import CorruptCheckpointError, TrackableError
 from ckptkit.keymap import compile_key_map
 from ckptkit.matching import NamedValue, NameMatch, ValueSpec, match_names
@@ -124,7 +124,7 @@ class SaverBackend:
         try:
             if saver is not None:
                 with self.graph.as_default():
-                    saver.restore(self.session, path)
+                    saver.restore(self.session, fs.tf_path(path))
         except (tf.errors.OpError, ValueError) as e:
             raise CorruptCheckpointError(
                 f"TensorFlow could not load checkpoint {path}: {e}; its data may be damaged"

@@ -1,0 +1,264 @@
+r"""File primitives that are safe in a directory ckptkit does not trust.
+
+Every other module reads, writes, lists and deletes through these, so three rules hold
+everywhere:
+
+- Reads take regular files only, opened without blocking: a FIFO, a device or a directory in
+  place of a manifest or state file is an error, never a hang.
+- Deletion never follows a link: a symbolic link is removed as a name, its target is left
+  alone, and only real directories (TensorFlow's ``*_temp`` folders) are removed recursively.
+- Names are matched by listing the directory, never by a glob pattern, so ``[``, ``*``, ``?``
+  and ``\`` in a directory name are ordinary characters. TensorFlow's checkpoint readers do
+  glob the paths they are given; `tf_path` gives them a glob-free alias.
+
+Local paths use `os` directly. URLs (``gs://``, ``ram://``, ...) go through `tf.io.gfile`,
+whose filesystems have no links or special files; its errors come back as `OSError`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import errno
+import os
+import re
+import shutil
+import stat
+import tempfile
+import uuid
+from collections.abc import Iterator
+
+import tensorflow as tf
+
+__all__ = [
+    "exists",
+    "fsync",
+    "is_regular_file",
+    "is_remote",
+    "listdir",
+    "read_bytes",
+    "remove",
+    "temp_name",
+    "tf_path",
+    "write_atomic",
+]
+
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFLNK: "a symbolic link",
+}
+
+
+def is_remote(path: str) -> bool:
+    """Whether `path` is a URL handled by a `tf.io.gfile` filesystem rather than a local path."""
+    return "://" in path
+
+
+@contextlib.contextmanager
+def _as_oserror(path: str) -> Iterator[None]:
+    """Turns `tf.io.gfile` errors into the matching `OSError` (FileNotFoundError, ...)."""
+    try:
+        yield
+    except tf.errors.NotFoundError as e:
+        raise FileNotFoundError(errno.ENOENT, e.message, path) from e
+    except tf.errors.PermissionDeniedError as e:
+        raise PermissionError(errno.EACCES, e.message, path) from e
+    except tf.errors.OpError as e:
+        raise OSError(errno.EIO, e.message, path) from e
+
+
+def _not_regular(path: str, mode: int) -> OSError:
+    kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+    return OSError(errno.EINVAL, f"{kind}, not a regular file", path)
+
+
+def read_bytes(path: str, *, limit: int | None = None) -> bytes:
+    """The bytes of the regular file `path` (a link to one is followed for reading).
+
+    Args:
+        path: The file.
+        limit: Refuse files larger than this many bytes (small records such as manifests).
+
+    Raises:
+        FileNotFoundError: Nothing is there.
+        OSError: It is not a regular file, is larger than `limit`, or cannot be read.
+    """
+    if is_remote(path):
+        with _as_oserror(path):
+            if tf.io.gfile.isdir(path):
+                raise OSError(errno.EISDIR, "a directory, not a regular file", path)
+            with tf.io.gfile.GFile(path, "rb") as f:
+                data: bytes = f.read(-1 if limit is None else limit + 1)
+    else:
+        _no_nul(path)
+        # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise _not_regular(path, info.st_mode)
+            if limit is not None and info.st_size > limit:
+                raise OSError(errno.EFBIG, f"larger than {limit} bytes", path)
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                data = f.read()
+        finally:
+            os.close(fd)
+    if limit is not None and len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes", path)
+    return data
+
+
+def exists(path: str) -> bool:
+    """Whether the name `path` exists (a dangling link counts)."""
+    if is_remote(path):
+        try:
+            return bool(tf.io.gfile.exists(path))
+        except tf.errors.OpError:
+            return False
+    try:
+        os.lstat(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def is_regular_file(path: str) -> bool:
+    """Whether `path` is a regular file (or a link to one); False when missing."""
+    if is_remote(path):
+        try:
+            return bool(tf.io.gfile.exists(path)) and not tf.io.gfile.isdir(path)
+        except tf.errors.OpError:
+            return False
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def listdir(directory: str) -> list[str]:
+    """The names in `directory`, sorted; empty when it does not exist or cannot be listed."""
+    try:
+        if is_remote(directory):
+            return sorted(n.rstrip("/") for n in tf.io.gfile.listdir(directory))
+        return sorted(os.listdir(directory))
+    except (OSError, ValueError, tf.errors.OpError):
+        return []
+
+
+def remove(path: str) -> bool:
+    """Removes the name `path` without following a link; False when it was already gone.
+
+    A real directory is removed with its contents (`shutil.rmtree` does not follow links
+    inside it); anything else, a symbolic link included, is unlinked as a name.
+
+    Raises:
+        OSError: It exists and could not be removed.
+    """
+    if is_remote(path):
+        with _as_oserror(path):
+            try:
+                if tf.io.gfile.isdir(path):
+                    tf.io.gfile.rmtree(path)
+                else:
+                    tf.io.gfile.remove(path)
+            except tf.errors.NotFoundError:
+                return False
+        return True
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def temp_name(final: str) -> str:
+    """A unique temporary name beside `final` (``<final>.tmp-<hex>``), for atomic writes."""
+    return f"{final}.tmp-{uuid.uuid4().hex}"
+
+
+def write_atomic(final: str, data: bytes, *, durable: bool = False) -> None:
+    """Replaces `final` with `data` atomically: a temporary file, then a rename.
+
+    With `durable`, the file and its directory are fsync'ed. On failure the temporary file
+    is removed and `final` is as it was.
+
+    Raises:
+        OSError: Writing failed (ENOSPC for a full disk, ...).
+    """
+    temp = temp_name(final)
+    try:
+        if is_remote(final):
+            with _as_oserror(final):
+                with tf.io.gfile.GFile(temp, "wb") as f:
+                    f.write(data)
+                tf.io.gfile.rename(temp, final, overwrite=True)
+            return
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(temp, flags, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            remove(temp)
+        raise
+    if durable:
+        fsync(os.path.dirname(final) or ".")
+
+
+def fsync(path: str) -> None:
+    """Flushes a local file or directory to stable storage; remote filesystems are skipped."""
+    if is_remote(path):
+        return  # Remote filesystems make their own durability promises.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _no_nul(path: str) -> None:
+    if "\x00" in path:
+        raise FileNotFoundError(errno.ENOENT, "a path cannot contain a NUL byte", path)
+
+
+_GLOB_RE = re.compile(r"[*?\[\]\\]")
+_ALIASES: dict[str, str] = {}  # real directory -> glob-free link to it, for this process
+
+
+def tf_path(path: str) -> str:
+    """`path` as TensorFlow's checkpoint readers can take it.
+
+    Those readers look a checkpoint up with a glob pattern (``<prefix>.index``), so a
+    directory named ``runs/exp[lr=0.1]`` matches nothing there. For such a local path this
+    returns the same file through a link with a plain name in a private temporary folder,
+    kept for the life of the process (a deferred restore reads the files later); any other
+    path is returned as it is.
+    """
+    directory, name = os.path.split(path)
+    if is_remote(path) or not _GLOB_RE.search(directory) or _GLOB_RE.search(name):
+        return path
+    real = os.path.realpath(directory)
+    alias = _ALIASES.get(real)
+    if alias is None:
+        if not _ALIASES:
+            base = tempfile.mkdtemp(prefix="ckptkit-paths-")
+            atexit.register(shutil.rmtree, base, ignore_errors=True)
+            _ALIASES[""] = base
+        alias = os.path.join(_ALIASES[""], str(len(_ALIASES)))
+        os.symlink(real, alias)
+        _ALIASES[real] = alias
+    return os.path.join(alias, name)

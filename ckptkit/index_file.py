@@ -1,0 +1,224 @@
+"""TensorFlow's checkpoint index (``<prefix>.index``), checked in Python before TensorFlow reads it.
+
+TensorFlow's index reader trusts the file: an entry that is not a protobuf message, a shape
+with a negative or overflowing dimension, or an unknown dtype fails a C++ ``CHECK`` and aborts
+the whole process (SIGABRT), whatever Python code called it. So every index goes through
+`check_index` first, which walks the file the way TensorFlow's reader does and raises
+`CorruptCheckpointError` for anything it would abort on (and for anything TensorFlow's own
+writer never produces).
+
+The format is LevelDB's table: data blocks of prefix-compressed ``key -> value`` entries with a
+restart array, an index block pointing at the data blocks, and a 48-byte footer. The first key
+is ``""`` with a `BundleHeaderProto`; every other value is a `BundleEntryProto`. TensorFlow
+checks each block's crc32c itself (a mismatch is an ordinary error there), so it is not
+recomputed here.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+
+from google.protobuf.message import DecodeError
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf.tensor_bundle_pb2 import BundleEntryProto, BundleHeaderProto
+
+from ckptkit import fs
+from ckptkit.errors import CorruptCheckpointError
+
+__all__ = ["check_index"]
+
+_MAGIC = 0xDB4775248B80FB57
+_FOOTER = 48  # two block handles padded to 40 bytes, then the 8-byte magic number
+_TRAILER = 5  # a block's compression type byte and its crc32c
+_MAX_DIMS = 254  # TensorShape's limit
+_MAX_SHARDS = 99_999  # shard file names have five digits
+# Dtypes a checkpoint can hold: every real DataType, none of the "_REF" ones (> 100).
+_DTYPES = frozenset(v for v in types_pb2.DataType.values() if 0 < v < 100) - {types_pb2.DT_RESOURCE}
+# path -> ((size, mtime_ns, inode), shard count) of indexes found sound
+_CHECKED: dict[str, tuple[tuple[int, int, int], int]] = {}
+
+
+class _Damage(Exception):
+    """What is wrong with the index, for `CorruptCheckpointError`'s message."""
+
+
+def check_index(path: str) -> int:
+    """Checks the index file `path` before TensorFlow opens it.
+
+    Returns:
+        The number of data shards its header names.
+
+    Raises:
+        CorruptCheckpointError: It cannot be read, is not a regular file, or holds something
+            TensorFlow's reader would abort on; the message names the file and the fault.
+    """
+    identity = _identity(path)
+    known = _CHECKED.get(path)
+    if identity is not None and known is not None and known[0] == identity:
+        return known[1]
+    try:
+        shards = _check(fs.read_bytes(path))
+    except OSError as e:
+        raise CorruptCheckpointError(
+            f"cannot read checkpoint index {path}: {e.strerror or e}; restore an earlier checkpoint"
+        ) from e
+    except _Damage as e:
+        raise CorruptCheckpointError(
+            f"checkpoint index {path} is truncated, damaged or not a TensorFlow checkpoint: "
+            f"{e}. Restore an earlier checkpoint"
+        ) from None
+    if identity is not None:
+        if len(_CHECKED) > 1024:
+            _CHECKED.clear()
+        _CHECKED[path] = (identity, shards)
+    return shards
+
+
+def _identity(path: str) -> tuple[int, int, int] | None:
+    if fs.is_remote(path):
+        return None
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return info.st_size, info.st_mtime_ns, info.st_ino
+
+
+def _check(data: bytes) -> int:
+    entries = _table(data)
+    first = next(entries, None)
+    if first is None or first[0] != b"":
+        raise _Damage("it has no header entry")
+    header = BundleHeaderProto()
+    _parse(header, first[1], "the header")
+    shards = int(header.num_shards)
+    if not 1 <= shards <= _MAX_SHARDS:
+        raise _Damage(f"the header names {shards} data shards")
+    entry = BundleEntryProto()
+    previous = b""
+    for key, value in entries:
+        if key <= previous:
+            raise _Damage(f"key {_show(key)} is out of order")
+        try:
+            key.decode()  # TensorFlow's Python reader decodes every key
+        except UnicodeDecodeError:
+            raise _Damage(f"key {_show(key)} is not UTF-8") from None
+        previous = key
+        _parse(entry, value, f"the entry of {_show(key)}")
+        _check_entry(entry, key, shards)
+    return shards
+
+
+def _check_entry(entry: BundleEntryProto, key: bytes, shards: int) -> None:
+    where = f"the entry of {_show(key)}"
+    if entry.dtype not in _DTYPES:
+        raise _Damage(f"{where} has dtype {entry.dtype}, which no checkpoint holds")
+    shape = entry.shape
+    if shape.unknown_rank or len(shape.dim) > _MAX_DIMS:
+        raise _Damage(f"{where} has no valid rank")
+    sizes = [d.size for d in shape.dim]
+    elements = 1
+    for size in sizes:  # TensorFlow multiplies in this order and aborts on any overflow
+        elements *= size
+        if size < 0 or elements >= 1 << 63:
+            raise _Damage(f"{where} has an invalid shape {sizes[:8]}")
+    if not 0 <= entry.shard_id < shards or entry.offset < 0 or entry.size < 0:
+        raise _Damage(
+            f"{where} points at shard {entry.shard_id}, offset {entry.offset}, size "
+            f"{entry.size} (the header names {shards} shards)"
+        )
+    for piece in entry.slices:
+        if len(piece.extent) > len(sizes):
+            raise _Damage(f"{where} has a slice of higher rank than its shape")
+        for extent, size in zip(piece.extent, sizes, strict=False):
+            length = extent.length if extent.HasField("length") else size - extent.start
+            if extent.start < 0 or length < 0 or extent.start + length > size:
+                raise _Damage(f"{where} has a slice outside its shape {sizes}")
+
+
+def _parse(message: BundleEntryProto | BundleHeaderProto, value: bytes, what: str) -> None:
+    try:
+        message.ParseFromString(value)
+    except (DecodeError, RecursionError, ValueError) as e:
+        raise _Damage(f"{what} is not a valid record ({e})") from None
+
+
+def _show(key: bytes) -> str:
+    return repr(key.decode("utf-8", "replace")[:80])
+
+
+def _table(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """The table's entries, in file order, as TensorFlow's iterator yields them."""
+    if len(data) < _FOOTER:
+        raise _Damage(f"it is {len(data)} bytes, shorter than a table footer")
+    footer = data[-_FOOTER:]
+    if struct.unpack_from("<Q", footer, _FOOTER - 8)[0] != _MAGIC:
+        raise _Damage("it has no table footer (bad magic number)")
+    _, _, at = _handle(footer, 0, limit=_FOOTER - 8)  # the metaindex block: unused
+    offset, size, _ = _handle(footer, at, limit=_FOOTER - 8)
+    for _, handle in _block_entries(_block(data, offset, size), "the index block"):
+        offset, size, _ = _handle(handle, 0, limit=len(handle))
+        yield from _block_entries(_block(data, offset, size), f"the data block at {offset}")
+
+
+def _handle(data: bytes, at: int, *, limit: int) -> tuple[int, int, int]:
+    offset, at = _varint(data, at, limit, 10)
+    size, at = _varint(data, at, limit, 10)
+    return offset, size, at
+
+
+def _block(data: bytes, offset: int, size: int) -> bytes:
+    if offset + size + _TRAILER > len(data) - _FOOTER:
+        raise _Damage(f"a block at {offset} of {size} bytes lies outside the file")
+    if data[offset + size] != 0:
+        # TensorFlow's bundle writer never compresses its index.
+        raise _Damage(f"the block at {offset} is compressed or of unknown type")
+    return data[offset : offset + size]
+
+
+def _block_entries(block: bytes, what: str) -> Iterator[tuple[bytes, bytes]]:
+    if len(block) < 4:
+        raise _Damage(f"{what} is too short")
+    count = struct.unpack_from("<I", block, len(block) - 4)[0]
+    if count == 0:
+        return
+    if count > (len(block) - 4) // 4:
+        raise _Damage(f"{what} has a bad restart array")
+    limit = len(block) - 4 * (count + 1)
+    restarts = set(struct.unpack_from(f"<{count}I", block, limit))
+    if 0 not in restarts or max(restarts) >= max(limit, 1):
+        raise _Damage(f"{what} has a bad restart array")
+    key, at, seen = b"", 0, 0
+    while at < limit:
+        start = at
+        shared, at = _varint(block, at, limit, 5)
+        unshared, at = _varint(block, at, limit, 5)
+        length, at = _varint(block, at, limit, 5)
+        if limit - at < unshared + length or shared > len(key):
+            raise _Damage(f"{what} has a bad entry at {start}")
+        if start in restarts:
+            if shared:
+                raise _Damage(f"{what} has a bad restart point at {start}")
+            seen += 1
+        key = key[:shared] + block[at : at + unshared]
+        at += unshared
+        yield key, block[at : at + length]
+        at += length
+    if seen != len(restarts):
+        raise _Damage(f"{what} has a restart point inside an entry")
+
+
+def _varint(data: bytes, at: int, limit: int, most: int) -> tuple[int, int]:
+    """A little-endian base-128 integer of at most `most` bytes, and where it ends."""
+    value = shift = 0
+    for i in range(at, min(limit, at + most)):
+        byte = data[i]
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            if most == 5 and value >= 1 << 32:
+                break
+            return value, i + 1
+        shift += 7
+    raise _Damage(f"bad variable-length integer at byte {at}")
