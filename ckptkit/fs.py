@@ -210,7 +210,12 @@ def write_atomic(final: str, data: bytes, *, durable: bool = False) -> None:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(temp, final)
+        try:
+            os.replace(temp, final)
+        except IsADirectoryError as e:
+            raise IsADirectoryError(
+                errno.EISDIR, "a directory is in the way of this file; remove it", final
+            ) from e
     except BaseException:
         with contextlib.suppress(OSError):
             remove(temp)

@@ -138,6 +138,8 @@ def read_manifest(checkpoint: str) -> Manifest | None:
     try:
         raw = fs.read_bytes(path, limit=_MAX_BYTES)
     except FileNotFoundError:
+        if fs.exists(path):  # the name is there: a link to nothing
+            raise CorruptCheckpointError(f"manifest {path} is a link to nothing") from None
         return None
     except OSError as e:
         raise CorruptCheckpointError(f"cannot read manifest {path}: {e.strerror or e}") from e

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ckptkit
-from ckptkit import Retention
+from ckptkit import Retention, cli
 from ckptkit.manifest import manifest_path
 
 
@@ -123,3 +124,139 @@ def test_fuzzed_files_give_typed_errors_only(pristine, target, data, mutate) -> 
                     action()
     finally:
         shutil.rmtree(work)
+
+
+# --- Special files: links, FIFOs, directories and devices where files are expected ----------
+
+
+def bounded(action, *, seconds: float = 60.0):
+    """Runs `action` in a thread; fails (instead of hanging the suite) if it blocks."""
+    outcome: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = action()
+        except BaseException as e:
+            outcome["error"] = e
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise AssertionError(f"{action} blocked for {seconds} s (opened a FIFO?)")
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome.get("value")
+
+
+SPECIAL = ["fifo", "link to a directory", "link to a file", "dangling link", "directory", "device"]
+TARGETS = {
+    "index": "ckpt-2.index",
+    "data": "ckpt-2.data-00000-of-00001",
+    "manifest": "ckpt-2.manifest.json",
+    "state": "checkpoint",
+    "lock": ".ckptkit.lock",
+    "temp folder": "ckpt-3_temp",
+}
+
+
+def plant(path: Path, kind: str, outside: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "link to a directory":
+        path.symlink_to(outside, target_is_directory=True)
+    elif kind == "link to a file":
+        path.symlink_to(outside / "precious.txt")
+    elif kind == "dangling link":
+        path.symlink_to(outside / "nothing")
+    elif kind == "directory":
+        path.mkdir()
+        (path / "inside").write_text("x")
+    else:
+        path.symlink_to("/dev/zero")
+
+
+@pytest.mark.parametrize("kind", SPECIAL)
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_special_files_in_place_of_checkpoint_files(tmp_path, target, kind) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("keep me")
+    cfg = ckptkit.CheckpointConfig(
+        directory=str(tmp_path / "run"), retention=Retention(max_to_keep=None)
+    )
+    with ckptkit.CheckpointManager(cfg, v=tf.Variable(tf.zeros((4,)))) as mgr:
+        mgr.save(1)
+        mgr.save(2)
+    plant(Path(cfg.directory, TARGETS[target]), kind, outside)
+    damaged_ckpt2 = target in ("index", "data", "manifest")
+    # A directory where a file must be written is the one thing a save cannot get past.
+    refused = {"lock": "writer lock", "state": "a directory is in the way.*checkpoint"}.get(target)
+    refused = refused if target == "lock" or kind == "directory" else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skipped checkpoints and ignored state files warn
+        listed = bounded(lambda: [c.step for c in ckptkit.list_checkpoints(cfg.directory)])
+        report = bounded(lambda: ckptkit.verify(cfg.directory, full=True))
+        v = tf.Variable(tf.fill((4,), -1.0))
+        restored = bounded(lambda: ckptkit.CheckpointManager(cfg, v=v).restore_or_initialize())
+        writer = ckptkit.CheckpointManager(
+            cfg.model_copy(update={"retention": Retention(max_to_keep=1)}), v=v
+        )
+        if refused:
+            with pytest.raises(ckptkit.SaveError, match=refused):
+                bounded(lambda: writer.save(3))
+        else:
+            bounded(lambda: writer.save(3))  # retention deletes ckpt-1 and ckpt-2
+        writer.close()
+    missing_index = (target, kind) == ("index", "dangling link")  # listed as a deleted index is
+    assert listed == ([1] if missing_index else [1, 2])
+    assert [c.ok for c in report.checkpoints] == [True, not damaged_ckpt2]
+    assert restored.step == (1 if damaged_ckpt2 else 2)
+    assert sorted(os.listdir(outside)) == ["precious.txt"]
+    assert (outside / "precious.txt").read_text() == "keep me"
+    if not refused:
+        assert [c.step for c in ckptkit.list_checkpoints(cfg.directory)] == [3]
+        left = set(os.listdir(cfg.directory))
+        assert not [n for n in left if n.startswith(("ckpt-1", "ckpt-2", "ckpt-3_temp"))]
+        assert ckptkit.verify(cfg.directory, full=True).ok
+
+
+# --- Directory names that are glob patterns or rich markup ----------------------------------
+
+ODD_NAMES = ["exp[lr=0.1]", "a*b", "what?", "back\\slash", "with space", "[*?]\\ mixed ∂"]
+
+
+@pytest.mark.parametrize("name", ODD_NAMES)
+def test_odd_directory_names_work_everywhere(tmp_path, name, capsys, monkeypatch) -> None:
+    directory = str(tmp_path / name / "run")
+    cfg = ckptkit.CheckpointConfig(directory=directory, retention=Retention(max_to_keep=2))
+    v = tf.Variable(tf.zeros((4,)))
+    with ckptkit.CheckpointManager(cfg, v=v) as mgr:
+        for step in (1, 2, 3):
+            v.assign(tf.fill((4,), float(step)))
+            mgr.save(step)
+    names = sorted(os.listdir(directory))
+    assert names == sorted(
+        [".ckptkit.lock", "checkpoint"]
+        + [f"ckpt-{s}{x}" for s in (2, 3) for x in (".index", ".data-00000-of-00001")]
+        + [f"ckpt-{s}.manifest.json" for s in (2, 3)]
+    )
+    manifest = json.loads(Path(directory, "ckpt-3.manifest.json").read_text())
+    assert sorted(manifest["files"]) == ["ckpt-3.data-00000-of-00001", "ckpt-3.index"]
+    assert ckptkit.verify(directory, full=True).ok
+    v.assign(tf.zeros((4,)))
+    assert ckptkit.CheckpointManager(cfg, v=v).restore().step == 3
+    assert float(v[0]) == 3.0
+    assert ckptkit.inspect(directory).path == os.path.join(directory, "ckpt-3")
+
+    monkeypatch.setenv("COLUMNS", "1000")
+    assert cli.main(["ls", directory, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["path"] for r in rows] == [os.path.join(directory, f"ckpt-{s}") for s in (2, 3)]
+    for command in (["ls", directory], ["verify", directory], ["inspect", directory]):
+        assert cli.main(command) == 0
+        assert os.path.join(directory, "ckpt-3") in capsys.readouterr().out
