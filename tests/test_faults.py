@@ -1,6 +1,7 @@
 """Fault injection with real processes and real files: SIGKILL mid-save, and a full disk.
 
-`CKPTKIT_FAULT_TRIALS` sets the number of kills (30 by default; `nox -s faults` runs 300).
+`CKPTKIT_FAULT_TRIALS` sets the number of random kills (30 by default; `nox -s faults` runs
+300); kills timed on a file's appearance and concurrent restores scale with it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -28,6 +31,32 @@ TRIALS = int(os.environ.get("CKPTKIT_FAULT_TRIALS", "30"))
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
+def worker(directory: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(WORKERS / "train_forever.py"), directory, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=ENV,
+    )
+
+
+def all_equal(state: dict[str, tf.Variable], step: int) -> bool:
+    return all(bool(tf.reduce_all(v == float(step))) for v in state.values())
+
+
+def assert_nothing_leaks(directory: str) -> None:
+    """After a writer's first save, every file belongs to a listed checkpoint, or to a whole
+    checkpoint newer than all of them (a save killed between its manifest and its commit)."""
+    listed = [c.step for c in ckptkit.list_checkpoints(directory)]
+    for name in os.listdir(directory):
+        if name in ("checkpoint", ".ckptkit.lock"):
+            continue
+        step = int(name.split(".")[0].removeprefix("ckpt-"))
+        path = os.path.join(directory, f"ckpt-{step}")
+        assert step in listed or (step > max(listed) and ckptkit.verify(path).ok), name
+
+
 def test_sigkill_at_random_moments_never_loses_or_breaks_a_checkpoint(tmp_path) -> None:
     directory = str(tmp_path / "run")
     rng = random.Random(20261122)
@@ -35,21 +64,15 @@ def test_sigkill_at_random_moments_never_loses_or_breaks_a_checkpoint(tmp_path) 
     newest_listed = None
     killed_mid_save = 0  # trials whose kill left an interrupted save behind
     for trial in range(TRIALS):
-        with subprocess.Popen(
-            [sys.executable, str(WORKERS / "train_forever.py"), directory],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=ENV,
-        ) as worker:
-            assert worker.stdout is not None
-            first = worker.stdout.readline().strip()
+        with worker(directory) as job:
+            assert job.stdout is not None
+            first = job.stdout.readline().strip()
             expected = "fresh" if newest_listed is None else f"resumed {newest_listed}"
             assert first == expected, f"trial {trial}: the restarted job said {first!r}"
             time.sleep(rng.uniform(0.0, 0.4))
-            worker.send_signal(signal.SIGKILL)
-            rest = worker.stdout.read()
-        assert worker.returncode == -signal.SIGKILL
+            job.send_signal(signal.SIGKILL)
+            rest = job.stdout.read()
+        assert job.returncode == -signal.SIGKILL
         committed = [
             int(line.split()[1]) for line in rest.splitlines() if line.startswith("committed")
         ]
@@ -86,13 +109,96 @@ def test_sigkill_at_random_moments_never_loses_or_breaks_a_checkpoint(tmp_path) 
         assert result.step == newest_listed
         assert result.skipped == ()
         assert int(step.numpy()) == newest_listed
-        for v in state.values():
-            assert bool(tf.reduce_all(v == float(newest_listed))), f"trial {trial}: mixed state"
+        assert all_equal(state, newest_listed), f"trial {trial}: mixed state"
     assert newest_listed is not None
     assert newest_listed > 0
     # The kills must really land inside saves, or this test proves nothing.
     assert killed_mid_save >= TRIALS // 10, f"only {killed_mid_save}/{TRIALS} kills hit a save"
+    # What killed saves and killed retentions left is gone after the next writer's first save.
+    state = train_forever.variables()
+    with ckptkit.CheckpointManager(train_forever.config(directory), **state) as mgr:
+        mgr.save(newest_listed + 1)
+    assert_nothing_leaks(directory)
     print(f"{TRIALS} kills, {killed_mid_save} of them mid-save, 0 failures")
+
+
+TIMED = max(10, TRIALS // 3)
+# Files that appear in this order during a first save: TensorFlow's temporary folder, the
+# renamed data file, the merged index, ckptkit's manifest, the state file (the commit).
+MOMENTS = ["ckpt-1_temp", "ckpt-1.data-00000-of-00001", "ckpt-1.index", "ckpt-1.manifest.json"]
+MOMENTS += ["checkpoint"]
+
+
+def test_kills_timed_on_each_file_of_the_first_save_never_block_a_restart(tmp_path) -> None:
+    outcomes: Counter[str] = Counter()
+    for trial in range(TIMED):
+        moment = MOMENTS[trial % len(MOMENTS)]
+        directory = str(tmp_path / f"trial{trial}")
+        watched = os.path.join(directory, moment)
+        with worker(directory, "--mib", "32") as job:  # a save of ~35 MiB takes a while
+            assert job.stdout is not None
+            assert job.stdout.readline().strip() == "fresh"
+            deadline = time.monotonic() + 120
+            while not os.path.lexists(watched):  # busy: some moments last a millisecond
+                assert time.monotonic() < deadline, f"trial {trial}: {moment} never appeared"
+                assert job.poll() is None, f"trial {trial}: the job ended"
+            job.send_signal(signal.SIGKILL)
+        # The restart resumes step 1 if it was committed, else starts fresh and says so.
+        state = train_forever.variables(32)
+        step = tf.Variable(0, dtype=tf.int64)
+        mgr = ckptkit.CheckpointManager(train_forever.config(directory), step=step, **state)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = mgr.restore_or_initialize()
+        said = [str(w.message) for w in caught]
+        if result.restored:
+            assert result.step == 1, f"trial {trial} ({moment})"
+            assert all_equal(state, 1), f"trial {trial} ({moment}): mixed state"
+            outcomes["resumed"] += 1
+        elif any(name.startswith("ckpt-1.") for name in os.listdir(directory)):
+            assert any("starting fresh" in w for w in said), f"trial {trial}: {said}"
+            outcomes["fresh past an interrupted save"] += 1
+        else:
+            outcomes["fresh"] += 1
+        mgr.save(2)  # and training goes on
+        mgr.close()
+        assert [c.step for c in ckptkit.list_checkpoints(directory)][-1] == 2
+        assert ckptkit.verify(directory).ok
+        assert_nothing_leaks(directory)
+    # Both sides of the commit were hit, and some kill left a half-written checkpoint.
+    assert outcomes["resumed"] > 0, outcomes
+    assert outcomes["fresh past an interrupted save"] > 0, outcomes
+    print(f"{TIMED} kills timed on file appearance: {dict(outcomes)}")
+
+
+READS = max(40, TRIALS * 2)
+
+
+def test_readers_restore_while_the_writer_saves_and_deletes(tmp_path) -> None:
+    directory = str(tmp_path / "run")
+    with worker(directory, "--keep", "1") as job:
+        assert job.stdout is not None
+        assert job.stdout.readline().strip() == "fresh"
+        assert job.stdout.readline().startswith("committed")
+        kept = train_forever.variables()
+        config = train_forever.config(directory)
+        stale = ckptkit.CheckpointManager(config, step=tf.Variable(0, dtype=tf.int64), **kept)
+        steps = []
+        for _ in range(READS):
+            state = train_forever.variables()
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # retention is not damage: nothing to warn
+                step = tf.Variable(0, dtype=tf.int64)
+                result = ckptkit.CheckpointManager(config, step=step, **state).restore()
+                again = stale.restore()  # its list is older still
+            assert all_equal(state, result.step)
+            assert all_equal(kept, again.step)
+            steps.append(again.step)
+        job.send_signal(signal.SIGKILL)
+        job.stdout.read()
+    assert steps == sorted(steps)
+    assert steps[-1] > steps[0], "the writer did not move on during the reads"
+    print(f"{READS} restores from a reader racing retention (max_to_keep=1), 0 failures")
 
 
 def test_a_full_disk_fails_the_save_cleanly_and_training_continues(tmp_path) -> None:

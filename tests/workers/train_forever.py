@@ -1,13 +1,15 @@
 """A training loop that saves every step; every variable equals the step it was saved at.
 
-Usage: train_forever.py DIR. Prints "resumed N" (or "fresh"), then "committed N" after each
-save returns. Run and SIGKILLed by tests/test_faults.py.
+Usage: train_forever.py DIR [--keep N] [--mib M]. Prints "resumed N" (or "fresh"), then
+"committed N" after each save returns. `--keep` sets max_to_keep (3), `--mib` adds a variable
+of that many MiB so that a save takes long enough to be caught in the act. Run and SIGKILLed
+by tests/test_faults.py and tests/test_lock.py.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -18,23 +20,29 @@ import ckptkit
 SHAPES = [(256, 256), (1024,), (64, 64, 16)]  # ~1.3 MiB: a save is most of each step
 
 
-def variables() -> dict[str, tf.Variable]:
-    return {f"v{i}": tf.Variable(tf.zeros(shape)) for i, shape in enumerate(SHAPES)}
+def variables(mib: int = 0) -> dict[str, tf.Variable]:
+    shapes = [*SHAPES, (mib << 18,)] if mib else SHAPES
+    return {f"v{i}": tf.Variable(tf.zeros(shape)) for i, shape in enumerate(shapes)}
 
 
-def config(directory: str) -> ckptkit.CheckpointConfig:
+def config(directory: str, keep: int = 3) -> ckptkit.CheckpointConfig:
     return ckptkit.CheckpointConfig(
         directory=directory,
         schedule=ckptkit.Schedule(every_steps=1),
-        retention=ckptkit.Retention(max_to_keep=3),
+        retention=ckptkit.Retention(max_to_keep=keep),
         restore=ckptkit.RestorePolicy(assertion="consumed"),
     )
 
 
 def main() -> None:
-    state = variables()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("directory")
+    parser.add_argument("--keep", type=int, default=3)
+    parser.add_argument("--mib", type=int, default=0)
+    args = parser.parse_args()
+    state = variables(args.mib)
     step = tf.Variable(0, dtype=tf.int64)
-    mgr = ckptkit.CheckpointManager(config(sys.argv[1]), step=step, **state)
+    mgr = ckptkit.CheckpointManager(config(args.directory, args.keep), step=step, **state)
     result = mgr.restore_or_initialize()
     print(f"resumed {result.step}" if result.restored else "fresh", flush=True)
     while True:
