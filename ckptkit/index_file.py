@@ -92,13 +92,15 @@ def _check(data: bytes) -> int:
     if first is None or first[0] != b"":
         raise _Damage("it has no header entry")
     header = BundleHeaderProto()
-    _parse(header, first[1], "the header")
+    fault = _parse(header, first[1])
+    if fault:
+        raise _Damage(f"the header {fault}")
     shards = int(header.num_shards)
     if not 1 <= shards <= _MAX_SHARDS:
         raise _Damage(f"the header names {shards} data shards")
     entry = BundleEntryProto()
     previous = b""
-    for key, value in entries:
+    for key, value in entries:  # hot loop: one pass per tensor, messages built only on faults
         if key <= previous:
             raise _Damage(f"key {_show(key)} is out of order")
         try:
@@ -106,43 +108,51 @@ def _check(data: bytes) -> int:
         except UnicodeDecodeError:
             raise _Damage(f"key {_show(key)} is not UTF-8") from None
         previous = key
-        _parse(entry, value, f"the entry of {_show(key)}")
-        _check_entry(entry, key, shards)
+        fault = _parse(entry, value) or _entry_fault(entry, shards)
+        if fault:
+            raise _Damage(f"the entry of {_show(key)} {fault}")
     return shards
 
 
-def _check_entry(entry: BundleEntryProto, key: bytes, shards: int) -> None:
-    where = f"the entry of {_show(key)}"
-    if entry.dtype not in _DTYPES:
-        raise _Damage(f"{where} has dtype {entry.dtype}, which no checkpoint holds")
-    shape = entry.shape
+def _entry_fault(entry: BundleEntryProto, shards: int) -> str:
+    """What in `entry` TensorFlow would abort on ("" when nothing)."""
+    dtype, shape, shard = entry.dtype, entry.shape, entry.shard_id
+    if dtype not in _DTYPES:
+        return f"has dtype {dtype}, which no checkpoint holds"
     if shape.unknown_rank or len(shape.dim) > _MAX_DIMS:
-        raise _Damage(f"{where} has no valid rank")
+        return "has no valid rank"
     sizes = [d.size for d in shape.dim]
     elements = 1
     for size in sizes:  # TensorFlow multiplies in this order and aborts on any overflow
         elements *= size
         if size < 0 or elements >= 1 << 63:
-            raise _Damage(f"{where} has an invalid shape {sizes[:8]}")
-    if not 0 <= entry.shard_id < shards or entry.offset < 0 or entry.size < 0:
-        raise _Damage(
-            f"{where} points at shard {entry.shard_id}, offset {entry.offset}, size "
-            f"{entry.size} (the header names {shards} shards)"
+            return f"has an invalid shape {sizes[:8]}"
+    if not 0 <= shard < shards or entry.offset < 0 or entry.size < 0:
+        return (
+            f"points at shard {shard}, offset {entry.offset}, size {entry.size} "
+            f"(the header names {shards} shards)"
         )
+    return _slice_fault(entry, sizes) if entry.slices else ""
+
+
+def _slice_fault(entry: BundleEntryProto, sizes: list[int]) -> str:
     for piece in entry.slices:
         if len(piece.extent) > len(sizes):
-            raise _Damage(f"{where} has a slice of higher rank than its shape")
+            return "has a slice of higher rank than its shape"
         for extent, size in zip(piece.extent, sizes, strict=False):
             length = extent.length if extent.HasField("length") else size - extent.start
             if extent.start < 0 or length < 0 or extent.start + length > size:
-                raise _Damage(f"{where} has a slice outside its shape {sizes}")
+                return f"has a slice outside its shape {sizes}"
+    return ""
 
 
-def _parse(message: BundleEntryProto | BundleHeaderProto, value: bytes, what: str) -> None:
+def _parse(message: BundleEntryProto | BundleHeaderProto, value: bytes) -> str:
+    """Parses `value` into `message`; what is wrong ("" when it parsed)."""
     try:
         message.ParseFromString(value)
     except (DecodeError, RecursionError, ValueError) as e:
-        raise _Damage(f"{what} is not a valid record ({e})") from None
+        return f"is not a valid record ({e})"
+    return ""
 
 
 def _show(key: bytes) -> str:
@@ -193,9 +203,13 @@ def _block_entries(block: bytes, what: str) -> Iterator[tuple[bytes, bytes]]:
     key, at, seen = b"", 0, 0
     while at < limit:
         start = at
-        shared, at = _varint(block, at, limit, 5)
-        unshared, at = _varint(block, at, limit, 5)
-        length, at = _varint(block, at, limit, 5)
+        if at + 3 <= limit and block[at] | block[at + 1] | block[at + 2] < 0x80:
+            shared, unshared, length = block[at], block[at + 1], block[at + 2]  # as TF's fast path
+            at += 3
+        else:
+            shared, at = _varint(block, at, limit, 5)
+            unshared, at = _varint(block, at, limit, 5)
+            length, at = _varint(block, at, limit, 5)
         if limit - at < unshared + length or shared > len(key):
             raise _Damage(f"{what} has a bad entry at {start}")
         if start in restarts:
