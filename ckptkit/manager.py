@@ -529,7 +529,10 @@ class CheckpointManager:
             storage.write_state(self._directory, tuple(self._entries), self._last_preserved)
             storage.delete_checkpoint(path)
         except OSError as e:
-            raise _save_error(path, self._directory, e) from e
+            raise SaveError(
+                f"removing checkpoint {path} failed ({e.strerror or e}); the state file may "
+                "still list it. Check the directory's permissions and space, then retry"
+            ) from e
         self._damaged.discard(path)
 
     def check_compatibility(
