@@ -11,19 +11,16 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
 import tensorflow as tf
+from helpers import worker_outcome
 from pydantic import ValidationError
 
 import ckptkit
 from ckptkit import Retention
-
-WORKERS = Path(__file__).with_name("workers")
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def state() -> dict[str, tf.Variable]:
@@ -306,15 +303,7 @@ def test_no_inode_left_for_the_lock_file_is_a_disk_full_error(tmp_path) -> None:
 
 def test_a_full_disk_while_writing_the_state_file_leaves_no_temporary_file(tmp_path) -> None:
     directory = tmp_path / "run"
-    done = subprocess.run(
-        [sys.executable, str(WORKERS / "state_write_fails.py"), str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=ENV,
-        check=True,
-    )
-    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    outcome = worker_outcome("state_write_fails.py", str(directory))
     assert outcome["error"] == "DiskFullError"
     assert outcome["listed"] == list(range(1, 41))
     assert not [n for n in os.listdir(directory) if ".tmp-" in n or n.startswith("ckpt-41")]

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
+from helpers import ENV, worker_outcome
 
 import ckptkit
 
@@ -28,7 +28,6 @@ sys.path.insert(0, str(WORKERS))
 import train_forever  # noqa: E402
 
 TRIALS = int(os.environ.get("CKPTKIT_FAULT_TRIALS", "30"))
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def worker(directory: str, *args: str) -> subprocess.Popen[str]:
@@ -203,15 +202,7 @@ def test_readers_restore_while_the_writer_saves_and_deletes(tmp_path) -> None:
 
 def test_a_full_disk_fails_the_save_cleanly_and_training_continues(tmp_path) -> None:
     directory = tmp_path / "run"
-    done = subprocess.run(
-        [sys.executable, str(WORKERS / "disk_full.py"), str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=ENV,
-        check=True,
-    )
-    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    outcome = worker_outcome("disk_full.py", str(directory))
     assert outcome["error"] == "DiskFullError"
     assert "ran out of space" in outcome["message"]
     assert "ckpt-2" in outcome["message"]
