@@ -389,11 +389,12 @@ class CheckpointManager:
     ) -> str:
         """Saves a checkpoint for `step` now, commits it, then applies retention.
 
-        The commit protocol: TensorFlow writes the files; ckptkit records them in a manifest
-        (sizes, the index's crc32, step, time, versions, `metadata`, `metrics`); then the
-        checkpoint is listed in the state file, which is the moment it becomes visible. Only
-        after that are old checkpoints deleted. A save interrupted at any point leaves the
-        previous state; its leftovers are removed by the next writer's first save.
+        The commit protocol: a ``.pending`` mark; TensorFlow writes the files; ckptkit records
+        them in a manifest (sizes, the index's crc32, step, time, versions, `metadata`,
+        `metrics`) and drops the mark; then the checkpoint is listed in the state file, which
+        is the moment it becomes visible. Only after that are old checkpoints deleted. A save
+        interrupted at any point leaves the previous state; its leftovers are removed by the
+        next writer's first save.
 
         Args:
             step: The step this checkpoint is for; it names the checkpoint.
@@ -426,9 +427,11 @@ class CheckpointManager:
         durable = self._config.durable
         self._check_lock()  # before TensorFlow writes: the directory may be another's now
         try:
+            storage.mark_pending(path)  # so that leftovers of this save are known as ckptkit's
             written = self._backend.write(path)
             now = time.time()
             write_manifest(written, _manifest(written, step, now, extra, durable), durable=durable)
+            storage.unmark_pending(path)
             entries = [*self._entries, (written, now)]
             retention = self._config.retention
             if retention.monitor is not None:

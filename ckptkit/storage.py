@@ -7,7 +7,8 @@ ckptkit's ``<prefix>-<step>.manifest.json`` (see `manifest`). The state file
 to the directory (so the directory can be moved) and replaced atomically; it is what makes a
 checkpoint *committed*: plain `tf.train.latest_checkpoint`, `tf.train.CheckpointManager` and
 ckptkit all read it. Interrupted saves leave TensorFlow's ``<prefix>-<step>_temp/`` folders
-and ``*.tempstate*`` files and ckptkit's ``*.tmp-<id>`` files.
+and ``*.tempstate*`` files and ckptkit's ``*.tmp-<id>`` files and ``<prefix>-<step>.pending``
+marks (a save in progress).
 
 When the state file is missing, empty (what a rename without fsync can leave after a power
 loss) or unparsable, the directory is listed from its files: in a directory ckptkit writes (it
@@ -37,6 +38,7 @@ from ckptkit.manifest import MANIFEST_SUFFIX, file_problems, read_manifest
 
 __all__ = [
     "MANIFEST_SUFFIX",
+    "PENDING_SUFFIX",
     "STATE_FILE",
     "CheckpointInfo",
     "DirectoryState",
@@ -60,7 +62,10 @@ _STEP_RE = re.compile(r"-(\d+)$")
 # What follows a checkpoint's name in its files' names; the manifest last, so that a deletion
 # cut short leaves the manifest that marks the rest as ckptkit's.
 _PART_RE = re.compile(r"(\.index|\.data-\d{5}-of-\d{5}|\.meta|" + re.escape(MANIFEST_SUFFIX) + ")$")
-_TEMP_RE = re.compile(r"(_temp|\.[^/]*\.tempstate[^/]*|\.[^/]*\.tmp-[0-9a-f]+)$")
+PENDING_SUFFIX = ".pending"  # created before TensorFlow writes, removed once the manifest is
+_TEMP_RE = re.compile(
+    r"(_temp|\.[^/]*\.tempstate[^/]*|\.[^/]*\.tmp-[0-9a-f]+|" + re.escape(PENDING_SUFFIX) + ")$"
+)
 
 
 @dataclass(frozen=True)
@@ -414,23 +419,24 @@ def uncommitted(directory: str, prefix: str, keep: set[str]) -> list[str]:
 def remove_leftovers(directory: str, prefix: str, keep: set[str]) -> list[str]:
     """Removes what interrupted saves and deletions left in `directory`; returns what went.
 
-    `keep` is every committed checkpoint. Among the others named ``<prefix>-<step>``:
+    `keep` is every committed checkpoint. The others named ``<prefix>-<step>`` that ckptkit
+    wrote (they have its manifest, or the ``.pending`` mark a save leaves until its manifest
+    is written) are removed when they are:
 
-    - newer than the newest committed one: an interrupted save, removed unless it is whole
-      (a valid manifest that its files match), which stays for a later save of that step to
-      replace;
-    - older, with a ckptkit manifest: retention or `delete` cut short after the state file
-      dropped it, removed;
-    - older, without a manifest: not ckptkit's (kept by another tool), left alone.
+    - newer than the newest committed one and not whole: an interrupted save (a whole one, a
+      valid manifest that its files match, stays for a later save of that step to replace);
+    - older: retention or `delete` cut short after the state file dropped them.
 
-    TensorFlow's temporary folders and files and ckptkit's temporary files of saves under
-    `prefix` go too. Nothing committed, and nothing outside `directory`, is touched.
+    A checkpoint with neither mark is not ckptkit's and is never removed. TensorFlow's
+    temporary folders and files and ckptkit's temporary files of saves under `prefix` go too.
+    Nothing committed, and nothing outside `directory`, is touched.
 
     Raises:
         OSError: A file could not be removed.
     """
     names = fs.listdir(directory)
     temporaries, groups = _group(names, _steps_of(prefix))
+    pending = {n.removesuffix(PENDING_SUFFIX) for n in temporaries if n.endswith(PENDING_SUFFIX)}
     temporaries += [n for n in names if n.startswith(f"{STATE_FILE}.tmp-")]
     removed = [n for n in temporaries if fs.remove(os.path.join(directory, n))]
     kept = {os.path.basename(p) for p in keep}
@@ -438,10 +444,10 @@ def remove_leftovers(directory: str, prefix: str, keep: set[str]) -> list[str]:
     for checkpoint, parts in groups.items():
         path = os.path.join(directory, checkpoint)
         step = parse_step(checkpoint)
-        if checkpoint in kept or step is None:
+        ours = checkpoint in pending or parts[-1].endswith(MANIFEST_SUFFIX)
+        if checkpoint in kept or step is None or not ours:
             continue
-        has_manifest = parts[-1].endswith(MANIFEST_SUFFIX)
-        if (step > newest and not _whole(path)) or (step < newest and has_manifest):
+        if step < newest or not _whole(path):
             delete_checkpoint(path)
             removed.append(checkpoint)
     return removed
@@ -454,6 +460,20 @@ def _whole(path: str) -> bool:
     except CorruptCheckpointError:
         return False
     return manifest is not None and not file_problems(path, manifest)
+
+
+def mark_pending(path: str) -> None:
+    """Marks checkpoint `path` as being written by ckptkit, before TensorFlow writes it.
+
+    Raises:
+        OSError: The mark could not be written (the disk is full, ...).
+    """
+    fs.write_atomic(path + PENDING_SUFFIX, b"")
+
+
+def unmark_pending(path: str) -> None:
+    """Removes the mark of `mark_pending` once the checkpoint's manifest is written."""
+    fs.remove(path + PENDING_SUFFIX)
 
 
 def check_path(path: str) -> str:

@@ -113,6 +113,7 @@ def test_leftover_cleanup_removes_a_linked_temp_folder_and_leaves_its_target(
     cfg = config()
     saved(cfg, (1,))
     Path(cfg.directory, "ckpt-2_temp").symlink_to(outside, target_is_directory=True)
+    Path(cfg.directory, "ckpt-3.pending").touch()  # an interrupted save of ckptkit's
     Path(cfg.directory, "ckpt-3.index").symlink_to(outside / "precious.txt")
     saved(cfg, (4,))
     assert files_of(str(outside)) == ["precious.txt"]
@@ -146,7 +147,9 @@ def test_a_first_save_killed_before_its_commit_restarts_fresh_and_says_so(
     donor = config(directory=str(tmp_path / "donor"))
     saved(donor, (1,))
     os.makedirs(cfg.directory)
-    Path(cfg.directory, ".ckptkit.lock").touch()  # the first save took the lock, then died
+    # The first save took the lock, marked ckpt-1 as in progress, then died.
+    Path(cfg.directory, ".ckptkit.lock").touch()
+    Path(cfg.directory, "ckpt-1.pending").touch()
     for name in ("ckpt-1.index", "ckpt-1.data-00000-of-00001"):
         shutil.copy(os.path.join(donor.directory, name), cfg.directory)
     index_file = Path(cfg.directory, "ckpt-1.index")
@@ -164,6 +167,22 @@ def test_a_first_save_killed_before_its_commit_restarts_fresh_and_says_so(
     mgr.save(1)
     assert [c.step for c in mgr.checkpoints] == [1]
     assert ckptkit.verify(cfg.directory, full=True).ok
+
+
+def test_a_foreign_checkpoint_is_never_taken_for_a_leftover(config) -> None:
+    # A plain TensorFlow checkpoint, a lost state file and a ckptkit lock: ckptkit does not
+    # restore what it cannot tell was committed, says so, and deletes nothing of it.
+    cfg = config()
+    os.makedirs(cfg.directory)
+    Path(cfg.directory, ".ckptkit.lock").touch()
+    tf.train.Checkpoint(v=tf.Variable(7.0)).write(os.path.join(cfg.directory, "ckpt-5"))
+    before = files_of(cfg.directory)
+    mgr = ckptkit.CheckpointManager(cfg, v=tf.Variable(0.0))
+    with pytest.warns(ckptkit.CheckpointSkippedWarning, match=r"starting fresh.*ckpt-5"):
+        mgr.restore_or_initialize()
+    mgr.save(1)
+    assert set(before) <= set(files_of(cfg.directory))
+    assert float(ckptkit.read_tensor(os.path.join(cfg.directory, "ckpt-5"), "v")) == 7.0
 
 
 # --- 5. leaks of retention cut short -------------------------------------------------------

@@ -191,6 +191,7 @@ def test_leftovers_of_interrupted_saves_are_removed_by_the_next_writer(run) -> N
     Path(os.path.join(d, "ckpt-4_temp", "part-00000-of-00001.index")).write_text("x")
     Path(os.path.join(d, "ckpt-4.index.tempstate123")).write_text("x")
     Path(os.path.join(d, "checkpoint.tmp-abc")).write_text("x")
+    Path(os.path.join(d, "ckpt-5.pending")).touch()  # a ckptkit save in progress...
     Path(os.path.join(d, "ckpt-5.index")).write_text("killed before its commit")
     Path(os.path.join(d, "ckpt-5.data-00000-of-00001")).write_text("x")
     Path(os.path.join(d, "other-7.index")).write_text("not ours")
@@ -204,7 +205,7 @@ def test_leftovers_of_interrupted_saves_are_removed_by_the_next_writer(run) -> N
     writer.save(6)
     left = set(os.listdir(d))
     assert not {"ckpt-4_temp", "ckpt-4.index.tempstate123", "checkpoint.tmp-abc"} & left
-    assert not {"ckpt-5.index", "ckpt-5.data-00000-of-00001"} & left
+    assert not {"ckpt-5.pending", "ckpt-5.index", "ckpt-5.data-00000-of-00001"} & left
     assert "other-7.index" in left
     assert {f"ckpt-{s}.index" for s in (1, 2, 3, 6)} <= left
     assert ckptkit.verify(d).ok
