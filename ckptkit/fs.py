@@ -38,7 +38,6 @@ __all__ = [
     "listdir",
     "read_bytes",
     "remove",
-    "temp_name",
     "tf_path",
     "write_atomic",
 ]
@@ -178,7 +177,7 @@ def remove(path: str) -> bool:
     return True
 
 
-def temp_name(final: str) -> str:
+def _temp_name(final: str) -> str:
     """A unique temporary name beside `final` (``<final>.tmp-<hex>``), for atomic writes."""
     return f"{final}.tmp-{uuid.uuid4().hex}"
 
@@ -192,7 +191,7 @@ def write_atomic(final: str, data: bytes, *, durable: bool = False) -> None:
     Raises:
         OSError: Writing failed (ENOSPC for a full disk, ...).
     """
-    temp = temp_name(final)
+    temp = _temp_name(final)
     try:
         if is_remote(final):
             with _as_oserror(final):

@@ -689,14 +689,14 @@ class CheckpointManager:
             ``restored=False`` for a fresh start, else as `restore`.
         """
         if not self._entries:
-            left = storage.uncommitted(self._directory, self._config.prefix, set())
+            left = storage.uncommitted(self._directory, self._config.prefix)
             if left:
                 warnings.warn(
                     CheckpointSkippedWarning(
                         f"starting fresh: {self._directory} holds no committed checkpoint. "
-                        f"{', '.join(os.path.basename(p) for p in left)} were never committed "
-                        "(a save interrupted before its manifest and state file were written) "
-                        "and are not restored; the first save removes them"
+                        f"{', '.join(os.path.basename(p) for p in left)}: never committed (a "
+                        "save interrupted before its state file was written), not restored; "
+                        "the first save removes what ckptkit wrote of it"
                     ),
                     stacklevel=2,
                 )

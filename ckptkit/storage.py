@@ -406,14 +406,16 @@ def _group(names: list[str], checkpoints: str) -> tuple[list[str], dict[str, lis
     return temporaries, dict(groups)
 
 
-def uncommitted(directory: str, prefix: str, keep: set[str]) -> list[str]:
-    """Checkpoints named ``<prefix>-<step>`` with files in `directory` but not in `keep`."""
-    _, groups = _group(fs.listdir(directory), _steps_of(prefix))
-    kept = {os.path.basename(p) for p in keep}
-    return sorted(
-        (os.path.join(directory, c) for c in groups if c not in kept),
-        key=lambda p: parse_step(p) or -1,
-    )
+def uncommitted(directory: str, prefix: str) -> list[str]:
+    """Checkpoints named ``<prefix>-<step>`` with files or a pending mark in `directory`.
+
+    For a directory that lists none: what a restart ignores.
+    """
+    temporaries, groups = _group(fs.listdir(directory), _steps_of(prefix))
+    found = set(groups) | {
+        n[: -len(PENDING_SUFFIX)] for n in temporaries if n.endswith(PENDING_SUFFIX)
+    }
+    return sorted((os.path.join(directory, c) for c in found), key=lambda p: parse_step(p) or -1)
 
 
 def remove_leftovers(directory: str, prefix: str, keep: set[str]) -> list[str]:

@@ -219,9 +219,13 @@ def test_special_files_in_place_of_checkpoint_files(tmp_path, target, kind) -> N
     assert sorted(os.listdir(outside)) == ["precious.txt"]
     assert (outside / "precious.txt").read_text() == "keep me"
     if not refused:
-        assert [c.step for c in ckptkit.list_checkpoints(cfg.directory)] == [3]
-        left = set(os.listdir(cfg.directory))
-        assert not [n for n in left if n.startswith(("ckpt-1", "ckpt-2", "ckpt-3_temp"))]
+        # Without a usable state file, checkpoints older than the writer may be kept (as
+        # TensorFlow keeps those it finds); whatever is kept is listed and whole.
+        after = [c.step for c in ckptkit.list_checkpoints(cfg.directory)]
+        assert after[-1] == 3
+        assert after == [3] or target == "state"
+        unlisted = {f"ckpt-{s}" for s in (1, 2) if s not in after} | {"ckpt-3_temp"}
+        assert not [n for n in os.listdir(cfg.directory) if n.split(".")[0] in unlisted]
         assert ckptkit.verify(cfg.directory, full=True).ok
 
 
