@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import functools
 import os
 import re
 import shutil
@@ -48,7 +49,6 @@ _KINDS = {
     stat.S_IFCHR: "a character device",
     stat.S_IFBLK: "a block device",
     stat.S_IFSOCK: "a socket",
-    stat.S_IFLNK: "a symbolic link",
 }
 
 
@@ -258,11 +258,14 @@ def tf_path(path: str) -> str:
     real = os.path.realpath(directory)
     alias = _ALIASES.get(real)
     if alias is None:
-        if not _ALIASES:
-            base = tempfile.mkdtemp(prefix="ckptkit-paths-")
-            atexit.register(shutil.rmtree, base, ignore_errors=True)
-            _ALIASES[""] = base
-        alias = os.path.join(_ALIASES[""], str(len(_ALIASES)))
+        alias = os.path.join(_alias_root(), str(len(_ALIASES)))
         os.symlink(real, alias)
         _ALIASES[real] = alias
     return os.path.join(alias, name)
+
+
+@functools.cache
+def _alias_root() -> str:
+    root = tempfile.mkdtemp(prefix="ckptkit-paths-")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
