@@ -8,8 +8,9 @@
     ckptkit convert SRC DST [--map RULES]... [--program MODULE:FACTORY]
                                    a name-based checkpoint re-encoded as an object-based one
 
-Every command takes ``--json`` and then prints only JSON on stdout. A problem with the input
-prints one line on stderr and exits with status 2.
+Every command takes ``--json`` and then prints only JSON on stdout. Exit status: 0 when all is
+well; 1 when `verify` finds damage or `diff` finds differences; 2 for a problem with the input
+(one line on stderr), a directory with no checkpoint for `ls` included.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ckptkit.errors import CkptkitError
+from ckptkit.errors import CheckpointNotFoundError, CkptkitError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -42,6 +43,7 @@ class _UsageError(CkptkitError, ValueError):
 
 
 EXIT_DAMAGED = 1
+EXIT_DIFFERENT = 1
 EXIT_USAGE = 2
 
 
@@ -57,7 +59,10 @@ def _parser() -> argparse.ArgumentParser:
         "path", help="checkpoint prefix, its .index file, a directory, or a .weights.h5/.keras file"
     )
     inspect.add_argument("--tensor", metavar="KEY", help="print the value of one tensor")
-    diff = sub.add_parser("diff", help="compare two checkpoints key by key")
+    diff = sub.add_parser(
+        "diff",
+        help="compare two checkpoints (or two Keras files) key by key (exit 1 if they differ)",
+    )
     diff.add_argument("a")
     diff.add_argument("b")
     verify = sub.add_parser("verify", help="check that checkpoints are intact (exit 1 if not)")
@@ -128,7 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "convert":
             _convert(args)
         elif args.command == "ls":
-            _ls(storage.list_checkpoints(args.directory), as_json=args.json)
+            infos = storage.list_checkpoints(args.directory)
+            if not infos:
+                raise CheckpointNotFoundError(
+                    f"no checkpoint in {args.directory}: it has no state file listing one and "
+                    "no checkpoint files"
+                )
+            _ls(infos, as_json=args.json)
         elif args.command == "inspect" and args.tensor is not None:
             _tensor(args.path, args.tensor, as_json=args.json)
         elif args.command == "inspect":
@@ -136,7 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             graph = None if contents.format == "keras" else inspection.load_graph(args.path)
             _inspect(contents, graph, as_json=args.json)
         else:
-            _diff(inspection.diff(args.a, args.b), as_json=args.json)
+            result = inspection.diff(args.a, args.b)
+            _diff(result, as_json=args.json)
+            if result.only_in_a or result.only_in_b or result.changed:
+                return EXIT_DIFFERENT
     except CkptkitError as e:
         # A failed conversion's report names every value; elsewhere the first line says it.
         text = str(e) if args.command == "convert" else str(e).splitlines()[0]

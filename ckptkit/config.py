@@ -27,7 +27,15 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, 
 from ckptkit.retention import Mode, direction
 from ckptkit.run_config import ESTIMATOR_PREFIX, RunConfigFields
 
-__all__ = ["Assertion", "CheckpointConfig", "Preemption", "RestorePolicy", "Retention", "Schedule"]
+__all__ = [
+    "Assertion",
+    "CheckpointConfig",
+    "Preemption",
+    "RestorePolicy",
+    "Retention",
+    "Schedule",
+    "as_config",
+]
 
 Assertion = Literal["consumed", "existing_objects_matched", "nontrivial_match", "partial", "none"]
 """How strictly a restore must match the program (see `RestorePolicy`)."""
@@ -327,3 +335,23 @@ class CheckpointConfig(BaseModel):
             "retention": retention,
         }
         return cls.model_validate({**values, **overrides})
+
+
+def as_config(value: Any, *, argument: str) -> CheckpointConfig:
+    """`value` if it is a `CheckpointConfig`, else the default config of the directory `value`.
+
+    Args:
+        value: A `CheckpointConfig`, or a directory as a `str` or `os.PathLike`.
+        argument: The caller's name for it, for the error message.
+
+    Raises:
+        ValueError: `value` is neither.
+    """
+    if isinstance(value, CheckpointConfig):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        return CheckpointConfig(directory=os.fspath(value))
+    raise ValueError(
+        f"{argument} must be a checkpoint directory (a str or os.PathLike path) or a "
+        f"CheckpointConfig (received {argument}={value!r})"
+    )

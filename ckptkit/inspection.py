@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -21,7 +22,7 @@ from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf.trackable_object_graph_pb2 import TrackableObjectGraph
 
 from ckptkit import fs
-from ckptkit.errors import CheckpointKeyError, CorruptCheckpointError
+from ckptkit.errors import CheckpointKeyError, CorruptCheckpointError, FormatError
 from ckptkit.index_file import check_index
 from ckptkit.keras_files import is_keras_file, keras_datasets, read_keras_tensor
 from ckptkit.matching import CheckpointGraph, CheckpointNode, ValueSpec
@@ -315,38 +316,59 @@ def _max_abs_diff(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float | N
     return worst if math.isfinite(worst) else None
 
 
+class _Side(NamedTuple):
+    """One side of a diff: its path, ``{key: (shape, dtype)}`` and how to read a value."""
+
+    path: str
+    specs: dict[str, tuple[tuple[int, ...], str]]
+    read: Callable[[str], np.ndarray[Any, Any]]
+
+
+def _side(path: str) -> _Side:
+    if is_keras_file(path):
+        specs = {key: (shape, dtype) for key, shape, dtype, _ in keras_datasets(path)}
+        return _Side(path, specs, functools.partial(read_keras_tensor, path))
+    prefix, reader = open_reader(path)
+    shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+    specs = {k: (tuple(shapes[k]), dtypes[k].name) for k in shapes if k != OBJECT_GRAPH_KEY}
+    return _Side(prefix, specs, functools.partial(get_tensor, reader, prefix))
+
+
 def diff(a: str, b: str) -> CheckpointDiff:
     """Compares two checkpoints key by key, values included.
 
     Args:
-        a: First checkpoint (prefix or directory).
-        b: Second checkpoint (prefix or directory).
+        a: First checkpoint (prefix or directory), or a Keras ``.weights.h5`` / ``.keras``
+            file (its datasets are the keys).
+        b: Second checkpoint, likewise.
 
     Returns:
         Keys only in one of them, and keys whose shape, dtype or values differ.
+
+    Raises:
+        FormatError: One is a Keras file and the other a TensorFlow checkpoint: their keys
+            name values differently, so nothing would match.
     """
-    prefix_a, reader_a = open_reader(a)
-    prefix_b, reader_b = open_reader(b)
-    shapes_a, dtypes_a = reader_a.get_variable_to_shape_map(), reader_a.get_variable_to_dtype_map()
-    shapes_b, dtypes_b = reader_b.get_variable_to_shape_map(), reader_b.get_variable_to_dtype_map()
-    keys_a = set(shapes_a) - {OBJECT_GRAPH_KEY}
-    keys_b = set(shapes_b) - {OBJECT_GRAPH_KEY}
+    if is_keras_file(a) != is_keras_file(b):
+        raise FormatError(
+            f"cannot compare {a} with {b}: one is a Keras file, the other a TensorFlow "
+            "checkpoint, and their keys name values differently; compare two of a kind"
+        )
+    side_a, side_b = _side(a), _side(b)
     changed = []
-    for key in sorted(keys_a & keys_b):
-        spec_a = (tuple(shapes_a[key]), dtypes_a[key].name)
-        spec_b = (tuple(shapes_b[key]), dtypes_b[key].name)
+    for key in sorted(side_a.specs.keys() & side_b.specs.keys()):
+        spec_a, spec_b = side_a.specs[key], side_b.specs[key]
         if spec_a != spec_b:
             changed.append(KeyChange(key, spec_a, spec_b, None))
             continue
-        value_a = get_tensor(reader_a, prefix_a, key)
-        value_b = get_tensor(reader_b, prefix_b, key)
+        value_a, value_b = side_a.read(key), side_b.read(key)
         if np.array_equal(value_a, value_b, equal_nan=value_a.dtype.kind in "fc"):
             continue
         changed.append(KeyChange(key, spec_a, spec_b, _max_abs_diff(value_a, value_b)))
     return CheckpointDiff(
-        a=prefix_a,
-        b=prefix_b,
-        only_in_a=tuple(sorted(keys_a - keys_b)),
-        only_in_b=tuple(sorted(keys_b - keys_a)),
+        a=side_a.path,
+        b=side_b.path,
+        only_in_a=tuple(sorted(side_a.specs.keys() - side_b.specs.keys())),
+        only_in_b=tuple(sorted(side_b.specs.keys() - side_a.specs.keys())),
         changed=tuple(changed),
     )

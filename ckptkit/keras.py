@@ -28,7 +28,7 @@ from typing import Any, Literal
 import keras
 import tensorflow as tf
 
-from ckptkit.config import CheckpointConfig, Retention, Schedule
+from ckptkit.config import CheckpointConfig, Retention, Schedule, as_config
 from ckptkit.errors import CheckpointSkippedWarning
 from ckptkit.manager import CheckpointManager
 from ckptkit.manifest import read_manifest
@@ -162,11 +162,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 "filepath was given; to keep the best checkpoints in the directory use "
                 "retention=Retention(best_k=1, monitor=...)"
             )
-        config = (
-            directory
-            if isinstance(directory, CheckpointConfig)
-            else CheckpointConfig(directory=os.fspath(directory))
-        )
+        config = as_config(directory, argument="directory")
         explicit_schedule = "schedule" in config.model_fields_set
         updates: dict[str, Any] = {}
         if retention is not None:

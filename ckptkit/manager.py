@@ -24,7 +24,7 @@ import tensorflow as tf
 from ckptkit import fs, storage
 from ckptkit.backends.base import Backend
 from ckptkit.backends.object_based import ObjectBasedBackend
-from ckptkit.config import Assertion, CheckpointConfig
+from ckptkit.config import Assertion, CheckpointConfig, as_config
 from ckptkit.errors import (
     CheckpointExistsError,
     CheckpointNotFoundError,
@@ -67,7 +67,8 @@ class CheckpointManager:
     `tf.train.Checkpoint.restore` read the directory as well.
 
     Args:
-        config: Directory, prefix, schedule, retention and restore policy.
+        config: Directory, prefix, schedule, retention and restore policy; or just the
+            directory (a path), for the default config of that directory.
         checkpoint: An existing `tf.train.Checkpoint` to save and restore, instead of
             `trackables`.
         clock: Monotonic seconds for time schedules; for tests. Defaults to `time.monotonic`.
@@ -78,11 +79,12 @@ class CheckpointManager:
     Raises:
         TrackableError: An object TensorFlow cannot checkpoint.
         TypeError: Neither or both of `checkpoint` and `trackables` were given.
+        ValueError: `config` is neither a `CheckpointConfig` nor a path.
     """
 
     def __init__(
         self,
-        config: CheckpointConfig,
+        config: CheckpointConfig | str | os.PathLike[str],
         /,
         *,
         checkpoint: tf.train.Checkpoint | None = None,
@@ -94,12 +96,13 @@ class CheckpointManager:
                 "CheckpointManager needs the objects to checkpoint: pass them by name "
                 "(model=..., optimizer=...) or pass checkpoint=tf.train.Checkpoint(...), not both"
             )
+        config = as_config(config, argument="config")
         self._start(config, ObjectBasedBackend(trackables, checkpoint=checkpoint), clock)
 
     @classmethod
     def for_session(
         cls,
-        config: CheckpointConfig,
+        config: CheckpointConfig | str | os.PathLike[str],
         /,
         session: Any = None,
         *,
@@ -133,7 +136,8 @@ class CheckpointManager:
         the Python code that built it.
 
         Args:
-            config: Directory, prefix, schedule, retention and restore policy.
+            config: Directory, prefix, schedule, retention and restore policy; or the
+                directory (a path).
             session: The `tf.compat.v1.Session` to save from and restore into; may be left out
                 when `graph` is given and `CheckpointHook` binds the session later.
             graph: The graph, when there is no session yet.
@@ -146,7 +150,7 @@ class CheckpointManager:
 
         backend = SaverBackend(session, graph=graph, var_list=var_list, meta_graph=meta_graph)
         manager = cls.__new__(cls)
-        manager._start(config, backend, clock)
+        manager._start(as_config(config, argument="config"), backend, clock)
         return manager
 
     def _start(

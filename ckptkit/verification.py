@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from ckptkit import storage
-from ckptkit.errors import CheckpointNotFoundError, CorruptCheckpointError
+from ckptkit.errors import CheckpointNotFoundError, CorruptCheckpointError, FormatError
 from ckptkit.inspection import open_reader
+from ckptkit.keras_files import is_keras_file
 from ckptkit.manifest import file_problems, manifest_path, read_manifest
 
 __all__ = ["CheckpointVerdict", "Problem", "VerifyReport", "verify", "verify_checkpoint"]
@@ -146,7 +147,14 @@ def verify(path: str, *, full: bool = False) -> VerifyReport:
 
     Raises:
         CheckpointNotFoundError: Nothing at `path`, or a directory with no checkpoint.
+        FormatError: `path` is a Keras file, which has nothing to verify against.
     """
+    if is_keras_file(path):
+        raise FormatError(
+            f"cannot verify {path}: a Keras file records no checksums or sizes to check its "
+            "values against (TensorFlow checkpoints have ckptkit's manifest and per-tensor "
+            f"crc32c); `ckptkit inspect {path}` shows whether it opens and what it holds"
+        )
     path = storage.check_path(path).removesuffix(".index")
     if tf.io.gfile.exists(path + ".index") or tf.io.gfile.exists(manifest_path(path)):
         return VerifyReport((verify_checkpoint(path, full=full),))

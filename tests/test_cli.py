@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import tensorflow as tf
-from conftest import Net
+from conftest import Net, make_model
 
 import ckptkit
 from ckptkit.cli import main
@@ -89,7 +89,7 @@ def test_diff_json(directory) -> None:
     done = run(
         "diff", os.path.join(directory, "ckpt-10"), os.path.join(directory, "ckpt-20"), "--json"
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # they differ
     data = json.loads(done.stdout)
     assert data["only_in_a"] == data["only_in_b"] == []
     changed = {c["key"]: c for c in data["changed"]}
@@ -130,3 +130,40 @@ def test_usage_error_exits_2() -> None:
     done = run("frobnicate")
     assert done.returncode == 2
     assert "invalid choice" in done.stderr
+
+
+def test_exit_codes_as_unix_tools_have_them(directory, tmp_path, capsys) -> None:
+    a, b = (os.path.join(directory, f"ckpt-{s}") for s in (10, 20))
+    assert main(["diff", a, a]) == 0
+    assert main(["diff", a, b]) == 1
+    assert main(["diff", a, str(tmp_path / "missing")]) == 2
+    (tmp_path / "empty").mkdir()
+    capsys.readouterr()
+    for args in (["ls", str(tmp_path / "empty")], ["ls", str(tmp_path / "empty"), "--json"]):
+        assert main(args) == 2
+        out = capsys.readouterr()
+        assert out.out == ""
+        assert out.err.strip().splitlines() == [
+            f"ckptkit ls: no checkpoint in {tmp_path / 'empty'}"
+            ": it has no state file listing one and no "
+            "checkpoint files"
+        ]
+
+
+def test_diff_compares_keras_files_and_verify_says_why_it_cannot(directory, tmp_path, capsys):
+    model = make_model()
+    a, b = str(tmp_path / "a.weights.h5"), str(tmp_path / "b.weights.h5")
+    model.save_weights(a)
+    model.get_layer("l2").bias.assign([1.0, 2.0])
+    model.save_weights(b)
+    capsys.readouterr()
+    assert main(["diff", a, a, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["changed"] == []
+    assert main(["diff", a, b, "--json"]) == 1
+    changed = json.loads(capsys.readouterr().out)["changed"]
+    assert [c["key"] for c in changed] == ["layers/dense_1/vars/1"]
+    assert changed[0]["max_abs_diff"] == 2.0
+    assert main(["diff", a, os.path.join(directory, "ckpt-10")]) == 2
+    assert "one is a Keras file" in capsys.readouterr().err
+    assert main(["verify", a]) == 2
+    assert "records no checksums" in capsys.readouterr().err

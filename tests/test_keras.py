@@ -373,3 +373,8 @@ def test_run_config_schedule_saves_as_the_estimator(tmp_path) -> None:
     model.fit(x, y, batch_size=2, epochs=2, verbose=0, shuffle=False, callbacks=[callback])
     names = [Path(info.path).name for info in ckptkit.list_checkpoints(str(tmp_path / "run"))]
     assert names == [f"model.ckpt-{step}" for step in (0, 3, 6, 9, 10)]
+
+
+def test_a_directory_that_is_not_a_path_is_named() -> None:
+    with pytest.raises(ValueError, match=r"directory must be a checkpoint directory.*=None"):
+        CheckpointCallback(None)

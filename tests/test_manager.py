@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,3 +189,18 @@ def test_a_garbage_state_file_falls_back_to_the_files_with_a_warning(config) -> 
         again = ckptkit.CheckpointManager(cfg, net=Net())
     assert [c.step for c in again.checkpoints] == [1, 2]
     assert again.restore().step == 2
+
+
+@pytest.mark.parametrize("as_path", [str, Path])
+def test_a_path_is_shorthand_for_the_default_config_of_that_directory(tmp_path, as_path) -> None:
+    directory = tmp_path / "run"
+    mgr = ckptkit.CheckpointManager(as_path(directory), v=tf.Variable(1.0))
+    mgr.save(1)
+    assert mgr.config == ckptkit.CheckpointConfig(directory=str(directory))
+    assert [c.step for c in mgr.checkpoints] == [1]
+    mgr.close()
+
+
+def test_a_config_that_is_neither_a_path_nor_a_config_is_named() -> None:
+    with pytest.raises(ValueError, match=r"config must be a checkpoint directory.*config=None"):
+        ckptkit.CheckpointManager(None, v=tf.Variable(1.0))
