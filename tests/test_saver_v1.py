@@ -300,3 +300,32 @@ def test_a_hook_reused_after_a_failed_run_works_in_the_new_graph(tmp_path: Path)
     run(fail=False)  # the global step is looked up again in the new graph
     assert hook.manager is not None
     assert [c.step for c in hook.manager.checkpoints] == [1, 2]
+
+
+@pytest.mark.parametrize("form", ["dict", "list"])
+def test_var_list_as_a_dict_or_a_list(tmp_path: Path, graphs, form) -> None:
+    g = graphs()
+    g.session.run(g.train)
+    var_list = (
+        {"renamed/kernel": g.kernel, "global_step": g.step}
+        if form == "dict"
+        else [g.kernel, g.step]
+    )
+    cfg = ckptkit.CheckpointConfig(directory=str(tmp_path))
+    with ckptkit.CheckpointManager.for_session(cfg, g.session, var_list=var_list) as mgr:
+        path = mgr.save(1)
+    names = {key for key, _ in tf.train.list_variables(path)}
+    assert names == (
+        {"renamed/kernel", "global_step"} if form == "dict" else {"dense/kernel", "global_step"}
+    )
+    fresh = graphs()
+    restore_list = (
+        {"renamed/kernel": fresh.kernel, "global_step": fresh.step}
+        if form == "dict"
+        else [fresh.kernel, fresh.step]
+    )
+    mgr = ckptkit.CheckpointManager.for_session(cfg, fresh.session, var_list=restore_list)
+    assert mgr.restore(assertion="consumed").step == 1
+    step, kernel, _ = fresh.values()
+    assert step == 1
+    np.testing.assert_array_equal(kernel, np.ones((2, 3)))

@@ -8,6 +8,7 @@ with ``write_state=False``. Checkpoints are name-based: keys are variable names
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import tensorflow as tf
@@ -162,6 +163,8 @@ class SaverBackend:
                 )
             if not var_list:
                 return {}
+            if isinstance(var_list, Mapping):  # {name in the checkpoint: variable}, as given
+                return dict(var_list)
             try:
                 return dict(saveable_object_util.op_list_to_dict(var_list))
             except (TypeError, ValueError) as e:
