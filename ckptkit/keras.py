@@ -34,6 +34,7 @@ from ckptkit.manager import CheckpointManager
 from ckptkit.manifest import read_manifest
 from ckptkit.retention import Mode, direction, is_better
 from ckptkit.status import RestoreResult
+from ckptkit.warn import warn
 
 __all__ = ["CheckpointCallback"]
 
@@ -390,7 +391,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if current is None and batch is not None and self._save_each_epoch:
             return False  # judged at the epoch's end, where validation metrics are logged
         if current is None:
-            warnings.warn(f"Can save best model only with {self.monitor} available.", stacklevel=2)
+            warn(f"Can save best model only with {self.monitor} available.")
             return True
         if self._direction is None:
             self._direction = _monitor_direction(self.model, self.monitor, self.mode)

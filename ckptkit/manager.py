@@ -15,7 +15,6 @@ import re
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -44,6 +43,7 @@ from ckptkit.schedule import SaveTimer
 from ckptkit.status import RestoreReport, RestoreResult, check_assertion
 from ckptkit.storage import CheckpointInfo
 from ckptkit.verification import verify_checkpoint
+from ckptkit.warn import warn
 
 __all__ = ["CheckpointManager"]
 
@@ -474,11 +474,10 @@ class CheckpointManager:
         try:
             storage.delete_checkpoint(old)
         except OSError as e:
-            warnings.warn(
+            warn(
                 f"{committed} is committed, but the files of {old}, which retention no longer "
                 f"lists, could not all be removed ({e.strerror or e}); the next writer of "
-                f"{self._directory} removes them",
-                stacklevel=3,
+                f"{self._directory} removes them"
             )
 
     def _check_lock(self) -> None:
@@ -510,10 +509,9 @@ class CheckpointManager:
                 self._directory, self._config.prefix, {p for p, _ in self._entries}
             )
         except OSError as e:
-            warnings.warn(
+            warn(
                 f"could not remove all leftovers of interrupted saves in {self._directory} "
-                f"({e.strerror or e}); saving goes on, and the next writer tries again",
-                stacklevel=3,
+                f"({e.strerror or e}); saving goes on, and the next writer tries again"
             )
         self._swept = True
 
@@ -630,12 +628,11 @@ class CheckpointManager:
                     problems = str(e).splitlines()[0]
                 else:
                     if skipped:
-                        warnings.warn(
+                        warn(
                             CheckpointSkippedWarning(
                                 f"restored {target} after skipping damaged checkpoint(s): "
                                 + "; ".join(f"{p} ({why})" for p, why in skipped)
-                            ),
-                            stacklevel=2,
+                            )
                         )
                     return result
             if rereads < _MAX_REREADS and self._retired(target):
@@ -695,14 +692,13 @@ class CheckpointManager:
         if not self._entries:
             left = storage.uncommitted(self._directory, self._config.prefix)
             if left:
-                warnings.warn(
+                warn(
                     CheckpointSkippedWarning(
                         f"starting fresh: {self._directory} holds no committed checkpoint. "
                         f"{', '.join(os.path.basename(p) for p in left)}: never committed (a "
                         "save interrupted before its state file was written), not restored; "
                         "the first save removes what ckptkit wrote of it"
-                    ),
-                    stacklevel=2,
+                    )
                 )
             return RestoreResult(restored=False)
         return self.restore(assertion=assertion)

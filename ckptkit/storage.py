@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -35,6 +34,7 @@ from ckptkit import fs
 from ckptkit.errors import CheckpointNotFoundError, CorruptCheckpointError
 from ckptkit.lock import LOCK_FILE
 from ckptkit.manifest import MANIFEST_SUFFIX, file_problems, read_manifest
+from ckptkit.warn import warn
 
 __all__ = [
     "MANIFEST_SUFFIX",
@@ -177,28 +177,25 @@ def read_state(directory: str, *, allow_outside: bool = False) -> DirectoryState
         if path is not None and all(path != e[0] for e in entries):
             entries.append((path, _mtime(path) if time_ is None else time_))
     if moved:
-        warnings.warn(
+        warn(
             f"the state file of {directory} points outside it "
             f"({', '.join(repr(raw) for raw, _ in moved)}), as one written on another machine "
             f"does; using the same-named checkpoint(s) inside it: "
-            f"{', '.join(local for _, local in moved)}",
-            stacklevel=2,
+            f"{', '.join(local for _, local in moved)}"
         )
     if ignored:
-        warnings.warn(
+        warn(
             f"ignoring {', '.join(map(repr, ignored))} in the state file of {directory}: "
             "each points outside the directory, and no checkpoint of that name is inside it "
-            "(set allow_outside_paths=True in the config to follow such paths)",
-            stacklevel=2,
+            "(set allow_outside_paths=True in the config to follow such paths)"
         )
     return DirectoryState(tuple(entries), state.last_preserved_timestamp)
 
 
 def _ignore_state(path: str, why: str) -> None:
-    warnings.warn(
+    warn(
         f"ignoring the state file {path}: {why}; listing the checkpoints from their files "
-        "(in a directory ckptkit writes, those with a valid manifest)",
-        stacklevel=3,
+        "(in a directory ckptkit writes, those with a valid manifest)"
     )
 
 

@@ -242,3 +242,14 @@ def test_ls_json_shows_manifest_metrics(run) -> None:
     rows = json.loads(done.stdout)
     assert [r["metrics"]["loss"] for r in rows] == pytest.approx([1.0, 0.5, 1 / 3])
     assert rows[-1]["metadata"] == {"note": "step 3"}
+
+
+def test_warnings_point_at_the_callers_line(run) -> None:
+    truncate(newest(run, ".index"))
+    with pytest.warns(ckptkit.CheckpointSkippedWarning) as caught:
+        ckptkit.CheckpointManager(run, **state()).restore_or_initialize()
+    assert [w.filename for w in caught] == [__file__]
+    Path(run.directory, "checkpoint").write_text("")
+    with pytest.warns(UserWarning, match="state file") as caught:
+        ckptkit.CheckpointManager(run, **state())
+    assert {w.filename for w in caught} == {__file__}

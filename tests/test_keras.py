@@ -378,3 +378,14 @@ def test_run_config_schedule_saves_as_the_estimator(tmp_path) -> None:
 def test_a_directory_that_is_not_a_path_is_named() -> None:
     with pytest.raises(ValueError, match=r"directory must be a checkpoint directory.*=None"):
         CheckpointCallback(None)
+
+
+def test_a_warning_during_fit_points_at_the_fit_call(tmp_path) -> None:
+    run = str(tmp_path / "run")
+    fit(classifier(), [CheckpointCallback(run, save_freq=2, keep_checkpoints=True)], epochs=1)
+    newest = ckptkit.list_checkpoints(run)[-1]
+    data = Path(f"{newest.path}.data-00000-of-00001")
+    data.write_bytes(data.read_bytes()[:10])
+    with pytest.warns(ckptkit.CheckpointSkippedWarning) as caught:
+        fit(classifier(), [CheckpointCallback(run, save_freq=2)], epochs=2)
+    assert {w.filename for w in caught} == {__file__}
