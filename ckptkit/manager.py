@@ -161,7 +161,10 @@ class CheckpointManager:
         self._backend = backend
         self._entries: list[tuple[str, float]] = []
         self._scores: dict[str, float | None] = {}  # Retention.monitor's value by checkpoint
-        self._last_preserved = 0.0
+        # As tf.train.CheckpointManager: without a state file, the every-n-hours window starts
+        # when the manager is created (a second back, against racing re-creations).
+        self._last_preserved = time.time() - 1.0
+        self._future_mark: float | None = None  # a mark ahead of the clock, once warned about
         self._read_directory()
         self._swept = False  # set by the first save, which takes the lock and clears leftovers
         local = "://" not in self._directory
@@ -187,20 +190,38 @@ class CheckpointManager:
         return self._directory
 
     def _read_directory(self) -> None:
-        """Loads the committed checkpoints from disk (at start, and on becoming the writer)."""
-        last_preserved = None
-        if tf.io.gfile.isdir(self._directory):
-            # Entries whose files are gone stay, so that restore() reports them as skipped.
-            self._entries, last_preserved = storage.committed(
-                self._directory,
-                include_missing=True,
-                allow_outside=self._config.allow_outside_paths,
+        """Loads the committed checkpoints from disk (at start, and on becoming the writer).
+
+        The keep-every-n-hours mark is the state file's, as in `tf.train.CheckpointManager`:
+        without one the window started when this manager was created; one in the future (the
+        clock went back) restarts the window now, with a warning, and no checkpoint counts as
+        newer than now.
+        """
+        if not tf.io.gfile.isdir(self._directory):
+            return
+        # Entries whose files are gone stay, so that restore() reports them as skipped.
+        entries, last_preserved = storage.committed(
+            self._directory,
+            include_missing=True,
+            allow_outside=self._config.allow_outside_paths,
+        )
+        now = time.time()
+        self._entries = [(p, min(t, now)) for p, t in entries]
+        if last_preserved is None or last_preserved == self._future_mark:
+            pass  # the window opened at creation, or was restarted at an earlier read
+        elif last_preserved > now:
+            self._future_mark = last_preserved
+            self._last_preserved = now
+            warn(
+                f"time.time() returned a value {last_preserved - now:.0f} seconds behind the "
+                f"last preserved checkpoint timestamp in {self._directory}; the "
+                "keep_every_n_hours window restarts now, as tf.train.CheckpointManager does"
             )
-            monitor = self._config.retention.monitor
-            if monitor is not None:
-                self._scores = {p: _score(p, monitor) for p, _ in self._entries}
-        # As tf.train.CheckpointManager: a fresh directory starts its every-n-hours window now.
-        self._last_preserved = time.time() - 1.0 if last_preserved is None else last_preserved
+        else:
+            self._last_preserved = last_preserved
+        monitor = self._config.retention.monitor
+        if monitor is not None:
+            self._scores = {p: _score(p, monitor) for p, _ in self._entries}
 
     def _install_handlers(self, names: tuple[str, ...]) -> None:
         if tf.distribute.has_strategy():
@@ -440,7 +461,13 @@ class CheckpointManager:
             retention = self._config.retention
             if retention.monitor is not None:
                 self._scores[written] = extra["metrics"].get(retention.monitor)
-            candidates = [e for e in entries if e[1] > self._last_preserved]
+            # Only this manager's own checkpoints are subject to retention (as in TensorFlow,
+            # where others carry no timestamp); older than the window means preserved.
+            candidates = [
+                e
+                for e in entries
+                if e[1] > self._last_preserved and storage.named(e[0], self._config.prefix)
+            ]
             best = () if retention.best_k is None else self._ranked(candidates)[: retention.best_k]
             plan = plan_deletions(
                 candidates,

@@ -48,11 +48,14 @@ __all__ = [
     "delete_checkpoint",
     "describe",
     "list_checkpoints",
+    "mark_pending",
+    "named",
     "parse_step",
     "read_state",
     "remove_leftovers",
     "resolve_checkpoint",
     "uncommitted",
+    "unmark_pending",
     "write_state",
 ]
 
@@ -459,6 +462,11 @@ def _whole(path: str) -> bool:
     except CorruptCheckpointError:
         return False
     return manifest is not None and not file_problems(path, manifest)
+
+
+def named(path: str, prefix: str) -> bool:
+    """Whether checkpoint `path` is named ``<prefix>-<step>``."""
+    return re.fullmatch(_steps_of(prefix), os.path.basename(path)) is not None
 
 
 def mark_pending(path: str) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +205,101 @@ def test_a_path_is_shorthand_for_the_default_config_of_that_directory(tmp_path, 
 def test_a_config_that_is_neither_a_path_nor_a_config_is_named() -> None:
     with pytest.raises(ValueError, match=r"config must be a checkpoint directory.*config=None"):
         ckptkit.CheckpointManager(None, v=tf.Variable(1.0))
+
+
+# --- Retention as tf.train.CheckpointManager does it -----------------------------------------
+
+
+def surviving(directory: Path) -> list[str]:
+    return sorted(p.name.removesuffix(".index") for p in directory.glob("*.index"))
+
+
+def test_retention_never_deletes_checkpoints_written_under_another_prefix(tmp_path) -> None:
+    results = {}
+    for who in ("tf", "ckptkit"):
+        directory = tmp_path / who
+        plain = tf.train.Checkpoint(v=tf.Variable(1.0))
+        plain.save(str(directory / "unusual_prefix"))
+        plain.save(str(directory / "unusual_prefix"))
+        if who == "tf":
+            mgr = tf.train.CheckpointManager(plain, str(directory), max_to_keep=2)
+            for step in (1, 2, 3):
+                mgr.save(checkpoint_number=step)
+        else:
+            cfg = ckptkit.CheckpointConfig(
+                directory=str(directory), retention=Retention(max_to_keep=2)
+            )
+            with ckptkit.CheckpointManager(cfg, v=tf.Variable(1.0)) as ours:
+                for step in (1, 2, 3):
+                    ours.save(step)
+        results[who] = surviving(directory)
+    assert (
+        results["tf"]
+        == results["ckptkit"]
+        == [
+            "ckpt-2",
+            "ckpt-3",
+            "unusual_prefix-1",
+            "unusual_prefix-2",
+        ]
+    )
+
+
+def test_the_keep_every_n_hours_window_starts_when_the_manager_is_created(tmp_path) -> None:
+    hours = 2.0 / 3600  # a checkpoint is preserved every 2 s
+    v = tf.Variable(1.0)
+    plain = tf.train.CheckpointManager(
+        tf.train.Checkpoint(v=v),
+        str(tmp_path / "tf"),
+        max_to_keep=1,
+        keep_checkpoint_every_n_hours=hours,
+    )
+    cfg = ckptkit.CheckpointConfig(
+        directory=str(tmp_path / "ckptkit"),
+        retention=Retention(max_to_keep=1, keep_every_n_hours=hours),
+    )
+    ours = ckptkit.CheckpointManager(cfg, v=v)
+    time.sleep(1.5)  # the first save comes 1.5 s after the window opened (at creation - 1 s)
+    plain.save(checkpoint_number=1)
+    plain.save(checkpoint_number=2)
+    ours.save(1)
+    ours.save(2)
+    ours.close()
+    assert surviving(tmp_path / "tf") == surviving(tmp_path / "ckptkit") == ["ckpt-1", "ckpt-2"]
+
+
+def test_a_clock_that_went_back_restarts_the_window_and_warns(tmp_path, caplog) -> None:
+    results = {}
+    for who in ("tf", "ckptkit"):
+        directory = tmp_path / who
+        v = tf.Variable(1.0)
+        seed = tf.train.CheckpointManager(
+            tf.train.Checkpoint(v=v), str(directory), max_to_keep=None
+        )
+        seed.save(checkpoint_number=1)
+        seed.save(checkpoint_number=2)
+        state = directory / "checkpoint"  # the last preservation was an hour in the future
+        state.write_text(_future(state.read_text()))
+        if who == "tf":
+            mgr = tf.train.CheckpointManager(
+                tf.train.Checkpoint(v=v), str(directory), max_to_keep=1
+            )
+            mgr.save(checkpoint_number=3)
+            mgr.save(checkpoint_number=4)
+        else:
+            cfg = ckptkit.CheckpointConfig(
+                directory=str(directory), retention=Retention(max_to_keep=1)
+            )
+            with pytest.warns(UserWarning, match="behind the last preserved checkpoint timestamp"):
+                ours = ckptkit.CheckpointManager(cfg, v=v)
+            ours.save(3)
+            ours.save(4)
+            ours.close()
+        results[who] = surviving(directory)
+    assert results["tf"] == results["ckptkit"] == ["ckpt-1", "ckpt-2", "ckpt-4"]
+
+
+def _future(state_text: str) -> str:
+    """The state file's text with its last-preserved mark an hour from now."""
+    lines = [ln for ln in state_text.splitlines() if not ln.startswith("last_preserved_timestamp")]
+    return "\n".join([*lines, f"last_preserved_timestamp: {time.time() + 3600}"]) + "\n"
