@@ -15,6 +15,8 @@ import shutil
 import sys
 import time
 
+import quiet_tf  # noqa: F401  (TensorFlow without its C++ start-up lines)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras

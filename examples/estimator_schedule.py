@@ -21,6 +21,8 @@ import argparse
 import os
 import shutil
 
+import quiet_tf  # noqa: F401  (TensorFlow without its C++ start-up lines)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras

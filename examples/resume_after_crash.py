@@ -18,6 +18,8 @@ import signal
 import subprocess
 import sys
 
+import quiet_tf  # noqa: F401  (TensorFlow without its C++ start-up lines)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras

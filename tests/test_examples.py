@@ -1,0 +1,40 @@
+"""The examples print no TensorFlow C++ start-up lines (each imports TensorFlow at the top)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+NOISE = ("I0000", "absl::InitializeLog", "cuda drivers", "oneDNN")
+
+
+@pytest.mark.parametrize("example", ["custom_training_loop", "keras_fit", "legacy_saver"])
+def test_an_example_prints_no_tensorflow_startup_lines(example) -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{example}.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "usage:" in done.stdout
+    assert not [line for line in done.stderr.splitlines() if any(n in line for n in NOISE)]
+
+
+def test_every_example_that_imports_tensorflow_quiets_it_first() -> None:
+    for path in sorted(EXAMPLES.glob("*.py")):
+        text = path.read_text()
+        imports_tf = any(m in text for m in ("import tensorflow", "import ckptkit", "import keras"))
+        if path.name == "quiet_tf.py" or not imports_tf:
+            continue
+        assert "import quiet_tf" in text, path.name
+        first = min(
+            text.index(m)
+            for m in ("\nimport tensorflow", "\nimport ckptkit", "\nimport keras")
+            if m in text
+        )
+        assert text.index("import quiet_tf") < first, path.name
