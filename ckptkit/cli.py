@@ -247,6 +247,19 @@ def _verify(report: VerifyReport, *, as_json: bool) -> None:
 
 
 def _inspect(contents: CheckpointContents, graph: Any, *, as_json: bool) -> None:
+    from ckptkit.inspection import object_paths
+
+    # The object paths of each stored value: where it is stored, then the other routes to it.
+    routes: dict[str, tuple[list[str], str]] = {}
+    if graph is not None:
+        paths = object_paths(graph)
+        for node_id, node in enumerate(graph.nodes):
+            if node.value is not None and node.path:
+                found = paths.get(node_id, [])
+                routes[node.path] = (
+                    [node.path, *(p for p in found if p != node.path)],
+                    node.full_name,
+                )
     if as_json:
         _print_json(
             {
@@ -258,6 +271,7 @@ def _inspect(contents: CheckpointContents, graph: Any, *, as_json: bool) -> None
                         "shape": list(v.shape),
                         "dtype": v.dtype,
                         "size_bytes": v.size_bytes,
+                        **_routes_of(v.key, routes),
                     }
                     for v in contents.variables
                 ],
@@ -279,19 +293,29 @@ def _inspect(contents: CheckpointContents, graph: Any, *, as_json: bool) -> None
     console.print(
         f"{len(contents.variables)} variable(s), {_human_bytes(contents.total_bytes)} in total"
     )
-    if graph is not None:
-        tree = Tree("object tree")
+    if routes:
+        tree = Tree("object tree (-> where a value reached another way is stored)")
         branches: dict[str, Tree] = {"": tree}
-        for node in sorted(
-            (n for n in graph.nodes if n.value is not None and n.path), key=lambda n: n.path
-        ):
+        entries = [(p, stored) for stored, (ps, _) in routes.items() for p in ps]
+        for path, stored in sorted(entries):
             parent = ""
-            for part in node.path.split("/"):
+            parts = path.split("/")
+            for i, part in enumerate(parts):
                 here = f"{parent}/{part}" if parent else part
                 if here not in branches:
-                    branches[here] = branches[parent].add(part)
+                    last = i == len(parts) - 1
+                    label = f"{part} -> {stored}" if last and path != stored else part
+                    branches[here] = branches[parent].add(label)
                 parent = here
         console.print(tree)
+
+
+def _routes_of(key: str, routes: dict[str, tuple[list[str], str]]) -> dict[str, Any]:
+    """``object_paths`` and ``name`` of the value stored under `key`, for --json."""
+    found = routes.get(key.partition("/.ATTRIBUTES/")[0])
+    if found is None:
+        return {"object_paths": [], "name": None}
+    return {"object_paths": found[0], "name": found[1] or None}
 
 
 def _tensor(path: str, key: str, *, as_json: bool) -> None:

@@ -38,8 +38,10 @@ __all__ = [
     "diff",
     "inspect",
     "load_graph",
+    "object_paths",
     "open_reader",
     "read_tensor",
+    "resolve_object_path",
 ]
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -259,6 +261,41 @@ def load_graph(path: str) -> CheckpointGraph | None:
     return CheckpointGraph(path=prefix, nodes=nodes)
 
 
+def object_paths(graph: CheckpointGraph) -> dict[int, list[str]]:
+    """The object paths of each node, by node id: how the program reaches it from the root.
+
+    A variable is stored once, under the first path TensorFlow found (often through the
+    optimizer), but the program reaches it through its model too. Each node is expanded once,
+    through its first path (breadth first), and every edge out of an expanded node gives one
+    path; so a model's ``model/layers/...`` paths are found next to the optimizer's.
+    """
+    found: dict[int, list[str]] = {0: [""]}
+    queue = [0]
+    for node_id in queue:
+        prefix = found[node_id][0]
+        for name, child in graph.nodes[node_id].children:
+            if not 0 <= child < len(graph.nodes):
+                continue
+            found.setdefault(child, [])
+            if not found[child]:
+                queue.append(child)
+            found[child].append(f"{prefix}/{name}" if prefix else name)
+    return found
+
+
+def resolve_object_path(graph: CheckpointGraph, path: str) -> str | None:
+    """The checkpoint key of the variable at object path `path` (any route), or None."""
+    node_id = 0
+    for part in path.strip("/").split("/"):
+        node_id = next((c for n, c in graph.nodes[node_id].children if n == part), -1)
+        if not 0 <= node_id < len(graph.nodes):
+            return None
+    node = graph.nodes[node_id]
+    if node.value is None or node.value.shape is None or not node.path:
+        return None
+    return node.path + _VALUE_SUFFIX
+
+
 def _full_key(reader: Any, key: str) -> str:
     if reader.has_tensor(key):
         return key
@@ -272,8 +309,10 @@ def read_tensor(path: str, key: str) -> np.ndarray[Any, Any]:
 
     Args:
         path: A checkpoint prefix or directory, or a Keras ``.weights.h5`` / ``.keras`` file.
-        key: The full checkpoint key, or an object path such as ``model/l1/kernel``; in a
-            Keras file, a dataset such as ``layers/dense/vars/0``.
+        key: The full checkpoint key, or an object path such as ``model/l1/kernel`` (any path
+            through the object graph, e.g. ``model/_functional/_operations/1/_kernel`` for a
+            variable stored under the optimizer's path); in a Keras file, a dataset such as
+            ``layers/dense/vars/0``.
 
     Raises:
         CheckpointKeyError: The checkpoint has no such key.
@@ -285,6 +324,10 @@ def read_tensor(path: str, key: str) -> np.ndarray[Any, Any]:
     try:
         full = _full_key(reader, key)
     except CheckpointKeyError:
+        graph = load_graph(prefix)
+        resolved = None if graph is None else resolve_object_path(graph, key)
+        if resolved is not None and reader.has_tensor(resolved):
+            return get_tensor(reader, prefix, resolved)
         keys = sorted(k for k in reader.get_variable_to_shape_map() if k != OBJECT_GRAPH_KEY)
         raise CheckpointKeyError(
             f"no key {key!r} in checkpoint {prefix}; it has {len(keys)} keys, e.g. "

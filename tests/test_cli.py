@@ -65,6 +65,8 @@ def test_inspect_json_schema(directory) -> None:
         "shape": [3, 5],
         "dtype": "float32",
         "size_bytes": 60,
+        "object_paths": ["net/l1/kernel"],
+        "name": "kernel",
     }
 
 
@@ -167,3 +169,34 @@ def test_diff_compares_keras_files_and_verify_says_why_it_cannot(directory, tmp_
     assert "one is a Keras file" in capsys.readouterr().err
     assert main(["verify", a]) == 2
     assert "records no checksums" in capsys.readouterr().err
+
+
+def test_inspect_shows_a_keras_model_and_reads_its_object_paths(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    import keras
+    import numpy as np
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.ones((8, 3)), np.ones((8, 2)), verbose=0)  # the optimizer stores the weights first
+    directory = str(tmp_path / "run")
+    with ckptkit.CheckpointManager(directory, model=model, optimizer=model.optimizer) as mgr:
+        mgr.save(1)
+    kernel = "model/_functional/_operations/1/_kernel"
+    np.testing.assert_array_equal(
+        ckptkit.read_tensor(directory, kernel), model.layers[0].kernel.numpy()
+    )
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["inspect", directory, "--tensor", kernel]) == 0
+    capsys.readouterr()
+    assert main(["inspect", directory]) == 0
+    tree = capsys.readouterr().out.split("object tree")[1]
+    assert "── model" in tree
+    assert "_kernel -> optimizer/_trainable_variables/0" in tree
+    assert main(["inspect", directory, "--json"]) == 0
+    variables = {v["key"]: v for v in json.loads(capsys.readouterr().out)["variables"]}
+    stored = variables["optimizer/_trainable_variables/0/.ATTRIBUTES/VARIABLE_VALUE"]
+    assert kernel in stored["object_paths"]
+    assert stored["name"] == model.layers[0].kernel.path
