@@ -162,8 +162,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _console() -> Console:
     from rich.console import Console
 
-    # No markup: paths and keys such as "runs/exp[lr=0.1]" are printed as they are.
-    return Console(highlight=False, markup=False)
+    # No markup: paths and keys such as "runs/exp[lr=0.1]" are printed as they are. Piped
+    # output (no terminal, no COLUMNS) is as wide as its content, so no key is folded.
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(highlight=False, markup=False, width=1 << 14 if piped else None)
+
+
+def _print_table(console: Console, table: Any, rows: list[list[str]]) -> None:
+    """Prints `table`, or, where it would not fit the width, each row on one line.
+
+    A table narrower than its content folds keys mid-word and cuts values; one line per row,
+    its fields separated by two spaces, keeps every character.
+    """
+    natural = console.measure(table, options=console.options.update_width(1 << 14)).maximum
+    if natural <= console.width:
+        console.print(table)
+        return
+    if table.title:
+        console.print(table.title)
+    for row in rows:
+        console.print("  ".join(field for field in row if field), soft_wrap=True)
 
 
 def _print_json(value: Any) -> None:
@@ -206,17 +224,18 @@ def _ls(infos: list[CheckpointInfo], *, as_json: bool) -> None:
         return
     from rich.table import Table
 
-    table = Table("step", "size", "time", "metrics")
-    table.add_column("path", overflow="fold", ratio=1)
+    table = Table("step", "size", "time", "metrics", "path")
+    rows = []
     for info, manifest in zip(infos, manifests, strict=True):
         when = datetime.datetime.fromtimestamp(info.time).isoformat(sep=" ", timespec="seconds")
         step = "-" if info.step is None else str(info.step)
         metrics = " ".join(
             f"{k}={v:.4g}" for k, v in (manifest.metrics if manifest else {}).items()
         )
-        table.add_row(step, _human_bytes(info.size_bytes), when, metrics, info.path)
+        rows.append([step, _human_bytes(info.size_bytes), when, metrics, info.path])
+        table.add_row(*rows[-1])
     console = _console()
-    console.print(table)
+    _print_table(console, table, rows)
     console.print(f"{len(infos)} checkpoint(s)")
 
 
@@ -285,11 +304,13 @@ def _inspect(contents: CheckpointContents, graph: Any, *, as_json: bool) -> None
     console = _console()
     console.print(contents.path, style="bold", end="")
     console.print(f"  format: {contents.format}")
-    table = Table("shape", "dtype", "bytes")
-    table.add_column("key", overflow="fold", ratio=1)
-    for v in contents.variables:
-        table.add_row(str(list(v.shape)), v.dtype, _human_bytes(v.size_bytes), v.key)
-    console.print(table)
+    table = Table("shape", "dtype", "bytes", "key")
+    rows = [
+        [str(list(v.shape)), v.dtype, _human_bytes(v.size_bytes), v.key] for v in contents.variables
+    ]
+    for row in rows:
+        table.add_row(*row)
+    _print_table(console, table, rows)
     console.print(
         f"{len(contents.variables)} variable(s), {_human_bytes(contents.total_bytes)} in total"
     )
@@ -368,13 +389,14 @@ def _diff(result: CheckpointDiff, *, as_json: bool) -> None:
         console.print(f"{len(keys)} key(s) {title}")
         for key in keys:
             console.print(f"  {key}")
-    table = Table("A", "B", "max |A-B|", title=f"{len(changed)} key(s) changed")
-    table.add_column("key", overflow="fold", ratio=1)
+    table = Table("A", "B", "max |A-B|", "key", title=f"{len(changed)} key(s) changed")
+    rows = []
     for c in result.changed:
         worst = "-" if c.max_abs_diff is None else f"{c.max_abs_diff:.6g}"
-        table.add_row(f"{c.a[1]}{list(c.a[0])}", f"{c.b[1]}{list(c.b[0])}", worst, c.key)
+        rows.append([f"{c.a[1]}{list(c.a[0])}", f"{c.b[1]}{list(c.b[0])}", worst, c.key])
+        table.add_row(*rows[-1])
     if changed:
-        console.print(table)
+        _print_table(console, table, rows)
 
 
 def _convert(args: argparse.Namespace) -> None:

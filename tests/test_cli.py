@@ -200,3 +200,30 @@ def test_inspect_shows_a_keras_model_and_reads_its_object_paths(
     stored = variables["optimizer/_trainable_variables/0/.ATTRIBUTES/VARIABLE_VALUE"]
     assert kernel in stored["object_paths"]
     assert stored["name"] == model.layers[0].kernel.path
+
+
+@pytest.mark.parametrize("columns", ["30", None])  # a narrow terminal; a pipe
+def test_tables_never_cut_keys_or_drop_values(tmp_path, capsys, monkeypatch, columns) -> None:
+    directory = str(tmp_path / ("a_rather_long_directory_name_" * 3) / "run")
+    long_name = "a_variable_with_a_name_longer_than_any_terminal_is_narrow"
+    variable = tf.Variable(1.0)
+    with ckptkit.CheckpointManager(directory, **{long_name: variable}) as mgr:
+        mgr.save(1, metrics={"val_loss": 0.125, "val_accuracy": 0.875})
+        variable.assign(2.0)
+        mgr.save(2, metrics={"val_loss": 0.25})
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    capsys.readouterr()
+    assert main(["ls", directory]) == 0
+    listed = capsys.readouterr().out
+    for step in (1, 2):
+        assert os.path.join(directory, f"ckpt-{step}") in listed
+    assert "val_loss=0.125" in listed
+    assert "val_accuracy=0.875" in listed
+    assert main(["inspect", directory]) == 0
+    assert f"{long_name}/.ATTRIBUTES/VARIABLE_VALUE" in capsys.readouterr().out
+    one, two = (os.path.join(directory, f"ckpt-{s}") for s in (1, 2))
+    assert main(["diff", one, two]) == 1
+    assert f"{long_name}/.ATTRIBUTES/VARIABLE_VALUE" in capsys.readouterr().out
