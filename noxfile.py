@@ -9,6 +9,9 @@ nox.options.reuse_venv = "yes"
 nox.options.sessions = ["lint", "typecheck", "tests", "examples"]
 
 PYTHON = None  # the interpreter nox itself runs on (>= 3.10)
+# Pinned: a new release's new rules or inferences must not turn CI red on unchanged code.
+RUFF = "ruff==0.17.6"
+MYPY = "mypy==2.4.1"
 
 
 @nox.session(python=PYTHON)
@@ -28,7 +31,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """Runs ruff check and ruff format --check."""
-    session.install("ruff")
+    session.install(RUFF)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
@@ -36,7 +39,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """Runs mypy --strict on the package (TensorFlow itself is untyped and taken as Any)."""
-    session.install("mypy", "pydantic>=2.6", "numpy", "rich", "types-protobuf")
+    session.install(MYPY, "pydantic>=2.6", "numpy", "rich", "types-protobuf")
     session.run("mypy", "ckptkit")
 
 
