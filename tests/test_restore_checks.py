@@ -233,3 +233,31 @@ def test_legacy_optimizer_slots_count_as_matched(config) -> None:
     )
     slot = opt2.get_slot(net2.l1.kernel, "m")
     np.testing.assert_allclose(slot.numpy(), opt.get_slot(net.l1.kernel, "m").numpy())
+
+
+def test_the_quick_starts_resume_is_exact_at_restore_time(config) -> None:
+    """A built model and a fresh Adam: the optimizer's slots match at restore, not later."""
+
+    def program() -> tuple[keras.Model, keras.optimizers.Optimizer]:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.layers.Dense(10)])
+        model.build((None, 4))
+        return model, keras.optimizers.Adam()
+
+    model, optimizer = program()
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(model(tf.ones((2, 4))))
+    optimizer.apply_gradients(
+        zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables, strict=True)
+    )
+    with ckptkit.CheckpointManager(config(), model=model, optimizer=optimizer) as mgr:
+        mgr.save(1)
+
+    fresh, fresh_optimizer = program()
+    mgr = ckptkit.CheckpointManager(config(), model=fresh, optimizer=fresh_optimizer)
+    assert mgr.check_compatibility().unused_checkpoint_values == ()
+    result = mgr.restore(assertion="consumed")
+    assert result.report is not None
+    assert not result.report.unused_checkpoint_values
+    for saved, restored in zip(optimizer.variables, fresh_optimizer.variables, strict=True):
+        np.testing.assert_array_equal(saved.numpy(), restored.numpy())

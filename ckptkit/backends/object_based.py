@@ -16,7 +16,7 @@ from tensorflow.python.training.saving import saveable_object_util
 
 from ckptkit import fs, inspection
 from ckptkit.errors import CorruptCheckpointError, FormatError, TrackableError
-from ckptkit.matching import NamedValue, ValueSpec, match, walk_paths
+from ckptkit.matching import CheckpointGraph, NamedValue, ValueSpec, match, walk_paths
 from ckptkit.status import RestoreReport
 
 __all__ = ["ObjectBasedBackend"]
@@ -65,7 +65,9 @@ class ObjectBasedBackend:
         """Matches `path` against the program's object graph without loading anything.
 
         Given the `status` of an earlier restore of `path`, also checks that every value went
-        into the object the program holds now.
+        into the object the program holds now. An unbuilt Keras optimizer whose checkpoint was
+        saved built is built first for its model's variables, as Keras's own loading does, so
+        that its slot values match now instead of waiting for the first training step.
 
         Raises:
             FormatError: `path` is a name-based (tf.compat.v1 Saver) checkpoint.
@@ -79,6 +81,8 @@ class ObjectBasedBackend:
                 "ckptkit.convert / `ckptkit convert`, or restore it in graph mode with "
                 "CheckpointManager.for_session"
             )
+        if status is None:
+            self._build_optimizers(graph)
         return match(
             graph,
             self.checkpoint,
@@ -87,6 +91,20 @@ class ObjectBasedBackend:
             name_of=_name_of,
             restored_into=_restored_into(status),
         )
+
+    def _build_optimizers(self, graph: CheckpointGraph) -> None:
+        top = dict(tf.train.TrackableView.children(self.checkpoint))
+        saved = dict(graph.nodes[0].children)
+        models = [m for m in top.values() if isinstance(m, keras.Model) and m.built]
+        for name, optimizer in top.items():
+            if not isinstance(optimizer, keras.optimizers.Optimizer) or optimizer.built:
+                continue
+            node = saved.get(name)
+            if node is None or "_trainable_variables" not in dict(graph.nodes[node].children):
+                continue  # saved before its first step: there are no slots to match
+            owners = [m for m in models if getattr(m, "optimizer", None) is optimizer] or models
+            if len(owners) == 1:
+                optimizer.build(owners[0].trainable_variables)
 
     def variables(self) -> list[tuple[NamedValue, Any]]:
         """The program's variables with their checkpoint paths, own names, shapes and dtypes."""
