@@ -26,7 +26,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ckptkit.errors import CheckpointNotFoundError, CkptkitError
+from ckptkit.errors import CkptkitError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -135,10 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "ls":
             infos = storage.list_checkpoints(args.directory)
             if not infos:
-                raise CheckpointNotFoundError(
-                    f"no checkpoint in {args.directory}: it has no state file listing one and "
-                    "no checkpoint files"
-                )
+                raise storage.no_checkpoint(args.directory)
             _ls(infos, as_json=args.json)
         elif args.command == "inspect" and args.tensor is not None:
             _tensor(args.path, args.tensor, as_json=args.json)

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import keras
 import tensorflow as tf
 
+from ckptkit import fs
 from ckptkit.config import CheckpointConfig, Retention, Schedule, as_config
 from ckptkit.errors import CheckpointSkippedWarning
 from ckptkit.manager import CheckpointManager
@@ -365,7 +366,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         directory = os.path.dirname(path)
         if directory:
             tf.io.gfile.makedirs(directory)
-        local = "://" not in path
+        local = not fs.is_remote(path)
         temporary = (
             os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(path)}")
             if local

@@ -167,7 +167,7 @@ class CheckpointManager:
         self._future_mark: float | None = None  # a mark ahead of the clock, once warned about
         self._read_directory()
         self._swept = False  # set by the first save, which takes the lock and clears leftovers
-        local = "://" not in self._directory
+        local = not fs.is_remote(self._directory)
         self._lock = WriterLock(self._directory) if local else None
         self._damaged: set[str] = set()  # committed checkpoints a restore found damaged
         self._preempted: int | None = None

@@ -50,6 +50,7 @@ __all__ = [
     "list_checkpoints",
     "mark_pending",
     "named",
+    "no_checkpoint",
     "parse_step",
     "read_state",
     "remove_leftovers",
@@ -329,6 +330,15 @@ def list_checkpoints(directory: str) -> list[CheckpointInfo]:
     return [describe(path, time) for path, time in entries]
 
 
+def no_checkpoint(directory: str) -> CheckpointNotFoundError:
+    """The error for an existing `directory` that holds no committed checkpoint."""
+    return CheckpointNotFoundError(
+        f"no checkpoint in directory {directory!r}: no '{STATE_FILE}' state file lists one, "
+        "and no checkpoint was found by its files (in a directory ckptkit writes, only one "
+        "with a valid manifest counts)"
+    )
+
+
 def resolve_checkpoint(path: str) -> str:
     """Turns a directory (its newest checkpoint), a prefix or an ``.index`` file into a prefix.
 
@@ -341,10 +351,7 @@ def resolve_checkpoint(path: str) -> str:
     if tf.io.gfile.isdir(path):
         infos = list_checkpoints(path)
         if not infos:
-            raise CheckpointNotFoundError(
-                f"no checkpoint in directory {path!r}: it has no '{STATE_FILE}' state file "
-                "listing one and no *.index files"
-            )
+            raise no_checkpoint(path)
         return infos[-1].path
     if tf.io.gfile.exists(path):
         raise CheckpointNotFoundError(

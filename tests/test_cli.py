@@ -146,9 +146,9 @@ def test_exit_codes_as_unix_tools_have_them(directory, tmp_path, capsys) -> None
         out = capsys.readouterr()
         assert out.out == ""
         assert out.err.strip().splitlines() == [
-            f"ckptkit ls: no checkpoint in {tmp_path / 'empty'}"
-            ": it has no state file listing one and no "
-            "checkpoint files"
+            f"ckptkit ls: no checkpoint in directory {str(tmp_path / 'empty')!r}: no "
+            "'checkpoint' state file lists one, and no checkpoint was found by its files (in a "
+            "directory ckptkit writes, only one with a valid manifest counts)"
         ]
 
 

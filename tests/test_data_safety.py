@@ -16,24 +16,11 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
-from helpers import worker_outcome
+from helpers import equal_to, fill, state, worker_outcome
 from pydantic import ValidationError
 
 import ckptkit
 from ckptkit import Retention
-
-
-def state() -> dict[str, tf.Variable]:
-    return {"a": tf.Variable(tf.zeros((64,))), "b": tf.Variable(tf.zeros((8, 8)))}
-
-
-def fill(variables: dict[str, tf.Variable], step: int) -> None:
-    for v in variables.values():
-        v.assign(tf.fill(v.shape, float(step)))
-
-
-def equal_to(variables: dict[str, tf.Variable], step: int) -> bool:
-    return all(bool(tf.reduce_all(v == float(step))) for v in variables.values())
 
 
 def saved(cfg: ckptkit.CheckpointConfig, steps: tuple[int, ...]) -> None:

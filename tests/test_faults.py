@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
-from helpers import ENV, worker_outcome
+from helpers import ENV, equal_to, worker_outcome
 
 import ckptkit
 
@@ -38,10 +38,6 @@ def worker(directory: str, *args: str) -> subprocess.Popen[str]:
         text=True,
         env=ENV,
     )
-
-
-def all_equal(state: dict[str, tf.Variable], step: int) -> bool:
-    return all(bool(tf.reduce_all(v == float(step))) for v in state.values())
 
 
 def assert_nothing_leaks(directory: str) -> None:
@@ -108,7 +104,7 @@ def test_sigkill_at_random_moments_never_loses_or_breaks_a_checkpoint(tmp_path) 
         assert result.step == newest_listed
         assert result.skipped == ()
         assert int(step.numpy()) == newest_listed
-        assert all_equal(state, newest_listed), f"trial {trial}: mixed state"
+        assert equal_to(state, newest_listed), f"trial {trial}: mixed state"
     assert newest_listed is not None
     assert newest_listed > 0
     # The kills must really land inside saves, or this test proves nothing.
@@ -152,7 +148,7 @@ def test_kills_timed_on_each_file_of_the_first_save_never_block_a_restart(tmp_pa
         said = [str(w.message) for w in caught]
         if result.restored:
             assert result.step == 1, f"trial {trial} ({moment})"
-            assert all_equal(state, 1), f"trial {trial} ({moment}): mixed state"
+            assert equal_to(state, 1), f"trial {trial} ({moment}): mixed state"
             outcomes["resumed"] += 1
         elif any(name.startswith("ckpt-1.") for name in os.listdir(directory)):
             assert any("starting fresh" in w for w in said), f"trial {trial}: {said}"
@@ -190,8 +186,8 @@ def test_readers_restore_while_the_writer_saves_and_deletes(tmp_path) -> None:
                 step = tf.Variable(0, dtype=tf.int64)
                 result = ckptkit.CheckpointManager(config, step=step, **state).restore()
                 again = stale.restore()  # its list is older still
-            assert all_equal(state, result.step)
-            assert all_equal(kept, again.step)
+            assert equal_to(state, result.step)
+            assert equal_to(kept, again.step)
             steps.append(again.step)
         job.send_signal(signal.SIGKILL)
         job.stdout.read()

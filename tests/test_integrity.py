@@ -10,18 +10,10 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
+from helpers import equal_to, fill, state
 
 import ckptkit
 from ckptkit import Retention
-
-
-def state() -> dict[str, tf.Variable]:
-    return {"a": tf.Variable(tf.zeros((64,))), "b": tf.Variable(tf.zeros((8, 8)))}
-
-
-def fill(variables: dict[str, tf.Variable], step: int) -> None:
-    for v in variables.values():
-        v.assign(tf.fill(v.shape, float(step)))
 
 
 @pytest.fixture
@@ -34,10 +26,6 @@ def run(config):
         fill(variables, step)
         mgr.save(step, metrics={"loss": 1.0 / step}, metadata={"note": f"step {step}"})
     return cfg
-
-
-def values_equal(variables: dict[str, tf.Variable], step: int) -> bool:
-    return all(bool(tf.reduce_all(v == float(step))) for v in variables.values())
 
 
 def newest(cfg, suffix: str) -> str:
@@ -118,7 +106,7 @@ def test_verify_names_the_bad_file_and_restore_walks_back(run, kind) -> None:
         result = mgr.restore_or_initialize(assertion="consumed")
     assert result.step == 2
     assert [os.path.basename(p) for p, _ in result.skipped] == ["ckpt-3"]
-    assert values_equal(variables, 2)
+    assert equal_to(variables, 2)
     # Training goes on: step 3 is saved again in place of the damaged one.
     fill(variables, 3)
     mgr.save(3)
@@ -133,7 +121,7 @@ def test_cheap_verification_misses_a_flipped_data_bit_but_restore_still_walks_ba
     with pytest.warns(ckptkit.CheckpointSkippedWarning, match="ckpt-3"):
         result = ckptkit.CheckpointManager(run, **variables).restore()
     assert result.step == 2  # TensorFlow's crc32c check failed on load
-    assert values_equal(variables, 2)
+    assert equal_to(variables, 2)
 
 
 def test_a_named_damaged_checkpoint_is_an_error_not_a_walk_back(run) -> None:
@@ -153,7 +141,7 @@ def test_when_every_checkpoint_is_damaged_nothing_is_restored(run) -> None:
     fill(variables, 42)
     with pytest.raises(ckptkit.CorruptCheckpointError, match=r"every checkpoint .* is damaged"):
         ckptkit.CheckpointManager(run, **variables).restore_or_initialize()
-    assert values_equal(variables, 42)
+    assert equal_to(variables, 42)
 
 
 def test_state_file_pointing_at_missing_files(run) -> None:
@@ -167,7 +155,7 @@ def test_state_file_pointing_at_missing_files(run) -> None:
     assert [c.step for c in mgr.checkpoints] == [1, 2]
     with pytest.warns(ckptkit.CheckpointSkippedWarning, match=r"ckpt-3\.index: missing"):
         assert mgr.restore().step == 2
-    assert values_equal(variables, 2)
+    assert equal_to(variables, 2)
 
 
 @pytest.mark.parametrize("damage", ["deleted", "garbage"])
@@ -182,7 +170,7 @@ def test_a_lost_or_garbage_state_file_falls_back_to_the_files(run, damage) -> No
         with pytest.warns(UserWarning, match="state file"):
             result = ckptkit.CheckpointManager(run, **variables).restore()
     assert result.step == 3
-    assert values_equal(variables, 3)
+    assert equal_to(variables, 3)
 
 
 def test_leftovers_of_interrupted_saves_are_removed_by_the_next_writer(run) -> None:
