@@ -112,10 +112,14 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         mode: ``"min"``, ``"max"``, or ``"auto"`` (the metric's own direction, as Keras).
         save_best_only: Export to `filepath` only when `monitor` improves.
         save_weights_only: Export weights (``.weights.h5``) instead of the whole model.
-        save_freq: ``"epoch"`` to save at the end of each epoch, or a number of batches.
+        save_freq: ``"epoch"`` to save at the end of each epoch, or N to save after every
+            N batches trained in this `fit` (as `ModelCheckpoint` counts them: the first
+            save comes N batches after `fit` starts or resumes, whatever the step).
         initial_value_threshold: The value `monitor` must beat for the first export.
         verbose: 1 prints a line for each save.
-        schedule: Save by steps (batches) or seconds instead of `save_freq`.
+        schedule: Save by steps or seconds instead of `save_freq`:
+            ``Schedule(every_steps=N)`` saves at each multiple of N of the global step (the
+            optimizer's iterations), so a resumed or pre-trained model keeps one rhythm.
         retention: Which checkpoints to keep (overrides the config's).
         keep_checkpoints: Keep every retained checkpoint after a successful `fit`.
         clock: Monotonic seconds for time schedules; for tests.
@@ -151,10 +155,13 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 f"save_freq must be 'epoch' or a positive number of batches "
                 f"(received save_freq={save_freq!r})"
             )
-        if schedule is not None and save_freq != "epoch":
+        config = as_config(directory, argument="directory")
+        explicit_schedule = "schedule" in config.model_fields_set
+        if save_freq != "epoch" and (schedule is not None or explicit_schedule):
             raise ValueError(
-                f"pass save_freq={save_freq!r} or schedule={schedule!r}, not both: "
-                "save_freq=N is Schedule(every_steps=N)"
+                f"pass save_freq={save_freq!r} or a schedule, not both: save_freq=N saves "
+                "after every N batches of this fit (as ModelCheckpoint), "
+                "Schedule(every_steps=N) at every multiple N of the global step"
             )
         self.filepath = None if filepath is None else os.fspath(filepath)
         _check_filepath(self.filepath, save_weights_only=save_weights_only)
@@ -164,13 +171,9 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 "filepath was given; to keep the best checkpoints in the directory use "
                 "retention=Retention(best_k=1, monitor=...)"
             )
-        config = as_config(directory, argument="directory")
-        explicit_schedule = "schedule" in config.model_fields_set
         updates: dict[str, Any] = {}
         if retention is not None:
             updates["retention"] = retention
-        if schedule is None and isinstance(save_freq, int):
-            schedule = Schedule(every_steps=save_freq)
         if schedule is not None:
             updates["schedule"] = schedule
         elif not explicit_schedule:
@@ -189,15 +192,22 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         # Validation metrics exist only in the epoch's logs: a batch-level schedule also saves
         # at each epoch end when something ranks checkpoints or exports by a metric.
         self._save_each_epoch = (
-            (schedule is None and not explicit_schedule)
+            (save_freq == "epoch" and schedule is None and not explicit_schedule)
             or self.config.retention.monitor is not None
             or (save_best_only and self.filepath is not None)
         )
         self._manager: CheckpointManager | None = None
         self._progress = _Progress()
         self._skip = 0
+        # ModelCheckpoint's count for save_freq=N: batches trained since the last batch save.
+        self._batches_since_save = 0
+        self._last_batch: int | None = None
         self.restored: RestoreResult | None = None
-        if self.config.schedule.periodic or self.config.preemption is not None:
+        if (
+            isinstance(save_freq, int)
+            or self.config.schedule.periodic
+            or self.config.preemption is not None
+        ):
             # Only then: a batch hook makes Keras wait for every batch's logs, so a callback
             # that saves per epoch must not have one.
             self.on_train_batch_end = self._on_train_batch_end
@@ -213,6 +223,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if left_open is not None:
             left_open.close()
         self._manager, self.restored, self._skip = None, None, 0
+        self._batches_since_save, self._last_batch = 0, None
         self._progress.move_to(0, 0)
         if not self._load_position():
             if self.model.built:
@@ -305,15 +316,33 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
 
     def _on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         if self._skip > 0 or batch + 1 <= self._progress.at_batch:
+            self._last_batch = batch
             return  # a batch skipped on resume
+        counted = self._count(batch)
         self._progress.move_to(self._progress.at_epoch, batch + 1)
         manager = self._ensure_open()
         step = self._step()
-        if not manager.due(step):
+        due = manager.due(step)  # the schedule's, or a termination signal
+        if not (counted or due):
             return
         if self._save_each_epoch and batch + 1 == (self.params or {}).get("steps"):
             return  # the epoch-end save follows at this step, with validation metrics
-        self._save(manager, step, self._progress.at_epoch, batch, logs, schedule=True)
+        self._save(manager, step, self._progress.at_epoch, batch, logs, schedule=due)
+
+    def _count(self, batch: int) -> bool:
+        """`ModelCheckpoint`'s rule for ``save_freq=N``: N batches trained in this `fit`.
+
+        With ``steps_per_execution`` > 1 Keras reports every few batches; the batches in
+        between count too.
+        """
+        if not isinstance(self.save_freq, int):
+            return False
+        last, self._last_batch = self._last_batch, batch
+        self._batches_since_save += batch + 1 if last is None or batch <= last else batch - last
+        if self._batches_since_save < self.save_freq:
+            return False
+        self._batches_since_save = 0
+        return True
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         """Saves (with ``save_freq="epoch"``) with the epoch's logs as metrics."""

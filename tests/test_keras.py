@@ -342,6 +342,15 @@ def test_a_time_schedule_saves_on_batches(tmp_path) -> None:
         ({"save_freq": "batch"}, "save_freq must be 'epoch' or a positive number"),
         ({"save_freq": 0}, "save_freq must be"),
         ({"save_freq": 5, "schedule": ckptkit.Schedule(every_steps=5)}, "not both"),
+        (
+            {
+                "directory": ckptkit.CheckpointConfig(
+                    directory="d", schedule=ckptkit.Schedule(every_secs=5)
+                ),
+                "save_freq": 5,
+            },
+            "not both",
+        ),
         ({"filepath": "m.h5", "save_weights_only": True}, "must end in '.weights.h5'"),
         ({"filepath": "m.weights.h5"}, "must end in '.keras'"),
         ({"filepath": "m.ckpt"}, "must end in '.keras'"),
@@ -350,8 +359,51 @@ def test_a_time_schedule_saves_on_batches(tmp_path) -> None:
     ],
 )
 def test_bad_arguments_are_refused_with_what_to_do(tmp_path, kwargs, message) -> None:
+    kwargs = {"directory": tmp_path, **kwargs}
     with pytest.raises(ValueError, match=message):
-        CheckpointCallback(tmp_path, **kwargs)
+        CheckpointCallback(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("save_freq", "epochs", "steps_per_execution"), [(15, 9, 1), (7, 4, 1), (6, 4, 2)]
+)
+def test_save_freq_counts_the_batches_of_this_fit_as_model_checkpoint(
+    tmp_path, save_freq, epochs, steps_per_execution
+) -> None:
+    """A model trained before (30 optimizer steps) saves first `save_freq` batches into fit."""
+    model = classifier()
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.5),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        steps_per_execution=steps_per_execution,
+    )
+    x, y = X[:40], Y[:40]  # 5 batches of 8 per epoch
+    model.fit(x, y, batch_size=8, epochs=6, shuffle=False, verbose=0)
+    assert int(model.optimizer.iterations) == 30
+    theirs = keras.callbacks.ModelCheckpoint(
+        str(tmp_path / "k-{epoch}-{batch}.weights.h5"), save_weights_only=True, save_freq=save_freq
+    )
+    ours = CheckpointCallback(
+        tmp_path / "ours",
+        save_freq=save_freq,
+        keep_checkpoints=True,
+        retention=ckptkit.Retention(max_to_keep=None),
+    )
+    model.fit(x, y, batch_size=8, epochs=epochs, shuffle=False, verbose=0, callbacks=[theirs, ours])
+    written = sorted(
+        tuple(int(n) for n in name.removesuffix(".weights.h5").split("-")[1:])
+        for name in os.listdir(tmp_path)
+        if name.startswith("k-")
+    )
+    assert written, "ModelCheckpoint wrote nothing: the comparison would mean nothing"
+    ours_written = []
+    for info in ckptkit.list_checkpoints(str(tmp_path / "ours")):
+        assert info.step is not None
+        meta = step_metadata(tmp_path / "ours", info.step)
+        ours_written.append((int(meta["epoch"]) + 1, int(meta["batch"])))  # type: ignore[call-overload]
+        if steps_per_execution == 1:  # else Keras may report a batch past the epoch's end
+            assert info.step == 30 + int(meta["epoch"]) * 5 + int(meta["batch"])  # type: ignore[call-overload]
+    assert sorted(ours_written) == written
 
 
 def test_a_placeholder_not_logged_names_the_logged_ones(tmp_path) -> None:
