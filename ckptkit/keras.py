@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import warnings
@@ -30,11 +31,12 @@ import tensorflow as tf
 
 from ckptkit import fs
 from ckptkit.config import CheckpointConfig, Retention, Schedule, as_config
-from ckptkit.errors import CheckpointSkippedWarning
+from ckptkit.errors import CheckpointExistsError, CheckpointSkippedWarning
 from ckptkit.manager import CheckpointManager
 from ckptkit.manifest import read_manifest
 from ckptkit.retention import Mode, direction, is_better
 from ckptkit.status import RestoreResult
+from ckptkit.storage import list_checkpoints
 from ckptkit.warn import warn
 
 __all__ = ["CheckpointCallback"]
@@ -42,6 +44,8 @@ __all__ = ["CheckpointCallback"]
 _MODES = ("auto", "min", "max")
 _EXPORT_SUFFIXES = (".keras", ".h5")
 _WEIGHTS_SUFFIX = ".weights.h5"
+# Written at the end of a successful fit that leaves checkpoints behind (best_k, keep_checkpoints).
+FINISHED_RECORD = ".ckptkit.fit-finished.json"
 
 # The manager of each directory's last `fit` in this process. `fit` interrupted by an exception
 # (Ctrl-C in a notebook) never calls on_train_end; the next `fit` closes what it left open.
@@ -88,7 +92,12 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
     the same order each time (no shuffling, or shuffling seeded per epoch). An unbuilt model
     is built from the first batch's shapes before loading. After `fit` returns, the
     checkpoints are removed (except the `best_k` best), as `BackupAndRestore` does, unless
-    `keep_checkpoints` is set.
+    `keep_checkpoints` is set; with none kept, so are the state and lock files (and the
+    directory, when nothing else is in it), and running the script again trains from scratch.
+    When checkpoints are kept, the directory records that its `fit` finished, and a rerun
+    stops with `CheckpointExistsError` rather than resume a finished run or mix a new one into
+    it (`resume_finished=True` trains on from the newest). A resumed `fit` that has no epoch
+    left to train says so in a warning.
 
     `filepath`, `monitor`, `mode`, `save_best_only`, `save_weights_only`, `save_freq`,
     `initial_value_threshold` and `verbose` mean what they mean for
@@ -122,6 +131,9 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             optimizer's iterations), so a resumed or pre-trained model keeps one rhythm.
         retention: Which checkpoints to keep (overrides the config's).
         keep_checkpoints: Keep every retained checkpoint after a successful `fit`.
+        resume_finished: When the directory holds the checkpoints kept by a `fit` that ran
+            to its end, train on from the newest of them instead of stopping with
+            `CheckpointExistsError`.
         clock: Monotonic seconds for time schedules; for tests.
 
     Raises:
@@ -143,6 +155,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         schedule: Schedule | None = None,
         retention: Retention | None = None,
         keep_checkpoints: bool = False,
+        resume_finished: bool = False,
         clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__()
@@ -186,6 +199,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.save_freq = save_freq
         self.verbose = verbose
         self.keep_checkpoints = keep_checkpoints
+        self.resume_finished = resume_finished
         self.best = initial_value_threshold
         self._direction: Literal["min", "max"] | None = None
         self._clock = clock
@@ -225,6 +239,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._manager, self.restored, self._skip = None, None, 0
         self._batches_since_save, self._last_batch = 0, None
         self._progress.move_to(0, 0)
+        self._check_finished()
         if not self._load_position():
             if self.model.built:
                 manager = self._open(restore=False)
@@ -233,10 +248,45 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             return  # else opened at the first batch's end, once Keras has built the model
         self.model._initial_epoch = self._progress.at_epoch
         self._skip = self._progress.at_batch
+        epochs = (self.params or {}).get("epochs")
+        if isinstance(epochs, int) and self._progress.at_epoch >= epochs:
+            warn(
+                f"CheckpointCallback: the newest checkpoint in {self.config.directory} is at "
+                f"the end of epoch {self._progress.at_epoch}, so fit(epochs={epochs}) has no "
+                f"epoch left to train and trains nothing; pass epochs > "
+                f"{self._progress.at_epoch} to train on, or use a new directory to train from "
+                "scratch"
+            )
         if self.model.built:
             self._open(restore=True)
         if self._skip or not self.model.built:
             self._wrap_train_function()
+
+    def _check_finished(self) -> None:
+        """Stops a rerun of a finished `fit` whose kept checkpoints it would mix with its own.
+
+        Raises:
+            CheckpointExistsError: The directory holds what a finished `fit` kept, and
+                `resume_finished` is not set.
+        """
+        record_path = os.path.join(self.config.directory, FINISHED_RECORD)
+        try:
+            record = json.loads(fs.read_bytes(record_path, limit=1 << 16))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError):
+            record = {}
+        kept = [os.path.basename(i.path) for i in list_checkpoints(self.config.directory)]
+        if kept and not self.resume_finished:
+            at = record.get("epoch") if isinstance(record, dict) else None
+            raise CheckpointExistsError(
+                f"{self.config.directory} holds the checkpoints kept by a fit that finished"
+                f"{f' after epoch {at}' if isinstance(at, int) else ''} ({', '.join(kept)}); "
+                "a new fit would write over them and mix with them. Pass "
+                "resume_finished=True to train on from the newest, or use a new directory "
+                "(or remove this one) to train from scratch"
+            )
+        fs.remove(record_path)  # nothing kept, or training on: this fit is not finished yet
 
     def _load_position(self) -> bool:
         """Loads only the training position of the newest intact checkpoint, if there is one.
@@ -452,7 +502,15 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             manager.finish(self._step(), metadata=self._position())  # Schedule.save_last_step
         else:
             self._remove_backups(manager)
-        manager.close()
+        kept = [os.path.basename(info.path) for info in manager.checkpoints]
+        if kept:  # so that a rerun does not take them for an interrupted fit's
+            record = {"epoch": self._progress.at_epoch, "step": self._step(), "kept": kept}
+            fs.write_atomic(
+                os.path.join(self.config.directory, FINISHED_RECORD),
+                json.dumps(record).encode(),
+                durable=self.config.durable,
+            )
+        manager.close(tidy=True)  # with nothing kept, nothing is left: as BackupAndRestore
         _OPEN.pop(os.path.abspath(self.config.directory), None)
 
     def _remove_backups(self, manager: CheckpointManager) -> None:

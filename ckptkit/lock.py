@@ -15,6 +15,7 @@ manager calls it before every write and commit.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -117,10 +118,19 @@ class WriterLock:
             _close(self._fd)
             self._fd = None
 
-    def release(self) -> None:
-        """Gives the lock up (also done by the kernel when the process ends)."""
+    def release(self, *, remove: bool = False) -> None:
+        """Gives the lock up (also done by the kernel when the process ends).
+
+        Args:
+            remove: Also delete the lock file, while still holding it (when it is still this
+                lock's file), so a directory left with nothing else in it can be removed.
+        """
         if self._fd is None:
             return
+        if remove:
+            with contextlib.suppress(DirectoryLockedError, OSError):
+                self.check()
+                os.unlink(self.path)
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None

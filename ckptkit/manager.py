@@ -252,10 +252,23 @@ class CheckpointManager:
         """The name of the termination signal received (with `Preemption`), or None."""
         return None if self._preempted is None else signal.Signals(self._preempted).name
 
-    def close(self) -> None:
-        """Releases the writer lock and any signal handlers; restoring and listing still work."""
+    def close(self, *, tidy: bool = False) -> None:
+        """Releases the writer lock and any signal handlers; restoring and listing still work.
+
+        Args:
+            tidy: When this manager wrote to the directory and no checkpoint is listed there
+                any more, also remove the state file and the lock file, and the directory
+                itself when nothing else is in it, so that no trace is left.
+        """
+        tidy = tidy and self._swept and not self._entries
+        if tidy:
+            with contextlib.suppress(OSError):
+                storage.remove_state(self._directory)
         if self._lock is not None:
-            self._lock.release()
+            self._lock.release(remove=tidy)
+        if tidy and not fs.is_remote(self._directory):
+            with contextlib.suppress(OSError):
+                os.rmdir(self._directory)  # only when empty: exports and others' files stay
         for number, previous in self._previous_handlers.items():
             signal.signal(number, previous)
         self._previous_handlers.clear()

@@ -230,6 +230,15 @@ def write_state(
     fs.write_atomic(os.path.join(directory, STATE_FILE), text.encode(), durable=durable)
 
 
+def remove_state(directory: str) -> None:
+    """Removes the state file of `directory` (a link as a name); a missing one is no error.
+
+    Raises:
+        OSError: It could not be removed.
+    """
+    fs.remove(os.path.join(directory, STATE_FILE))
+
+
 def checkpoint_files(path: str) -> list[str]:
     """The files of checkpoint `path`: index, data shards, meta graph, then the manifest."""
     directory, name = os.path.split(path)

@@ -71,8 +71,8 @@ def test_sigkill_mid_epoch_then_rerun_equals_an_uninterrupted_fit(tmp_path, unin
     assert run_worker(run, tmp_path / "resumed.npz") == f"resumed {newest.step}"
     for a, b in zip(weights(tmp_path / "resumed.npz"), uninterrupted, strict=True):
         np.testing.assert_array_equal(a, b)
-    # A successful fit removes the backups, as BackupAndRestore does.
-    assert ckptkit.list_checkpoints(str(run)) == []
+    # A successful fit removes the backups and leaves nothing, as BackupAndRestore does.
+    assert not run.exists()
 
 
 def test_a_corrupted_newest_backup_falls_back_to_the_previous_one(tmp_path, uninterrupted) -> None:
@@ -439,5 +439,63 @@ def test_a_warning_during_fit_points_at_the_fit_call(tmp_path) -> None:
     data = Path(f"{newest.path}.data-00000-of-00001")
     data.write_bytes(data.read_bytes()[:10])
     with pytest.warns(ckptkit.CheckpointSkippedWarning) as caught:
-        fit(classifier(), [CheckpointCallback(run, save_freq=2)], epochs=2)
+        fit(classifier(), [CheckpointCallback(run, save_freq=2, resume_finished=True)], epochs=2)
     assert {w.filename for w in caught} == {__file__}
+
+
+def test_a_finished_fit_leaves_only_what_the_user_asked_for(tmp_path) -> None:
+    fit(classifier(), [CheckpointCallback(tmp_path / "run", save_freq=3)], epochs=2)
+    assert not (tmp_path / "run").exists()
+    run = tmp_path / "with-export"
+    fit(classifier(), [CheckpointCallback(run, str(run / "last.keras"))], epochs=2)
+    assert os.listdir(run) == ["last.keras"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    fit(classifier(), [CheckpointCallback(mine)], epochs=2)
+    assert os.listdir(mine) == ["notes.txt"]
+
+
+def test_rerunning_a_fit_that_kept_nothing_trains_from_scratch(tmp_path) -> None:
+    first = classifier()
+    fit(first, [CheckpointCallback(tmp_path / "run")], epochs=2)
+    again = classifier()
+    history = fit(again, [CheckpointCallback(tmp_path / "run")], epochs=2)
+    assert history.epoch == [0, 1]
+    for a, b in zip(first.get_weights(), again.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"retention": ckptkit.Retention(max_to_keep=1, best_k=1, monitor="val_loss")},
+        {"keep_checkpoints": True},
+    ],
+    ids=["best_k", "keep_checkpoints"],
+)
+def test_rerunning_a_finished_fit_that_kept_checkpoints_stops_and_says_why(
+    tmp_path, options
+) -> None:
+    run = tmp_path / "run"
+    fit(classifier(), [CheckpointCallback(run, **options)], epochs=3)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    kept = [Path(i.path).name for i in ckptkit.list_checkpoints(str(run))]
+    assert kept
+    model = classifier()
+    untrained = model.get_weights()
+    with pytest.raises(ckptkit.CheckpointExistsError, match="resume_finished=True") as caught:
+        fit(model, [CheckpointCallback(run, **options)], epochs=3)
+    assert all(name in str(caught.value) for name in kept)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    for a, b in zip(untrained, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    with pytest.warns(UserWarning, match=r"fit\(epochs=3\) has no epoch left to train"):
+        history = fit(classifier(), [CheckpointCallback(run, resume_finished=True, **options)], 3)
+    assert history.epoch == []
+    history = fit(classifier(), [CheckpointCallback(run, resume_finished=True, **options)], 5)
+    newest = int(step_metadata(run, ckptkit.list_checkpoints(str(run))[-1].step or 0)["epoch"])  # type: ignore[call-overload]
+    assert history.epoch[0] >= 1
+    assert history.epoch[-1] == 4
+    assert newest == 5
