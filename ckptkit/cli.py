@@ -419,6 +419,7 @@ def _convert(args: argparse.Namespace) -> None:
                 "matched": list(report.matched),
                 "left_out": list(report.left_out),
                 "unused_checkpoint_values": list(report.unused_checkpoint_values),
+                "deferred_checkpoint_values": list(report.deferred_checkpoint_values),
                 "unrestored_objects": list(report.unrestored_objects),
             }
         )

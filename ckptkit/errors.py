@@ -131,6 +131,11 @@ class RestoreMismatchError(CkptkitError, AssertionError):
         return self.report.unused_checkpoint_values
 
     @property
+    def deferred_checkpoint_values(self) -> tuple[str, ...]:
+        """Checkpoint entries waiting for program objects that do not exist yet."""
+        return self.report.deferred_checkpoint_values
+
+    @property
     def unrestored_objects(self) -> tuple[str, ...]:
         """Program variables that found no value in the checkpoint."""
         return self.report.unrestored_objects

@@ -85,6 +85,7 @@ class CheckpointGraph:
 ChildrenFn = Callable[[object], Mapping[str, object]]
 DescribeFn = Callable[[object], "ValueSpec | None"]
 NameFn = Callable[[object], str]
+WaitingFn = Callable[[object], bool]
 
 
 def match(
@@ -94,9 +95,14 @@ def match(
     children: ChildrenFn,
     describe: DescribeFn,
     name_of: NameFn,
+    waiting: WaitingFn = lambda obj: False,
     restored_into: Mapping[int, object] | None = None,
 ) -> RestoreReport:
     """Compares `graph` with the program reachable from `root`.
+
+    A checkpoint value with no program object is deferred when the nearest program object
+    on its path is `waiting` (will create its children later, as an unbuilt Keras layer
+    does: TensorFlow hands the value over then), else unused.
 
     Args:
         graph: The checkpoint side.
@@ -104,6 +110,7 @@ def match(
         children: Returns an object's named children.
         describe: Returns what an object holds, or None when it holds no state of its own.
         name_of: An object's own name (e.g. a variable's), for the report.
+        waiting: Whether an object has yet to create its children (variables).
         restored_into: After a restore, the object each checkpoint node's value was actually
             loaded into. A program object that is not that object (the program replaced the
             variable after the value arrived) counts as not restored.
@@ -114,16 +121,23 @@ def match(
     program = _walk_program(root, children)
     kids_of = {id(entry.obj): entry.kids for entry in program}
     matched: dict[int, object] = {0: root}
+    # The nearest matched node on the path to each unmatched node, where TensorFlow parks the
+    # value until the object is created.
+    parked: dict[int, int] = {}
     queue = deque([0])
     while queue:
         node_id = queue.popleft()
-        kids = kids_of.get(id(matched[node_id]), {})
+        kids = kids_of.get(id(matched[node_id]), {}) if node_id in matched else {}
         for name, child_id in graph.nodes[node_id].children:
             if child_id in matched or (node_id == 0 and name in IGNORED_ROOT_CHILDREN):
                 continue
             child = kids.get(name)
-            if child is not None:
+            if child is not None:  # also when parked first: any matched path counts
+                parked.pop(child_id, None)
                 matched[child_id] = child
+                queue.append(child_id)
+            elif child_id not in parked:
+                parked[child_id] = parked.get(node_id, node_id)
                 queue.append(child_id)
     _match_slots(graph, matched)
 
@@ -131,6 +145,7 @@ def match(
     ignored = {cid for name, cid in graph.nodes[0].children if name in IGNORED_ROOT_CHILDREN}
     matched_names: list[str] = []
     unused: list[str] = []
+    deferred: list[str] = []
     lost: list[str] = []  # loaded into an object the program no longer holds
     mismatches: list[Mismatch] = []
     for node_id, node in enumerate(graph.nodes):
@@ -138,18 +153,19 @@ def match(
             continue
         obj = matched.get(node_id)
         if obj is None:
-            unused.append(node.display_name)
+            owner = matched.get(parked.get(node_id, -1))
+            (deferred if owner is not None and waiting(owner) else unused).append(node.display_name)
             continue
         target = restored_into.get(node_id) if restored_into is not None else None
         if target is not None and target is not obj and obj is not _SLOT:
             lost.append(node.display_name)
             continue
-        matched_names.append(node.display_name)
         live = describe(obj) if obj is not _SLOT and node.value.shape is not None else None
-        if live is not None:
-            mismatch = _mismatch(node, live)
-            if mismatch is not None:
-                mismatches.append(mismatch)
+        mismatch = None if live is None else _mismatch(node, live)
+        if mismatch is not None:
+            mismatches.append(mismatch)
+        else:
+            matched_names.append(node.display_name)
     unrestored = [
         _program_name(_path(program, index), name_of(entry.obj))
         for index, entry in enumerate(program)
@@ -162,6 +178,7 @@ def match(
         checkpoint=graph.path,
         matched=tuple(matched_names),
         unused_checkpoint_values=tuple(unused),
+        deferred_checkpoint_values=tuple(deferred),
         unrestored_objects=tuple(unrestored),
         mismatches=tuple(mismatches),
     )

@@ -54,8 +54,10 @@ class RestoreReport:
     Attributes:
         checkpoint: Path of the checkpoint compared.
         matched: Checkpoint entries that have a program object to go to.
-        unused_checkpoint_values: Checkpoint entries no program object takes (yet: objects
-            created later, such as an unbuilt Keras model's weights, still receive them).
+        unused_checkpoint_values: Checkpoint entries no program object takes.
+        deferred_checkpoint_values: Checkpoint entries waiting for objects not created yet
+            (an unbuilt Keras model's or optimizer's variables): TensorFlow loads them when
+            those are created. Check with `RestoreResult.assert_restored` then.
         unrestored_objects: Program variables with no value in the checkpoint.
         mismatches: Matched variables whose shape or dtype differ.
         left_out: Checkpoint entries a key map left out on purpose (name-based restores).
@@ -64,6 +66,7 @@ class RestoreReport:
     checkpoint: str
     matched: tuple[str, ...] = ()
     unused_checkpoint_values: tuple[str, ...] = ()
+    deferred_checkpoint_values: tuple[str, ...] = ()
     unrestored_objects: tuple[str, ...] = ()
     mismatches: tuple[Mismatch, ...] = ()
     left_out: tuple[str, ...] = ()
@@ -77,6 +80,11 @@ class RestoreReport:
             problems.append(f"{len(self.unrestored_objects)} program variable(s) not restored")
         if assertion == "consumed" and self.unused_checkpoint_values:
             problems.append(f"{len(self.unused_checkpoint_values)} checkpoint value(s) unused")
+        if assertion == "consumed" and self.deferred_checkpoint_values:
+            problems.append(
+                f"{len(self.deferred_checkpoint_values)} checkpoint value(s) deferred until "
+                "their objects are created"
+            )
         if assertion == "nontrivial_match" and not self.matched:
             problems.append("no program variable matched any checkpoint value")
         return problems
@@ -93,6 +101,10 @@ class RestoreReport:
             ("shape/dtype mismatch(es)", self.mismatches),
             ("program variable(s) not restored", self.unrestored_objects),
             ("checkpoint value(s) no program object takes", self.unused_checkpoint_values),
+            (
+                "checkpoint value(s) deferred: loaded when their objects are created",
+                self.deferred_checkpoint_values,
+            ),
             ("checkpoint value(s) left out by the key map", self.left_out),
         ]
         for title, items in sections:
@@ -139,8 +151,10 @@ def check_assertion(
         )
     else:
         hint = (
-            "Nothing was loaded. Use assertion='existing_objects_matched' for objects created "
-            "later (deferred restore) or assertion='partial' to load a subset on purpose."
+            "Nothing was loaded. Build the model (and its optimizer) before restoring, or "
+            "use assertion='existing_objects_matched' for objects created later (deferred "
+            "restore) and check with result.assert_restored() once they exist; "
+            "assertion='partial' loads a subset on purpose."
         )
     raise error(
         f"restore check {assertion!r} failed: {'; '.join(problems)}.\n{report.format()}\n{hint}",

@@ -89,6 +89,7 @@ class ObjectBasedBackend:
             children=_children,
             describe=_describe,
             name_of=_name_of,
+            waiting=_waiting,
             restored_into=_restored_into(status),
         )
 
@@ -162,6 +163,11 @@ def _describe(obj: object) -> ValueSpec | None:
     if _trackable(obj) and saveable_object_util.saveable_objects_from_trackable(obj):
         return ValueSpec(None, None)
     return None
+
+
+def _waiting(obj: object) -> bool:
+    """An unbuilt Keras layer, model or optimizer creates its variables later."""
+    return isinstance(obj, (keras.layers.Layer, keras.optimizers.Optimizer)) and not obj.built
 
 
 def _name_of(obj: object) -> str:
