@@ -322,9 +322,11 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             rng=_seed_states(model),
         )
         _OPEN[os.path.abspath(self.config.directory)] = manager = self._manager
+        # Takes the writer lock now, so a second job on the directory stops before it trains.
+        result = manager.restore_or_initialize()
         if not restore:
             return manager
-        self.restored = manager.restore()
+        self.restored = result
         manifest = None if self.restored.path is None else read_manifest(self.restored.path)
         best = None if manifest is None else manifest.metadata.get("export_best")
         if isinstance(best, (int, float)):

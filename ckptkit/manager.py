@@ -726,9 +726,18 @@ class CheckpointManager:
     def restore_or_initialize(self, *, assertion: Assertion | None = None) -> RestoreResult:
         """Restores the newest checkpoint if there is one; otherwise leaves the program as is.
 
+        This is how a training job starts, so it also takes the directory's writer lock (as
+        the first save would): a second job writing to the same directory is stopped here,
+        before it trains, rather than at its first save. Where the lock cannot be taken for
+        another reason (a read-only directory), restoring goes on and the first save reports it.
+
         Returns:
             ``restored=False`` for a fresh start, else as `restore`.
+
+        Raises:
+            DirectoryLockedError: Another manager is writing to this directory.
         """
+        self._lock_early()
         if not self._entries:
             left = storage.uncommitted(self._directory, self._config.prefix)
             if left:
@@ -742,6 +751,18 @@ class CheckpointManager:
                 )
             return RestoreResult(restored=False)
         return self.restore(assertion=assertion)
+
+    def _lock_early(self) -> None:
+        if self._lock is None or self._lock.held:
+            return
+        try:
+            tf.io.gfile.makedirs(self._directory)
+            self._lock.acquire()
+        except DirectoryLockedError:
+            raise
+        except (tf.errors.OpError, OSError):
+            return  # e.g. a read-only directory: a save would fail anyway, and says why
+        self._read_directory()  # another writer may have committed since this manager read it
 
     def _select(self, step: int | None, path: str | None) -> str:
         if step is not None and path is not None:

@@ -32,7 +32,6 @@ from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
 
 from ckptkit import fs
 from ckptkit.errors import CheckpointNotFoundError, CorruptCheckpointError
-from ckptkit.lock import LOCK_FILE
 from ckptkit.manifest import MANIFEST_SUFFIX, file_problems, read_manifest
 from ckptkit.warn import warn
 
@@ -272,11 +271,13 @@ def describe(path: str, time: float | None = None) -> CheckpointInfo:
 def _scan(directory: str) -> list[tuple[str, float]]:
     """Checkpoints found by their files, for directories without a usable state file.
 
-    In a directory ckptkit writes, a checkpoint counts only with a valid manifest (written
-    after TensorFlow finished); elsewhere every ``*.index`` counts.
+    In a directory ckptkit writes (it holds manifests, or the ``.pending`` mark a save leaves
+    until its manifest exists), a checkpoint counts only with a valid manifest (written after
+    TensorFlow finished); elsewhere every ``*.index`` counts. The lock file says nothing: a
+    ckptkit writer takes it in others' directories too.
     """
     names = fs.listdir(directory)
-    ours = LOCK_FILE in names or any(n.endswith(MANIFEST_SUFFIX) for n in names)
+    ours = any(n.endswith((MANIFEST_SUFFIX, PENDING_SUFFIX)) for n in names)
     suffix = MANIFEST_SUFFIX if ours else ".index"
     found = []
     for name in names:

@@ -180,6 +180,12 @@ def plant(path: Path, kind: str, outside: Path) -> None:
         path.symlink_to("/dev/zero")
 
 
+def restore_or_initialize(cfg: ckptkit.CheckpointConfig, v: tf.Variable) -> ckptkit.RestoreResult:
+    """A job's start; its writer lock is released for the writer the test makes next."""
+    with ckptkit.CheckpointManager(cfg, v=v) as mgr:
+        return mgr.restore_or_initialize()
+
+
 @pytest.mark.parametrize("kind", SPECIAL)
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_special_files_in_place_of_checkpoint_files(tmp_path, target, kind) -> None:
@@ -202,7 +208,7 @@ def test_special_files_in_place_of_checkpoint_files(tmp_path, target, kind) -> N
         listed = bounded(lambda: [c.step for c in ckptkit.list_checkpoints(cfg.directory)])
         report = bounded(lambda: ckptkit.verify(cfg.directory, full=True))
         v = tf.Variable(tf.fill((4,), -1.0))
-        restored = bounded(lambda: ckptkit.CheckpointManager(cfg, v=v).restore_or_initialize())
+        restored = bounded(lambda: restore_or_initialize(cfg, v))
         writer = ckptkit.CheckpointManager(
             cfg.model_copy(update={"retention": Retention(max_to_keep=1)}), v=v
         )

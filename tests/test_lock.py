@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
 import ckptkit
+from ckptkit.keras import CheckpointCallback
 
 WORKER = Path(__file__).with_name("workers") / "train_forever.py"
 
@@ -29,6 +32,35 @@ def test_a_second_writer_gets_a_clear_error(config) -> None:
     first.close()
     second.save(2)
     assert [c.step for c in second.checkpoints] == [1, 2]
+
+
+def test_a_second_writer_is_told_when_it_starts_before_it_trains(config, tmp_path) -> None:
+    cfg = config()
+    first = ckptkit.CheckpointManager(cfg, v=tf.Variable(1.0))
+    assert not first.restore_or_initialize().restored  # a fresh directory: created, locked
+    second = ckptkit.CheckpointManager(cfg, v=tf.Variable(2.0))
+    with pytest.raises(ckptkit.DirectoryLockedError, match=f"pid {os.getpid()}"):
+        second.restore_or_initialize()
+    first.save(1)
+    first.close()
+    assert second.restore_or_initialize().step == 1
+    second.close()
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    before = model.get_weights()
+    with ckptkit.CheckpointManager(cfg, v=tf.Variable(1.0)) as holder:
+        holder.restore_or_initialize()
+        with pytest.raises(ckptkit.DirectoryLockedError):
+            model.fit(
+                np.ones((8, 2)),
+                np.ones((8, 1)),
+                epochs=2,
+                verbose=0,
+                callbacks=[CheckpointCallback(cfg.directory)],
+            )
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # stopped before the first batch
 
 
 def test_the_context_manager_releases_the_lock(config) -> None:

@@ -26,6 +26,7 @@ def test_fresh_start_then_resume_restores_every_object(config) -> None:
         net.l1.kernel.assign_add(tf.ones_like(net.l1.kernel))
         mgr.maybe_save(step)
     assert [c.step for c in mgr.checkpoints] == [5, 10]
+    mgr.close()  # the job ends; a new one starts
 
     net2, step2 = Net(), tf.Variable(0, dtype=tf.int64)
     it2 = iter(tf.data.Dataset.range(100))
