@@ -2,17 +2,60 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
 
+from ckptkit.cli import main
+
 WORKERS = Path(__file__).with_name("workers")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs the ``ckptkit`` command in this process: its exit status, stdout and stderr.
+
+    The same `main` that ``python -m ckptkit`` runs (`test_cli` runs one real process too),
+    without paying for a new interpreter and TensorFlow import per call.
+    """
+    out, err = io.StringIO(), io.StringIO()
+    here = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with (
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("always")  # printed to stderr, as in a process of its own
+            warnings.showwarning = _print_warning
+            try:
+                code = main(list(args))
+            except SystemExit as e:  # argparse's usage errors
+                code = e.code if isinstance(e.code, int) else 2
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(["ckptkit", *args], code, out.getvalue(), err.getvalue())
+
+
+def _print_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def worker_outcome(script: str, *args: str, timeout: float = 300) -> dict[str, Any]:

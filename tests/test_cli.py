@@ -1,4 +1,4 @@
-"""The `ckptkit` command, run as a real process (exit codes, stdout JSON, one-line errors)."""
+"""The `ckptkit` command (exit codes, stdout JSON, one-line errors); in-process but for one test."""
 
 from __future__ import annotations
 
@@ -11,15 +11,10 @@ import sys
 import pytest
 import tensorflow as tf
 from conftest import Net, make_model
+from helpers import cli as run
 
 import ckptkit
 from ckptkit.cli import main
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ckptkit", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 @pytest.fixture
@@ -31,6 +26,19 @@ def directory(config):
     net.l2.bias.assign([3.0])
     mgr.save(20)
     return cfg.directory
+
+
+def test_the_command_runs_as_a_process(directory) -> None:
+    """The one real process: the entry point, pure JSON on stdout, nothing on stderr."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ckptkit", "ls", directory, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [row["step"] for row in json.loads(done.stdout)] == [10, 20]
+    assert done.stderr == ""
 
 
 def test_ls_json_is_pure_json(directory) -> None:

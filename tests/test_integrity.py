@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import tensorflow as tf
-from helpers import equal_to, fill, state
+from helpers import cli, equal_to, fill, state
 
 import ckptkit
 from ckptkit import Retention
@@ -200,11 +198,6 @@ def test_leftovers_of_interrupted_saves_are_removed_by_the_next_writer(run) -> N
 
 
 def test_cli_verify_exit_codes_and_json(run) -> None:
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "ckptkit", *args], capture_output=True, text=True, timeout=120
-        )
-
     assert cli("verify", run.directory).returncode == 0
     truncate(newest(run, ".data-00000-of-00001"))
     done = cli("verify", run.directory, "--json")
@@ -221,12 +214,7 @@ def test_cli_verify_exit_codes_and_json(run) -> None:
 
 
 def test_ls_json_shows_manifest_metrics(run) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "ckptkit", "ls", run.directory, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = cli("ls", run.directory, "--json")
     rows = json.loads(done.stdout)
     assert [r["metrics"]["loss"] for r in rows] == pytest.approx([1.0, 0.5, 1 / 3])
     assert rows[-1]["metadata"] == {"note": "step 3"}

@@ -13,12 +13,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import ENV, WORKERS, cli
 
 import ckptkit
 from ckptkit.keras import CheckpointCallback
-
-WORKERS = Path(__file__).with_name("workers")
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def run_worker(directory: Path, out: Path, *, kill_after: int | None = None) -> str:
@@ -241,13 +239,7 @@ def test_metrics_and_position_are_in_the_manifest_and_ls(tmp_path) -> None:
     assert set(manifest["metrics"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert manifest["metadata"]["epoch"] == 2
     assert manifest["metadata"]["batch"] == 0
-    out = subprocess.run(
-        [sys.executable, "-m", "ckptkit", "ls", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env={**ENV, "COLUMNS": "200"},
-        check=True,
-    ).stdout
+    out = cli("ls", str(tmp_path)).stdout
     assert "val_loss=" in out
 
 

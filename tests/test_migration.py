@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import cli as run
 
 import ckptkit
 
@@ -44,16 +43,6 @@ def keras_dnn() -> keras.Model:
             keras.layers.Dense(4, activation="relu", name="hiddenlayer_1"),
             keras.layers.Dense(3, name="logits"),
         ],
-    )
-
-
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ckptkit", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
     )
 
 
