@@ -6,9 +6,16 @@ import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["lint", "typecheck", "tests", "examples"]
+nox.options.sessions = ["lint", "typecheck", "tests", "slow", "examples", "oldest"]
 
 PYTHON = None  # the interpreter nox itself runs on (>= 3.10)
+# The lower bounds of pyproject.toml's dependencies, as `nox -s oldest` installs them.
+OLDEST = ("tensorflow==2.16.2", "keras==3.3.3", "pydantic==2.6.4", "rich==13.0.0")
+# Modules without TensorFlow whose docstring examples run as tests.
+PURE_MODULES = tuple(
+    f"ckptkit/{name}.py"
+    for name in ("config", "keymap", "matching", "retention", "run_config", "schedule", "status")
+)
 # Pinned: a new release's new rules or inferences must not turn CI red on unchanged code.
 RUFF = "ruff==0.17.6"
 MYPY = "mypy==2.4.1"
@@ -23,9 +30,25 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The whole test suite, with real TensorFlow, files and processes."""
+    """The test suite but the `slow` tests, and the pure modules' docstring examples."""
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-m", "not slow", *session.posargs)
+    if not session.posargs:
+        session.run("pytest", "--doctest-modules", *PURE_MODULES)
+
+
+@nox.session(python=PYTHON)
+def slow(session: nox.Session) -> None:
+    """The `slow` tests: real kills of worker processes, preemption signals, the examples."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "slow", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def oldest(session: nox.Session) -> None:
+    """The `tests` session's tests on the oldest versions pyproject.toml allows."""
+    session.install("-e", ".[test]", *OLDEST)
+    session.run("pytest", "-m", "not slow", *session.posargs)
 
 
 @nox.session(python=PYTHON)

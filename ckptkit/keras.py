@@ -409,7 +409,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
 
     def _step(self) -> int:
         """The number of batches trained, which names checkpoints: the optimizer's count."""
-        return int(self.model.optimizer.iterations)
+        return int(self.model.optimizer.iterations.numpy())  # Keras 3.3 variables lack __int__
 
     def _save(
         self,

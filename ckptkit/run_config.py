@@ -79,7 +79,8 @@ class RunConfigFields(BaseModel):
         600.0
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # protected_namespaces: pydantic < 2.10 warns that "model_dir" starts like its own "model_*".
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
     model_dir: str = Field(min_length=1)
     save_checkpoints_steps: int | None = Field(default=None, gt=0)

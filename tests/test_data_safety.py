@@ -309,6 +309,7 @@ def test_no_inode_left_for_the_lock_file_is_a_disk_full_error(tmp_path) -> None:
             ckptkit.CheckpointManager(cfg, v=tf.Variable(1.0)).save(1)
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_writing_the_state_file_leaves_no_temporary_file(tmp_path) -> None:
     directory = tmp_path / "run"
     outcome = worker_outcome("state_write_fails.py", str(directory))

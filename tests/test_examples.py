@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each example in a process of its own: `nox -s slow`
+
 EXAMPLES = Path(__file__).parent.parent / "examples"
 NOISE = ("I0000", "absl::InitializeLog", "cuda drivers", "oneDNN")
 

@@ -27,6 +27,8 @@ sys.path.insert(0, str(WORKERS))
 
 import train_forever  # noqa: E402
 
+pytestmark = pytest.mark.slow  # real kills of worker processes: `nox -s slow`
+
 TRIALS = int(os.environ.get("CKPTKIT_FAULT_TRIALS", "30"))
 
 

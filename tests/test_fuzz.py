@@ -16,6 +16,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a worker process over 150 crafted files: `nox -s slow`
+
 WORKER = Path(__file__).with_name("workers") / "fuzz_files.py"
 CASES = int(os.environ.get("CKPTKIT_FUZZ_CASES", "150"))
 

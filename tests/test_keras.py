@@ -57,6 +57,7 @@ def step_metadata(directory: Path, step: int) -> dict[str, object]:
     return dict(json.loads(manifest)["metadata"])
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_rerun_equals_an_uninterrupted_fit(tmp_path, uninterrupted) -> None:
     run = tmp_path / "run"
     assert run_worker(run, tmp_path / "killed.npz", kill_after=14) == "fresh"
@@ -73,6 +74,7 @@ def test_sigkill_mid_epoch_then_rerun_equals_an_uninterrupted_fit(tmp_path, unin
     assert not run.exists()
 
 
+@pytest.mark.slow
 def test_a_corrupted_newest_backup_falls_back_to_the_previous_one(tmp_path, uninterrupted) -> None:
     run = tmp_path / "run"
     run_worker(run, tmp_path / "killed.npz", kill_after=14)
@@ -208,7 +210,7 @@ def test_auto_mode_is_inferred_as_keras_does(tmp_path) -> None:
             str(tmp_path / f"k-{monitor}.keras"), monitor=monitor, save_best_only=True
         )
         fit(classifier(), [ours, theirs], epochs=1)
-        expected = "min" if theirs.monitor_op is keras.ops.less else "max"
+        expected = "min" if theirs.monitor_op in (keras.ops.less, np.less) else "max"
         assert ours._direction == expected, monitor
 
 
@@ -253,7 +255,7 @@ def test_plain_tensorflow_restores_the_callbacks_checkpoints(tmp_path) -> None:
     ).expect_partial().assert_existing_objects_matched()
     for a, b in zip(trained.get_weights(), fresh.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert int(fresh.optimizer.iterations) == 8
+    assert int(fresh.optimizer.iterations.numpy()) == 8
 
 
 @pytest.mark.parametrize("kind", ["sequential", "functional", "subclassed"])
@@ -357,21 +359,23 @@ def test_bad_arguments_are_refused_with_what_to_do(tmp_path, kwargs, message) ->
 
 
 @pytest.mark.parametrize(
-    ("save_freq", "epochs", "steps_per_execution"), [(15, 9, 1), (7, 4, 1), (6, 4, 2)]
+    ("save_freq", "epochs", "batches", "steps_per_execution"),
+    [(15, 9, 5, 1), (7, 4, 5, 1), (6, 4, 6, 2)],
 )
 def test_save_freq_counts_the_batches_of_this_fit_as_model_checkpoint(
-    tmp_path, save_freq, epochs, steps_per_execution
+    tmp_path, save_freq, epochs, batches, steps_per_execution
 ) -> None:
-    """A model trained before (30 optimizer steps) saves first `save_freq` batches into fit."""
+    """A model trained before (6 epochs) saves first `save_freq` batches into the next fit."""
     model = classifier()
     model.compile(
         optimizer=keras.optimizers.SGD(0.5),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         steps_per_execution=steps_per_execution,
     )
-    x, y = X[:40], Y[:40]  # 5 batches of 8 per epoch
+    x, y = X[: batches * 8], Y[: batches * 8]  # batches of 8
     model.fit(x, y, batch_size=8, epochs=6, shuffle=False, verbose=0)
-    assert int(model.optimizer.iterations) == 30
+    prior = int(model.optimizer.iterations.numpy())
+    assert prior == 6 * batches
     theirs = keras.callbacks.ModelCheckpoint(
         str(tmp_path / "k-{epoch}-{batch}.weights.h5"), save_weights_only=True, save_freq=save_freq
     )
@@ -393,8 +397,8 @@ def test_save_freq_counts_the_batches_of_this_fit_as_model_checkpoint(
         assert info.step is not None
         meta = step_metadata(tmp_path / "ours", info.step)
         ours_written.append((int(meta["epoch"]) + 1, int(meta["batch"])))  # type: ignore[call-overload]
-        if steps_per_execution == 1:  # else Keras may report a batch past the epoch's end
-            assert info.step == 30 + int(meta["epoch"]) * 5 + int(meta["batch"])  # type: ignore[call-overload]
+        if steps_per_execution == 1:  # else Keras 3.3 reports the first batch of the call
+            assert info.step == prior + int(meta["epoch"]) * batches + int(meta["batch"])  # type: ignore[call-overload]
     assert sorted(ours_written) == written
 
 

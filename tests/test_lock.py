@@ -70,6 +70,7 @@ def test_the_context_manager_releases_the_lock(config) -> None:
     ckptkit.CheckpointManager(cfg, v=tf.Variable(1.0)).save(2)
 
 
+@pytest.mark.slow
 def test_a_writer_in_another_process_holds_the_lock_until_it_is_killed(tmp_path) -> None:
     directory = str(tmp_path / "run")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

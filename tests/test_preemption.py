@@ -28,6 +28,7 @@ def start(directory: str, *extra: str) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_termination_signal_saves_at_the_next_step_and_exits(tmp_path, sig) -> None:
     directory = str(tmp_path / "run")
@@ -53,6 +54,7 @@ def test_a_termination_signal_saves_at_the_next_step_and_exits(tmp_path, sig) ->
         again.communicate()
 
 
+@pytest.mark.slow
 def test_without_exit_training_goes_on_and_the_flag_says_why(tmp_path) -> None:
     directory = str(tmp_path / "run")
     with start(directory, "--no-exit") as worker:

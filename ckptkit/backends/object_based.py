@@ -21,6 +21,13 @@ from ckptkit.status import RestoreReport
 
 __all__ = ["ObjectBasedBackend"]
 
+# Every Keras 3 variable's base class. In Keras 3.3 `keras.Variable` is an export shim that the
+# backend's variables do not derive from, so `isinstance(v, keras.Variable)` is False there.
+_KERAS_VARIABLE: type = next(
+    (c for c in keras.Variable.__mro__ if c.__module__ == "keras.src.backend.common.variables"),
+    keras.Variable,
+)
+
 
 class ObjectBasedBackend:
     """Saves and restores a `tf.train.Checkpoint` built from named trackables.
@@ -111,7 +118,7 @@ class ObjectBasedBackend:
         """The program's variables with their checkpoint paths, own names, shapes and dtypes."""
         found = []
         for path, obj in walk_paths(self.checkpoint, _children):
-            if isinstance(obj, (tf.Variable, keras.Variable)):
+            if isinstance(obj, (tf.Variable, _KERAS_VARIABLE)):
                 spec = _describe(obj)
                 assert spec is not None
                 own = _name_of(obj)
@@ -146,7 +153,7 @@ def _trackable(value: Any) -> bool:
 def _children(obj: object) -> Mapping[str, object]:
     # Variables are leaves of a checkpoint's object graph; skipping them saves one TensorFlow
     # call per variable, which adds up on programs with thousands of them.
-    if isinstance(obj, (tf.Variable, keras.Variable)) or not _trackable(obj):
+    if isinstance(obj, (tf.Variable, _KERAS_VARIABLE)) or not _trackable(obj):
         return {}
     return dict(tf.train.TrackableView.children(obj))
 
@@ -158,7 +165,7 @@ def _describe(obj: object) -> ValueSpec | None:
         except ValueError:  # unknown rank
             return ValueSpec(None, obj.dtype.name)
         return ValueSpec(None if None in dims else tuple(dims), obj.dtype.name)
-    if isinstance(obj, keras.Variable):
+    if isinstance(obj, _KERAS_VARIABLE):
         return ValueSpec(tuple(obj.shape), str(obj.dtype))
     if _trackable(obj) and saveable_object_util.saveable_objects_from_trackable(obj):
         return ValueSpec(None, None)
@@ -173,6 +180,6 @@ def _waiting(obj: object) -> bool:
 def _name_of(obj: object) -> str:
     if isinstance(obj, tf.Variable):
         return str(obj.name).removesuffix(":0")
-    if isinstance(obj, keras.Variable):
+    if isinstance(obj, _KERAS_VARIABLE):
         return str(obj.path)
     return ""
