@@ -23,7 +23,7 @@ __all__ = ["ObjectBasedBackend"]
 
 # Every Keras 3 variable's base class. In Keras 3.3 `keras.Variable` is an export shim that the
 # backend's variables do not derive from, so `isinstance(v, keras.Variable)` is False there.
-_KERAS_VARIABLE: type = next(
+_KERAS_VARIABLE: type[Any] = next(
     (c for c in keras.Variable.__mro__ if c.__module__ == "keras.src.backend.common.variables"),
     keras.Variable,
 )
