@@ -122,21 +122,27 @@ def _quiet_stderr() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     args = _parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with _quiet_stderr():
-        from ckptkit import inspection, storage, verification
+    from ckptkit import storage  # no TensorFlow: `ls` and missing paths answer at once
+
     try:
+        if args.command == "ls":
+            infos = storage.list_checkpoints(args.directory)
+            if not infos:
+                raise storage.no_checkpoint(args.directory)
+            _ls(infos, as_json=args.json)
+            return 0
+        for given in _paths(args):
+            if not _present(given):
+                storage.resolve_checkpoint(given)  # raises the error that names the path
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        with _quiet_stderr():
+            from ckptkit import inspection, verification
         if args.command == "verify":
             report = verification.verify(args.path, full=args.full)
             _verify(report, as_json=args.json)
             return 0 if report.ok else EXIT_DAMAGED
         if args.command == "convert":
             _convert(args)
-        elif args.command == "ls":
-            infos = storage.list_checkpoints(args.directory)
-            if not infos:
-                raise storage.no_checkpoint(args.directory)
-            _ls(infos, as_json=args.json)
         elif args.command == "inspect" and args.tensor is not None:
             _tensor(args.path, args.tensor, as_json=args.json)
         elif args.command == "inspect":
@@ -154,6 +160,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ckptkit {args.command}: {text}", file=sys.stderr)
         return EXIT_USAGE
     return 0
+
+
+def _paths(args: argparse.Namespace) -> list[str]:
+    """The checkpoint paths a command reads."""
+    if args.command == "diff":
+        return [args.a, args.b]
+    return [args.source if args.command == "convert" else args.path]
+
+
+def _present(path: str) -> bool:
+    """Whether something is at `path`, or at its ``.index`` (a checkpoint prefix)."""
+    from ckptkit import fs
+
+    return fs.exists(path, follow_links=True) or fs.exists(f"{path}.index", follow_links=True)
 
 
 def _console() -> Console:

@@ -11,8 +11,9 @@ everywhere:
   and ``\`` in a directory name are ordinary characters. TensorFlow's checkpoint readers do
   glob the paths they are given; `tf_path` gives them a glob-free alias.
 
-Local paths use `os` directly. URLs (``gs://``, ``ram://``, ...) go through `tf.io.gfile`,
-whose filesystems have no links or special files; its errors come back as `OSError`.
+Local paths use `os` directly, without importing TensorFlow (so `ckptkit ls` starts fast).
+URLs (``gs://``, ``ram://``, ...) go through `tf.io.gfile`, whose filesystems have no links or
+special files; its errors come back as `OSError`.
 """
 
 from __future__ import annotations
@@ -24,32 +25,49 @@ import functools
 import os
 import re
 import shutil
-import stat
 import tempfile
 import uuid
 from collections.abc import Iterator
-
-import tensorflow as tf
+from stat import S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFMT, S_IFSOCK, S_ISDIR, S_ISREG
+from typing import Any, NamedTuple
 
 __all__ = [
+    "Stat",
     "exists",
     "fsync",
     "is_regular_file",
     "is_remote",
+    "isdir",
     "listdir",
     "read_bytes",
     "remove",
+    "stat",
     "tf_path",
     "write_atomic",
 ]
 
 _KINDS = {
-    stat.S_IFDIR: "a directory",
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFSOCK: "a socket",
+    S_IFDIR: "a directory",
+    S_IFIFO: "a FIFO",
+    S_IFCHR: "a character device",
+    S_IFBLK: "a block device",
+    S_IFSOCK: "a socket",
 }
+
+
+class Stat(NamedTuple):
+    """What `stat` tells of a file."""
+
+    size: int
+    mtime: float
+
+
+@functools.cache
+def _tf() -> Any:
+    """TensorFlow, imported on the first URL: local paths never need it here."""
+    import tensorflow as tf
+
+    return tf
 
 
 def is_remote(path: str) -> bool:
@@ -60,6 +78,7 @@ def is_remote(path: str) -> bool:
 @contextlib.contextmanager
 def _as_oserror(path: str) -> Iterator[None]:
     """Turns `tf.io.gfile` errors into the matching `OSError` (FileNotFoundError, ...)."""
+    tf = _tf()
     try:
         yield
     except tf.errors.NotFoundError as e:
@@ -71,7 +90,7 @@ def _as_oserror(path: str) -> Iterator[None]:
 
 
 def _not_regular(path: str, mode: int) -> OSError:
-    kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+    kind = _KINDS.get(S_IFMT(mode), "not a regular file")
     return OSError(errno.EINVAL, f"{kind}, not a regular file", path)
 
 
@@ -87,10 +106,11 @@ def read_bytes(path: str, *, limit: int | None = None) -> bytes:
         OSError: It is not a regular file, is larger than `limit`, or cannot be read.
     """
     if is_remote(path):
+        gfile = _tf().io.gfile
         with _as_oserror(path):
-            if tf.io.gfile.isdir(path):
+            if gfile.isdir(path):
                 raise OSError(errno.EISDIR, "a directory, not a regular file", path)
-            with tf.io.gfile.GFile(path, "rb") as f:
+            with gfile.GFile(path, "rb") as f:
                 data: bytes = f.read(-1 if limit is None else limit + 1)
     else:
         _no_nul(path)
@@ -98,7 +118,7 @@ def read_bytes(path: str, *, limit: int | None = None) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
+            if not S_ISREG(info.st_mode):
                 raise _not_regular(path, info.st_mode)
             if limit is not None and info.st_size > limit:
                 raise OSError(errno.EFBIG, f"larger than {limit} bytes", path)
@@ -111,40 +131,75 @@ def read_bytes(path: str, *, limit: int | None = None) -> bytes:
     return data
 
 
-def exists(path: str) -> bool:
-    """Whether the name `path` exists (a dangling link counts)."""
+def exists(path: str, *, follow_links: bool = False) -> bool:
+    """Whether the name `path` exists; a dangling link counts unless `follow_links`."""
     if is_remote(path):
+        tf = _tf()
         try:
             return bool(tf.io.gfile.exists(path))
         except tf.errors.OpError:
             return False
     try:
-        os.lstat(path)
+        os.stat(path) if follow_links else os.lstat(path)
     except (OSError, ValueError):
         return False
     return True
 
 
+def isdir(path: str) -> bool:
+    """Whether `path` is a directory (or a link to one); False when missing."""
+    if is_remote(path):
+        tf = _tf()
+        try:
+            return bool(tf.io.gfile.isdir(path))
+        except tf.errors.OpError:
+            return False
+    try:
+        return os.path.isdir(path)
+    except ValueError:
+        return False
+
+
+def stat(path: str) -> Stat:
+    """The size and modification time of the file `path` (a link is followed).
+
+    Raises:
+        OSError: It is missing or cannot be read.
+    """
+    if is_remote(path):
+        with _as_oserror(path):
+            info = _tf().io.gfile.stat(path)
+        return Stat(int(info.length), float(info.mtime_nsec) / 1e9)
+    _no_nul(path)
+    found = os.stat(path)
+    return Stat(found.st_size, found.st_mtime_ns / 1e9)
+
+
 def is_regular_file(path: str) -> bool:
     """Whether `path` is a regular file (or a link to one); False when missing."""
     if is_remote(path):
+        tf = _tf()
         try:
             return bool(tf.io.gfile.exists(path)) and not tf.io.gfile.isdir(path)
         except tf.errors.OpError:
             return False
     try:
-        return stat.S_ISREG(os.stat(path).st_mode)
+        return S_ISREG(os.stat(path).st_mode)
     except (OSError, ValueError):
         return False
 
 
 def listdir(directory: str) -> list[str]:
     """The names in `directory`, sorted; empty when it does not exist or cannot be listed."""
-    try:
-        if is_remote(directory):
+    if is_remote(directory):
+        tf = _tf()
+        try:
             return sorted(n.rstrip("/") for n in tf.io.gfile.listdir(directory))
+        except tf.errors.OpError:
+            return []
+    try:
         return sorted(os.listdir(directory))
-    except (OSError, ValueError, tf.errors.OpError):
+    except (OSError, ValueError):
         return []
 
 
@@ -158,6 +213,7 @@ def remove(path: str) -> bool:
         OSError: It exists and could not be removed.
     """
     if is_remote(path):
+        tf = _tf()
         with _as_oserror(path):
             try:
                 if tf.io.gfile.isdir(path):
@@ -168,7 +224,7 @@ def remove(path: str) -> bool:
                 return False
         return True
     try:
-        if stat.S_ISDIR(os.lstat(path).st_mode):
+        if S_ISDIR(os.lstat(path).st_mode):
             shutil.rmtree(path)
         else:
             os.unlink(path)
@@ -194,10 +250,11 @@ def write_atomic(final: str, data: bytes, *, durable: bool = False) -> None:
     temp = _temp_name(final)
     try:
         if is_remote(final):
+            gfile = _tf().io.gfile
             with _as_oserror(final):
-                with tf.io.gfile.GFile(temp, "wb") as f:
+                with gfile.GFile(temp, "wb") as f:
                     f.write(data)
-                tf.io.gfile.rename(temp, final, overwrite=True)
+                gfile.rename(temp, final, overwrite=True)
             return
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(temp, flags, 0o644)

@@ -16,7 +16,6 @@ import os
 import zlib
 from typing import Any
 
-import tensorflow as tf
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ckptkit import fs
@@ -178,13 +177,13 @@ def file_problems(checkpoint: str, manifest: Manifest) -> list[tuple[str, str]]:
             problems.append((file, "not a regular file"))
             continue
         try:
-            size = tf.io.gfile.stat(file).length
+            size = fs.stat(file).size
             if size != record.size:
                 problems.append(
                     (file, f"size mismatch: expected {record.size} bytes, found {size}")
                 )
             elif record.crc32 is not None and crc32_of(file) != record.crc32:
                 problems.append((file, "checksum mismatch: the file's bytes changed"))
-        except (OSError, tf.errors.OpError) as e:
+        except OSError as e:
             problems.append((file, f"unreadable: {getattr(e, 'strerror', None) or e}"))
     return problems

@@ -26,13 +26,12 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
-import tensorflow as tf
 from google.protobuf import text_format
-from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
 
 from ckptkit import fs
 from ckptkit.errors import CheckpointNotFoundError, CorruptCheckpointError
 from ckptkit.manifest import MANIFEST_SUFFIX, file_problems, read_manifest
+from ckptkit.state_proto import CheckpointState
 from ckptkit.warn import warn
 
 __all__ = [
@@ -127,7 +126,7 @@ def _inside(directory: str, path: str, *, allow_outside: bool) -> tuple[str | No
     local = os.path.join(directory, name)
     if name not in ("", ".", "..") and (path == name or _same_place(joined, local)):
         return local, False
-    if name not in ("", ".", "..") and tf.io.gfile.exists(f"{local}.index"):
+    if name not in ("", ".", "..") and fs.exists(f"{local}.index", follow_links=True):
         return local, True
     return None, True
 
@@ -247,8 +246,8 @@ def checkpoint_files(path: str) -> list[str]:
 
 def _mtime(path: str) -> float:
     try:
-        return float(tf.io.gfile.stat(f"{path}.index").mtime_nsec) / 1e9
-    except tf.errors.OpError:
+        return fs.stat(f"{path}.index").mtime
+    except OSError:
         return 0.0
 
 
@@ -257,8 +256,8 @@ def describe(path: str, time: float | None = None) -> CheckpointInfo:
     size = 0
     for name in checkpoint_files(path):
         try:
-            size += tf.io.gfile.stat(name).length
-        except tf.errors.OpError:
+            size += fs.stat(name).size
+        except OSError:
             continue
     return CheckpointInfo(
         path=path,
@@ -321,7 +320,9 @@ def committed(
     state = read_state(directory, allow_outside=allow_outside)
     if state is None:
         return _scan(directory), None
-    entries = [e for e in state.entries if include_missing or tf.io.gfile.exists(f"{e[0]}.index")]
+    entries = [
+        e for e in state.entries if include_missing or fs.exists(f"{e[0]}.index", follow_links=True)
+    ]
     return entries, state.last_preserved
 
 
@@ -331,7 +332,7 @@ def list_checkpoints(directory: str) -> list[CheckpointInfo]:
     Raises:
         CheckpointNotFoundError: `directory` does not exist.
     """
-    if not tf.io.gfile.isdir(check_path(directory)):
+    if not fs.isdir(check_path(directory)):
         raise CheckpointNotFoundError(
             f"checkpoint directory not found: {directory!r}; check the path "
             "(a directory is created by the first save)"
@@ -356,14 +357,14 @@ def resolve_checkpoint(path: str) -> str:
         CheckpointNotFoundError: Nothing at `path`, or a directory with no checkpoint.
     """
     path = check_path(path).removesuffix(".index")
-    if tf.io.gfile.exists(f"{path}.index"):
+    if fs.exists(f"{path}.index", follow_links=True):
         return path
-    if tf.io.gfile.isdir(path):
+    if fs.isdir(path):
         infos = list_checkpoints(path)
         if not infos:
             raise no_checkpoint(path)
         return infos[-1].path
-    if tf.io.gfile.exists(path):
+    if fs.exists(path, follow_links=True):
         raise CheckpointNotFoundError(
             f"{path!r} is a file but not a checkpoint: pass a checkpoint prefix (the path "
             "without .index) or the directory holding the checkpoints"

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import tensorflow as tf
 
 import ckptkit
 from ckptkit import errors
@@ -76,6 +77,39 @@ def test_importing_ckptkit_does_not_import_tensorflow() -> None:
     code = "import sys, ckptkit; ckptkit.CheckpointConfig(directory='d'); print('tensorflow' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_listing_and_missing_paths_do_not_import_tensorflow(config) -> None:
+    """`ckptkit ls`, `list_checkpoints` and a missing path's error need no TensorFlow (~3 s)."""
+    cfg = config()
+    with ckptkit.CheckpointManager(cfg, v=tf.Variable(1.0)) as mgr:
+        mgr.save(1)
+    code = (
+        "import sys, ckptkit, ckptkit.cli as cli;"
+        f"assert [c.step for c in ckptkit.list_checkpoints({cfg.directory!r})] == [1];"
+        f"assert cli.main(['ls', {cfg.directory!r}, '--json']) == 0;"
+        "assert cli.main(['inspect', 'nowhere']) == 2;"
+        "assert cli.main(['diff', 'nowhere', 'elsewhere']) == 2;"
+        "print('tensorflow' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "False"
+    assert "no checkpoint at 'nowhere'" in done.stderr
+
+
+def test_the_state_file_schema_is_tensorflows() -> None:
+    from google.protobuf import descriptor_pb2
+    from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState as Theirs
+
+    from ckptkit.state_proto import CheckpointState as Ours
+
+    def fields(message: type) -> list[str]:
+        file = descriptor_pb2.FileDescriptorProto()
+        message.DESCRIPTOR.file.CopyToProto(file)  # type: ignore[attr-defined]
+        return [str(f) for f in file.message_type[0].field]
+
+    assert fields(Ours) == fields(Theirs)
+    assert Ours.DESCRIPTOR.full_name == Theirs.DESCRIPTOR.full_name
 
 
 @pytest.mark.parametrize(
