@@ -260,7 +260,8 @@ class CheckpointManager:
                 any more, also remove the state file and the lock file, and the directory
                 itself when nothing else is in it, so that no trace is left.
         """
-        tidy = tidy and self._swept and not self._entries
+        wrote = self._swept or (self._lock is not None and self._lock.held)
+        tidy = tidy and wrote and not self._entries
         if tidy:
             with contextlib.suppress(OSError):
                 storage.remove_state(self._directory)

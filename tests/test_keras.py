@@ -442,6 +442,8 @@ def test_a_warning_during_fit_points_at_the_fit_call(tmp_path) -> None:
 def test_a_finished_fit_leaves_only_what_the_user_asked_for(tmp_path) -> None:
     fit(classifier(), [CheckpointCallback(tmp_path / "run", save_freq=3)], epochs=2)
     assert not (tmp_path / "run").exists()
+    fit(classifier(), [CheckpointCallback(tmp_path / "never", save_freq=100)], epochs=1)
+    assert not (tmp_path / "never").exists()  # locked when fit started, never saved
     run = tmp_path / "with-export"
     fit(classifier(), [CheckpointCallback(run, str(run / "last.keras"))], epochs=2)
     assert os.listdir(run) == ["last.keras"]
