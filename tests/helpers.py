@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import keras
 import tensorflow as tf
 
 from ckptkit.cli import main
@@ -86,3 +87,31 @@ def fill(variables: dict[str, tf.Variable], step: int) -> None:
 def equal_to(variables: dict[str, tf.Variable], step: int) -> bool:
     """Whether every element of every variable is `step` (one step's values, not a mix)."""
     return all(bool(tf.reduce_all(v == float(step))) for v in variables.values())
+
+
+def make_model(units: int = 4, *, extra_layer: bool = False, build: bool = True) -> keras.Model:
+    """A small Sequential model; deterministic weights from a fixed seed."""
+    keras.utils.set_random_seed(0)
+    layers = [keras.layers.Dense(units, name="l1"), keras.layers.Dense(2, name="l2")]
+    if extra_layer:
+        layers.append(keras.layers.Dense(2, name="l3"))
+    model = keras.Sequential(layers)
+    if build:
+        model(tf.ones((1, 3)))
+    return model
+
+
+class Net(tf.Module):
+    """The TF guide's kind of module: named sub-modules holding variables."""
+
+    def __init__(self, units: int = 5) -> None:
+        super().__init__()
+        self.l1 = Dense(3, units)
+        self.l2 = Dense(units, 1)
+
+
+class Dense(tf.Module):
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.kernel = tf.Variable(tf.fill((n_in, n_out), 0.5), name="kernel")
+        self.bias = tf.Variable(tf.zeros((n_out,)), name="bias")

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import tensorflow as tf
-from conftest import Net, make_model
+from helpers import Net, make_model
 from helpers import cli as run
 
 import ckptkit

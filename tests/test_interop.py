@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from conftest import Net
+from helpers import Net
 
 import ckptkit
 from ckptkit import Retention

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import Net, make_model
+from helpers import Net, make_model
 
 import ckptkit
 from ckptkit import Retention, Schedule

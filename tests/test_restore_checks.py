@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import Net, make_model
+from helpers import Net, make_model
 
 import ckptkit
 
