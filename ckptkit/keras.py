@@ -44,6 +44,8 @@ __all__ = ["CheckpointCallback"]
 _MODES = ("auto", "min", "max")
 _EXPORT_SUFFIXES = (".keras", ".h5")
 _WEIGHTS_SUFFIX = ".weights.h5"
+# What Keras reports to on_train_batch_end with steps_per_execution > 1 changed in 3.11.
+_REPORTS_FIRST_BATCH = tuple(int(part) for part in keras.version().split(".")[:2]) < (3, 11)
 # Written at the end of a successful fit that leaves checkpoints behind (best_k, keep_checkpoints).
 FINISHED_RECORD = ".ckptkit.fit-finished.json"
 
@@ -367,19 +369,31 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             self._progress.move_to(epoch, 0)  # else: the epoch a restart resumes in
 
     def _on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
-        if self._skip > 0 or batch + 1 <= self._progress.at_batch:
+        done = self._batches_done(batch)
+        if self._skip > 0 or done <= self._progress.at_batch:
             self._last_batch = batch
             return  # a batch skipped on resume
         counted = self._count(batch)
-        self._progress.move_to(self._progress.at_epoch, batch + 1)
+        self._progress.move_to(self._progress.at_epoch, done)
         manager = self._ensure_open()
         step = self._step()
         due = manager.due(step)  # the schedule's, or a termination signal
         if not (counted or due):
             return
-        if self._save_each_epoch and batch + 1 == (self.params or {}).get("steps"):
+        if self._save_each_epoch and done == (self.params or {}).get("steps"):
             return  # the epoch-end save follows at this step, with validation metrics
         self._save(manager, step, self._progress.at_epoch, batch, logs, schedule=due)
+
+    def _batches_done(self, batch: int) -> int:
+        """How many batches of the epoch are done once the call that Keras reports ends.
+
+        With ``steps_per_execution`` = N, each call trains N batches; Keras before 3.11
+        reports the call's first batch, later versions its first + N - 1.
+        """
+        per_call = max(1, int(getattr(self.model, "steps_per_execution", 1) or 1))
+        first = batch if _REPORTS_FIRST_BATCH else batch - per_call + 1
+        steps = (self.params or {}).get("steps")
+        return first + per_call if not isinstance(steps, int) else min(first + per_call, steps)
 
     def _count(self, batch: int) -> bool:
         """`ModelCheckpoint`'s rule for ``save_freq=N``: N batches trained in this `fit`.

@@ -96,7 +96,7 @@ VX = np.random.RandomState(2).rand(32, 5).astype("float32")
 VY = (VX.sum(axis=1) > 2.5).astype("int32")
 
 
-def classifier(kind: str = "sequential") -> keras.Model:
+def classifier(kind: str = "sequential", steps_per_execution: int = 1) -> keras.Model:
     keras.utils.set_random_seed(0)
     if kind == "sequential":
         model = keras.Sequential(
@@ -112,6 +112,7 @@ def classifier(kind: str = "sequential") -> keras.Model:
         optimizer=keras.optimizers.SGD(0.5),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
     )
     return model
 
@@ -277,6 +278,26 @@ def test_interrupted_fit_resumes_mid_epoch_in_process(tmp_path, kind) -> None:
         np.testing.assert_array_equal(a, b)
 
 
+EVERY_2 = ckptkit.Schedule(every_steps=2)
+
+
+def test_a_resume_with_several_steps_per_execution_skips_what_was_trained(tmp_path) -> None:
+    # Two batches per call, four per epoch: saved after the first call of epoch 2 (step 6).
+    reference = classifier(steps_per_execution=2)
+    fit(reference, [], epochs=3)
+    model = classifier(steps_per_execution=2)
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, [CheckpointCallback(tmp_path, schedule=EVERY_2), Interrupt(after=3)], epochs=3)
+    assert step_metadata(tmp_path, 6) == {"epoch": 1, "batch": 2}
+    model = classifier(steps_per_execution=2)
+    callback = CheckpointCallback(tmp_path, schedule=EVERY_2)
+    fit(model, [callback], epochs=3)
+    assert callback.restored is not None
+    assert callback.restored.step == 6
+    for a, b in zip(reference.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_exports_load_with_keras(tmp_path) -> None:
     model = classifier()
     fit(
@@ -381,25 +402,23 @@ def test_save_freq_counts_the_batches_of_this_fit_as_model_checkpoint(
     )
     ours = CheckpointCallback(
         tmp_path / "ours",
+        str(tmp_path / "o-{epoch}-{batch}.weights.h5"),
+        save_weights_only=True,
         save_freq=save_freq,
         keep_checkpoints=True,
         retention=ckptkit.Retention(max_to_keep=None),
     )
     model.fit(x, y, batch_size=8, epochs=epochs, shuffle=False, verbose=0, callbacks=[theirs, ours])
-    written = sorted(
-        tuple(int(n) for n in name.removesuffix(".weights.h5").split("-")[1:])
-        for name in os.listdir(tmp_path)
-        if name.startswith("k-")
-    )
-    assert written, "ModelCheckpoint wrote nothing: the comparison would mean nothing"
-    ours_written = []
-    for info in ckptkit.list_checkpoints(str(tmp_path / "ours")):
+    theirs_written = sorted(n.removeprefix("k-") for n in os.listdir(tmp_path) if n[:2] == "k-")
+    ours_written = sorted(n.removeprefix("o-") for n in os.listdir(tmp_path) if n[:2] == "o-")
+    assert theirs_written, "ModelCheckpoint wrote nothing: the comparison would mean nothing"
+    assert ours_written == theirs_written
+    saved = ckptkit.list_checkpoints(str(tmp_path / "ours"))
+    assert len(saved) == len(theirs_written)
+    for info in saved:  # each named by the optimizer's step, with the batches done in its epoch
         assert info.step is not None
         meta = step_metadata(tmp_path / "ours", info.step)
-        ours_written.append((int(meta["epoch"]) + 1, int(meta["batch"])))  # type: ignore[call-overload]
-        if steps_per_execution == 1:  # else Keras 3.3 reports the first batch of the call
-            assert info.step == prior + int(meta["epoch"]) * batches + int(meta["batch"])  # type: ignore[call-overload]
-    assert sorted(ours_written) == written
+        assert info.step == prior + int(meta["epoch"]) * batches + int(meta["batch"])  # type: ignore[call-overload]
 
 
 def test_a_placeholder_not_logged_names_the_logged_ones(tmp_path) -> None:
