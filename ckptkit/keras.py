@@ -37,6 +37,7 @@ from ckptkit.manifest import read_manifest
 from ckptkit.retention import Mode, direction, is_better
 from ckptkit.status import RestoreResult
 from ckptkit.storage import list_checkpoints
+from ckptkit.tf_internals import keras_metric_direction, set_initial_epoch
 from ckptkit.warn import warn
 
 __all__ = ["CheckpointCallback"]
@@ -248,7 +249,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 if self.config.schedule.save_first_step:  # as the Estimator's hook at the start
                     manager.maybe_save(self._step(), metadata=self._position())
             return  # else opened at the first batch's end, once Keras has built the model
-        self.model._initial_epoch = self._progress.at_epoch
+        set_initial_epoch(self.model, self._progress.at_epoch)
         self._skip = self._progress.at_batch
         epochs = (self.params or {}).get("epochs")
         if isinstance(epochs, int) and self._progress.at_epoch >= epochs:
@@ -510,7 +511,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
 
         With `keep_checkpoints`, saves the last step first when `Schedule.save_last_step`.
         """
-        self.model._initial_epoch = None  # Keras would otherwise reuse it in the next fit
+        set_initial_epoch(self.model, None)  # Keras would otherwise reuse it in the next fit
         manager = self._manager
         if manager is None:
             return
@@ -572,8 +573,9 @@ def _monitor_direction(model: Any, monitor: str, mode: Mode) -> Literal["min", "
     """Keras's rule: "loss" goes down, else the metric object's own direction, else the name."""
     if mode == "auto" and monitor.removeprefix("val_") != "loss":
         for metric in _compiled_metrics(model):
-            if metric.name == monitor.removeprefix("val_") and hasattr(metric, "_direction"):
-                return "max" if metric._direction == "up" else "min"
+            way = keras_metric_direction(metric)
+            if metric.name == monitor.removeprefix("val_") and way is not None:
+                return "max" if way == "up" else "min"
     found = direction(monitor, mode)
     if found is None:
         raise ValueError(

@@ -26,11 +26,11 @@ from ckptkit.keymap import KeyMap, Rename, compile_key_map
 from ckptkit.manager import CheckpointManager
 from ckptkit.matching import ValueSpec, match_names
 from ckptkit.status import RestoreResult, check_assertion
+from ckptkit.tf_internals import AutoTrackable
 
 __all__ = ["convert", "migrate"]
 
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
-_Node = tf.__internal__.tracking.AutoTrackable  # tracks each attribute under its own name
 
 
 def migrate(
@@ -189,7 +189,7 @@ def _tree_of(prefix: str, rename: Rename) -> dict[str, Any]:
                 "such as 'model/layer/kernel' (the first part names the object), or to None "
                 "('=> -' in a rules file) to leave it out"
             )
-        node = roots.setdefault(parents[0], _Node())
+        node = roots.setdefault(parents[0], AutoTrackable())
         for part in parents[1:]:
             node = _child(node, part, target)
         if hasattr(node, leaf):
@@ -205,9 +205,9 @@ def _tree_of(prefix: str, rename: Rename) -> dict[str, Any]:
 def _child(node: Any, part: str, target: str) -> Any:
     child = getattr(node, part, None)
     if child is None:
-        child = _Node()
+        child = AutoTrackable()
         setattr(node, part, child)
-    elif not isinstance(child, _Node):
+    elif not isinstance(child, AutoTrackable):
         raise KeyMapError(
             f"{target!r} runs through {part!r}, which another value maps to; change the key "
             "map so no path is both a value and a parent"

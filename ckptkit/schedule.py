@@ -45,11 +45,6 @@ class SaveTimer:
         self._last_step = last_step
         self._last_time: float | None = None
 
-    @property
-    def last_step(self) -> int | None:
-        """Step of the last recorded save, or of the checkpoint the timer started from."""
-        return self._last_step
-
     def should_save(self, step: int) -> bool:
         """Whether a save is due at `step`; call `record` after saving.
 

@@ -99,9 +99,10 @@ def test_listing_and_missing_paths_do_not_import_tensorflow(config) -> None:
 
 def test_the_state_file_schema_is_tensorflows() -> None:
     from google.protobuf import descriptor_pb2
-    from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState as Theirs
 
     from ckptkit.state_proto import CheckpointState as Ours
+
+    Theirs = type(tf.compat.v1.train.generate_checkpoint_state_proto("d", "d/ckpt-1"))
 
     def fields(message: type) -> list[str]:
         file = descriptor_pb2.FileDescriptorProto()

@@ -12,21 +12,14 @@ from typing import Any
 
 import keras
 import tensorflow as tf
-from tensorflow.python.training.saving import saveable_object_util
 
 from ckptkit import fs, inspection
 from ckptkit.errors import CorruptCheckpointError, FormatError, TrackableError
 from ckptkit.matching import CheckpointGraph, NamedValue, ValueSpec, match, walk_paths
 from ckptkit.status import RestoreReport
+from ckptkit.tf_internals import KERAS_VARIABLE, is_trackable, restored_into, saves_values
 
 __all__ = ["ObjectBasedBackend"]
-
-# Every Keras 3 variable's base class. In Keras 3.3 `keras.Variable` is an export shim that the
-# backend's variables do not derive from, so `isinstance(v, keras.Variable)` is False there.
-_KERAS_VARIABLE: type[Any] = next(
-    (c for c in keras.Variable.__mro__ if c.__module__ == "keras.src.backend.common.variables"),
-    keras.Variable,
-)
 
 
 class ObjectBasedBackend:
@@ -35,7 +28,6 @@ class ObjectBasedBackend:
     Args:
         trackables: Named objects to checkpoint (models, optimizers, variables, iterators...).
         checkpoint: An existing `tf.train.Checkpoint` to use instead of `trackables`.
-        options: `tf.train.CheckpointOptions` passed to every write and restore.
     """
 
     def __init__(
@@ -43,20 +35,18 @@ class ObjectBasedBackend:
         trackables: Mapping[str, Any],
         *,
         checkpoint: tf.train.Checkpoint | None = None,
-        options: tf.train.CheckpointOptions | None = None,
     ) -> None:
         if checkpoint is None:
             try:
                 checkpoint = tf.train.Checkpoint(**trackables)
             except (ValueError, TypeError) as e:
-                bad = {k: type(v).__name__ for k, v in trackables.items() if not _trackable(v)}
+                bad = {k: type(v).__name__ for k, v in trackables.items() if not is_trackable(v)}
                 raise TrackableError(
                     f"TensorFlow cannot checkpoint {bad or trackables}: pass tf.Variable, Keras "
                     "models and optimizers, tf.Module or tf.data iterators (wrap plain numbers "
                     f"in a tf.Variable). TensorFlow said: {e}"
                 ) from e
         self.checkpoint = checkpoint
-        self._options = options
         _ = checkpoint.save_counter  # Created now so every checkpoint carries it.
 
     def read_step(self, step: Any) -> Any:
@@ -66,7 +56,7 @@ class ObjectBasedBackend:
     def write(self, prefix: str) -> str:
         """Writes the checkpoint to `prefix`; returns the prefix."""
         self.checkpoint.save_counter.assign_add(1)
-        return str(self.checkpoint.write(prefix, options=self._options))
+        return str(self.checkpoint.write(prefix))
 
     def compare(self, path: str, status: Any = None) -> RestoreReport:
         """Matches `path` against the program's object graph without loading anything.
@@ -97,7 +87,7 @@ class ObjectBasedBackend:
             describe=_describe,
             name_of=_name_of,
             waiting=_waiting,
-            restored_into=_restored_into(status),
+            restored_into=restored_into(status),
         )
 
     def _build_optimizers(self, graph: CheckpointGraph) -> None:
@@ -118,7 +108,7 @@ class ObjectBasedBackend:
         """The program's variables with their checkpoint paths, own names, shapes and dtypes."""
         found = []
         for path, obj in walk_paths(self.checkpoint, _children):
-            if isinstance(obj, (tf.Variable, _KERAS_VARIABLE)):
+            if isinstance(obj, (tf.Variable, KERAS_VARIABLE)):
                 spec = _describe(obj)
                 assert spec is not None
                 own = _name_of(obj)
@@ -128,7 +118,7 @@ class ObjectBasedBackend:
     def restore(self, path: str, *, expect_partial: bool) -> Any:
         """Loads `path` (eagerly where variables exist, deferred where they will be created)."""
         try:
-            status = self.checkpoint.restore(fs.tf_path(path), options=self._options)
+            status = self.checkpoint.restore(fs.tf_path(path))
         except (tf.errors.OpError, ValueError) as e:
             raise CorruptCheckpointError(
                 f"TensorFlow could not load checkpoint {path}: {e}; its data may be damaged"
@@ -138,22 +128,10 @@ class ObjectBasedBackend:
         return status
 
 
-def _restored_into(status: Any) -> Mapping[int, object] | None:
-    # TensorFlow's load status keeps the object each checkpoint node was loaded into (its own
-    # assertions use it); private, so a TensorFlow without it just skips this cross-check.
-    coordinator = getattr(status, "_checkpoint", None)
-    bound = getattr(coordinator, "object_by_proto_id", None)
-    return dict(bound.items()) if bound is not None else None
-
-
-def _trackable(value: Any) -> bool:
-    return isinstance(value, tf.__internal__.tracking.Trackable)
-
-
 def _children(obj: object) -> Mapping[str, object]:
     # Variables are leaves of a checkpoint's object graph; skipping them saves one TensorFlow
     # call per variable, which adds up on programs with thousands of them.
-    if isinstance(obj, (tf.Variable, _KERAS_VARIABLE)) or not _trackable(obj):
+    if isinstance(obj, (tf.Variable, KERAS_VARIABLE)) or not is_trackable(obj):
         return {}
     return dict(tf.train.TrackableView.children(obj))
 
@@ -165,9 +143,9 @@ def _describe(obj: object) -> ValueSpec | None:
         except ValueError:  # unknown rank
             return ValueSpec(None, obj.dtype.name)
         return ValueSpec(None if None in dims else tuple(dims), obj.dtype.name)
-    if isinstance(obj, _KERAS_VARIABLE):
+    if isinstance(obj, KERAS_VARIABLE):
         return ValueSpec(tuple(obj.shape), str(obj.dtype))
-    if _trackable(obj) and saveable_object_util.saveable_objects_from_trackable(obj):
+    if is_trackable(obj) and saves_values(obj):
         return ValueSpec(None, None)
     return None
 
@@ -180,6 +158,6 @@ def _waiting(obj: object) -> bool:
 def _name_of(obj: object) -> str:
     if isinstance(obj, tf.Variable):
         return str(obj.name).removesuffix(":0")
-    if isinstance(obj, _KERAS_VARIABLE):
+    if isinstance(obj, KERAS_VARIABLE):
         return str(obj.path)
     return ""

@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import tensorflow as tf
-from tensorflow.python.training.saving import saveable_object_util
 
 from ckptkit import fs, inspection
 from ckptkit.errors import CorruptCheckpointError, TrackableError
 from ckptkit.keymap import compile_key_map
 from ckptkit.matching import NamedValue, NameMatch, ValueSpec, match_names
 from ckptkit.status import RestoreReport
+from ckptkit.tf_internals import name_saveables
 
 __all__ = ["SaverBackend"]
 
@@ -166,7 +166,7 @@ class SaverBackend:
             if isinstance(var_list, Mapping):  # {name in the checkpoint: variable}, as given
                 return dict(var_list)
             try:
-                return dict(saveable_object_util.op_list_to_dict(var_list))
+                return name_saveables(var_list)
             except (TypeError, ValueError) as e:
                 raise TrackableError(f"the Saver cannot save var_list: {e}") from e
 

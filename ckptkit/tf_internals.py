@@ -1,0 +1,81 @@
+"""Every private TensorFlow and Keras detail ckptkit relies on, in one place.
+
+Each has no public equivalent. Each entry says what it is for and what happens when a release
+moves it, so an upgrade is checked here, against `nox -s oldest` and the newest release. Ruff's
+`banned-api` keeps ``tensorflow.python`` imports out of every other module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+import tensorflow as tf
+from tensorflow.python.training.saving import saveable_object_util
+
+__all__ = [
+    "KERAS_VARIABLE",
+    "AutoTrackable",
+    "is_trackable",
+    "keras_metric_direction",
+    "name_saveables",
+    "restored_into",
+    "saves_values",
+    "set_initial_epoch",
+]
+
+# Every Keras 3 variable's base class. In Keras 3.3 `keras.Variable` is an export shim that the
+# backend's variables do not derive from, so `isinstance(v, keras.Variable)` is False there.
+KERAS_VARIABLE: type[Any] = next(
+    (c for c in keras.Variable.__mro__ if c.__module__ == "keras.src.backend.common.variables"),
+    keras.Variable,
+)
+
+# A trackable that tracks each attribute under its own name, whatever the name (`tf.Module`
+# reserves `name`, `variables`, `submodules`, ...); the objects `ckptkit.convert` builds.
+AutoTrackable: type[Any] = tf.__internal__.tracking.AutoTrackable
+
+
+def is_trackable(value: Any) -> bool:
+    """Whether TensorFlow's checkpointing can track `value`."""
+    return isinstance(value, tf.__internal__.tracking.Trackable)
+
+
+def saves_values(obj: Any) -> bool:
+    """Whether `obj` writes values of its own to a checkpoint (an iterator, a hash table...)."""
+    return bool(saveable_object_util.saveable_objects_from_trackable(obj))
+
+
+def name_saveables(var_list: Any) -> dict[str, Any]:
+    """The names a v1 `Saver` gives the variables of `var_list` (a list or a dict).
+
+    Raises:
+        TypeError, ValueError: Something in `var_list` cannot be saved.
+    """
+    return dict(saveable_object_util.op_list_to_dict(var_list))
+
+
+def restored_into(status: Any) -> Mapping[int, object] | None:
+    """The object each checkpoint node was loaded into, from a restore's load status.
+
+    TensorFlow's own assertions use this map. Without it (a release that renamed it), the
+    cross-check that values went into the variables the program holds is skipped: None.
+    """
+    coordinator = getattr(status, "_checkpoint", None)
+    bound = getattr(coordinator, "object_by_proto_id", None)
+    return dict(bound.items()) if bound is not None else None
+
+
+def set_initial_epoch(model: Any, epoch: int | None) -> None:
+    """Makes the running `fit` start at `epoch` (read by Keras 3's `fit` after on_train_begin).
+
+    None clears it, so that a later `fit` starts where its arguments say.
+    """
+    model._initial_epoch = epoch
+
+
+def keras_metric_direction(metric: Any) -> str | None:
+    """``"up"`` or ``"down"``: which way a Keras metric improves, when the metric says."""
+    direction = getattr(metric, "_direction", None)
+    return direction if isinstance(direction, str) else None
