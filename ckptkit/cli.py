@@ -26,7 +26,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ckptkit.errors import CkptkitError
+from ckptkit.errors import CkptkitError, first_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return EXIT_DIFFERENT
     except CkptkitError as e:
         # A failed conversion's report names every value; elsewhere the first line says it.
-        text = str(e) if args.command == "convert" else str(e).splitlines()[0]
+        text = str(e) if args.command == "convert" else first_line(e)
         print(f"ckptkit {args.command}: {text}", file=sys.stderr)
         return EXIT_USAGE
     return 0

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from ckptkit.retention import Mode, direction
-from ckptkit.run_config import ESTIMATOR_PREFIX, RunConfigFields
+from ckptkit.run_config import DEFAULT_EVERY_SECS, ESTIMATOR_PREFIX, RunConfigFields
 
 __all__ = [
     "Assertion",
@@ -40,7 +40,6 @@ __all__ = [
 Assertion = Literal["consumed", "existing_objects_matched", "nontrivial_match", "partial", "none"]
 """How strictly a restore must match the program (see `RestorePolicy`)."""
 
-_DEFAULT_EVERY_SECS = 600.0  # tf.estimator.RunConfig's save_checkpoints_secs default.
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.\-]*$")
 
 _MODEL_CONFIG = ConfigDict(frozen=True, extra="forbid", validate_default=True)
@@ -83,7 +82,7 @@ class Schedule(BaseModel):
     @classmethod
     def _default_to_seconds(cls, data: Any) -> Any:
         if isinstance(data, dict) and "every_secs" not in data and data.get("every_steps") is None:
-            return {**data, "every_secs": _DEFAULT_EVERY_SECS}
+            return {**data, "every_secs": DEFAULT_EVERY_SECS}
         return data
 
     @model_validator(mode="after")

@@ -51,6 +51,12 @@ __all__ = [
 ]
 
 
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an error's message (TensorFlow's run to many lines)."""
+    text = str(getattr(error, "message", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class CkptkitError(Exception):
     """Base class of every error raised by ckptkit."""
 

@@ -22,7 +22,7 @@ from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf.trackable_object_graph_pb2 import TrackableObjectGraph
 
 from ckptkit import fs
-from ckptkit.errors import CheckpointKeyError, CorruptCheckpointError, FormatError
+from ckptkit.errors import CheckpointKeyError, CorruptCheckpointError, FormatError, first_line
 from ckptkit.index_file import check_index
 from ckptkit.keras_files import is_keras_file, keras_datasets, read_keras_tensor
 from ckptkit.matching import CheckpointGraph, CheckpointNode, ValueSpec
@@ -30,6 +30,7 @@ from ckptkit.storage import resolve_checkpoint
 
 __all__ = [
     "OBJECT_GRAPH_KEY",
+    "VALUE_SUFFIX",
     "CheckpointContents",
     "CheckpointDiff",
     "Format",
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
-_VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 Format = Literal["object-based", "name-based", "keras"]
 """``object-based``: TF2 `tf.train.Checkpoint`; ``name-based``: tf.compat.v1 Saver / Estimator;
@@ -150,14 +151,9 @@ def open_reader(path: str) -> tuple[str, Any]:
         return prefix, tf.compat.v1.train.NewCheckpointReader(fs.tf_path(prefix))
     except (tf.errors.OpError, ValueError) as e:
         raise CorruptCheckpointError(
-            f"cannot read checkpoint index {prefix}.index: {_first_line(e)}. The file is "
+            f"cannot read checkpoint index {prefix}.index: {first_line(e)}. The file is "
             "truncated, damaged or not a TensorFlow checkpoint; restore an earlier checkpoint"
         ) from e
-
-
-def _first_line(error: BaseException) -> str:
-    text = getattr(error, "message", None) or str(error)
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
 @functools.cache
@@ -224,7 +220,7 @@ def load_graph(path: str) -> CheckpointGraph | None:
         proto.ParseFromString(reader.get_tensor(OBJECT_GRAPH_KEY))
     except (tf.errors.OpError, IndexError, DecodeError) as e:
         raise CorruptCheckpointError(
-            f"cannot read the object graph of checkpoint {prefix}: {_first_line(e)}; "
+            f"cannot read the object graph of checkpoint {prefix}: {first_line(e)}; "
             "its data file is damaged"
         ) from e
     shapes = reader.get_variable_to_shape_map()
@@ -293,14 +289,14 @@ def resolve_object_path(graph: CheckpointGraph, path: str) -> str | None:
     node = graph.nodes[node_id]
     if node.value is None or node.value.shape is None or not node.path:
         return None
-    return node.path + _VALUE_SUFFIX
+    return node.path + VALUE_SUFFIX
 
 
 def _full_key(reader: Any, key: str) -> str:
     if reader.has_tensor(key):
         return key
-    if reader.has_tensor(key + _VALUE_SUFFIX):
-        return key + _VALUE_SUFFIX
+    if reader.has_tensor(key + VALUE_SUFFIX):
+        return key + VALUE_SUFFIX
     raise CheckpointKeyError(key)
 
 
@@ -347,7 +343,7 @@ def get_tensor(reader: Any, prefix: str, key: str) -> np.ndarray[Any, Any]:
         return np.asarray(reader.get_tensor(key))
     except (tf.errors.OpError, IndexError, ValueError) as e:  # ValueError: missing slices
         raise CorruptCheckpointError(
-            f"cannot read {key!r} from checkpoint {prefix}: {_first_line(e)}; its data file "
+            f"cannot read {key!r} from checkpoint {prefix}: {first_line(e)}; its data file "
             "is damaged"
         ) from e
 

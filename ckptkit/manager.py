@@ -35,6 +35,7 @@ from ckptkit.errors import (
     InvalidMetadataError,
     InvalidStepError,
     SaveError,
+    first_line,
 )
 from ckptkit.lock import WriterLock
 from ckptkit.manifest import FileRecord, Manifest, crc32_of, read_manifest, write_manifest
@@ -666,7 +667,7 @@ class CheckpointManager:
                 try:
                     result = self._load(target, mode, skipped=tuple(skipped))
                 except (CorruptCheckpointError, CheckpointNotFoundError) as e:
-                    problems = str(e).splitlines()[0]
+                    problems = first_line(e)
                 else:
                     if skipped:
                         warn(

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ckptkit import fs
-from ckptkit.errors import CorruptCheckpointError
+from ckptkit.errors import CorruptCheckpointError, first_line
 
 __all__ = [
     "MANIFEST_SUFFIX",
@@ -151,8 +151,7 @@ def read_manifest(checkpoint: str) -> Manifest | None:
             raise ValueError("its checksum does not match its content")
         manifest = Manifest.model_validate(body)
     except (ValueError, ValidationError, RecursionError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CorruptCheckpointError(f"manifest {path} is damaged: {first}") from e
+        raise CorruptCheckpointError(f"manifest {path} is damaged: {first_line(e)}") from e
     if manifest.checkpoint != os.path.basename(checkpoint):
         raise CorruptCheckpointError(
             f"manifest {path} is damaged: it describes checkpoint {manifest.checkpoint!r}"

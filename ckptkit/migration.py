@@ -22,6 +22,7 @@ from ckptkit import inspection, storage
 from ckptkit.backends.object_based import ObjectBasedBackend
 from ckptkit.config import Assertion, CheckpointConfig
 from ckptkit.errors import KeyMapError, TrackableError
+from ckptkit.inspection import VALUE_SUFFIX
 from ckptkit.keymap import KeyMap, Rename, compile_key_map
 from ckptkit.manager import CheckpointManager
 from ckptkit.matching import ValueSpec, match_names
@@ -29,8 +30,6 @@ from ckptkit.status import RestoreResult, check_assertion
 from ckptkit.tf_internals import AutoTrackable
 
 __all__ = ["convert", "migrate"]
-
-_VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 def migrate(
@@ -158,7 +157,7 @@ def _backend(trackables: Mapping[str, Any]) -> ObjectBasedBackend:
 def _names(prefix: str) -> dict[str, tuple[str, ValueSpec]]:
     """``{name: (key, spec)}``: an object-based checkpoint's keys lose their value suffix."""
     return {
-        v.key.removesuffix(_VALUE_SUFFIX): (v.key, ValueSpec(v.shape, v.dtype))
+        v.key.removesuffix(VALUE_SUFFIX): (v.key, ValueSpec(v.shape, v.dtype))
         for v in inspection.inspect(prefix).variables
     }
 

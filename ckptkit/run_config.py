@@ -27,9 +27,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ESTIMATOR_PREFIX", "RUN_CONFIG_FIELDS", "RunConfigFields"]
+__all__ = ["DEFAULT_EVERY_SECS", "ESTIMATOR_PREFIX", "RUN_CONFIG_FIELDS", "RunConfigFields"]
 
 ESTIMATOR_PREFIX = "model.ckpt"
+DEFAULT_EVERY_SECS = 600.0  # tf.estimator.RunConfig's save_checkpoints_secs default
 """The Estimator's checkpoint prefix: ``model.ckpt-<global_step>``."""
 
 RUN_CONFIG_FIELDS = (
@@ -107,7 +108,7 @@ class RunConfigFields(BaseModel):
                 f"save_checkpoints_secs={secs}); set one, or both to None for no periodic saves"
             )
         if "save_checkpoints_secs" not in data and steps is None:
-            data["save_checkpoints_secs"] = 600.0
+            data["save_checkpoints_secs"] = DEFAULT_EVERY_SECS
         return data
 
     @classmethod
