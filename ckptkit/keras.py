@@ -33,7 +33,6 @@ from ckptkit import fs
 from ckptkit.config import CheckpointConfig, Retention, Schedule, as_config
 from ckptkit.errors import CheckpointExistsError, CheckpointSkippedWarning
 from ckptkit.manager import CheckpointManager
-from ckptkit.manifest import read_manifest
 from ckptkit.retention import Mode, direction, is_better
 from ckptkit.status import RestoreResult
 from ckptkit.storage import list_checkpoints
@@ -243,12 +242,14 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._batches_since_save, self._last_batch = 0, None
         self._progress.move_to(0, 0)
         self._check_finished()
-        if not self._load_position():
-            if self.model.built:
-                manager = self._open(restore=False)
-                if self.config.schedule.save_first_step:  # as the Estimator's hook at the start
-                    manager.maybe_save(self._step(), metadata=self._position())
-            return  # else opened at the first batch's end, once Keras has built the model
+        # A built model is restored here, once; an unbuilt one needs its epoch before Keras
+        # builds it, so only the position is read now and the rest at the first batch.
+        manager = self._open() if self.model.built else None
+        resumed = self.restored is not None if manager is not None else self._load_position()
+        if not resumed:
+            if manager is not None and self.config.schedule.save_first_step:
+                manager.maybe_save(self._step(), metadata=self._position())  # as the Estimator
+            return  # an unbuilt model's manager opens at the first batch's end
         set_initial_epoch(self.model, self._progress.at_epoch)
         self._skip = self._progress.at_batch
         epochs = (self.params or {}).get("epochs")
@@ -260,8 +261,6 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 f"{self._progress.at_epoch} to train on, or use a new directory to train from "
                 "scratch"
             )
-        if self.model.built:
-            self._open(restore=True)
         if self._skip or not self.model.built:
             self._wrap_train_function()
 
@@ -294,7 +293,8 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
     def _load_position(self) -> bool:
         """Loads only the training position of the newest intact checkpoint, if there is one.
 
-        `fit` needs the epoch before the model may be built; the full restore follows in `_open`.
+        For an unbuilt model: `fit` needs the epoch before the model may be built; the full
+        restore follows in `_open`.
         """
         with CheckpointManager(self.config, progress=self._progress) as probe:
             if probe.latest is None:
@@ -306,11 +306,12 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._progress.load()
         return True
 
-    def _open(self, *, restore: bool) -> CheckpointManager:
+    def _open(self) -> CheckpointManager:
         """Creates the manager for the built model; restores the newest intact checkpoint.
 
-        The manager does its own walk-back (to the checkpoint `_load_position` found), so that
-        it is the one that replaces a damaged checkpoint when it saves that step again.
+        The manager does its own walk-back, so that it is the one that replaces a damaged
+        checkpoint when it saves that step again. It takes the writer lock now, so a second
+        job on the directory stops before it trains.
         """
         model = self.model
         if model.optimizer is not None and not model.optimizer.built:
@@ -325,13 +326,12 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             rng=_seed_states(model),
         )
         _OPEN[os.path.abspath(self.config.directory)] = manager = self._manager
-        # Takes the writer lock now, so a second job on the directory stops before it trains.
         result = manager.restore_or_initialize()
-        if not restore:
+        if not result.restored:
             return manager
         self.restored = result
-        manifest = None if self.restored.path is None else read_manifest(self.restored.path)
-        best = None if manifest is None else manifest.metadata.get("export_best")
+        self._progress.load()
+        best = result.metadata.get("export_best")
         if isinstance(best, (int, float)):
             self.best = float(best)  # so a restart does not export a worse "best" file
         if self.verbose > 0:
@@ -342,7 +342,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         return manager
 
     def _ensure_open(self) -> CheckpointManager:
-        return self._manager if self._manager is not None else self._open(restore=False)
+        return self._manager if self._manager is not None else self._open()
 
     def _wrap_train_function(self) -> None:
         """Builds and loads an unbuilt model on the first batch, then skips trained batches."""
@@ -353,7 +353,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         def train_function(iterator: Any) -> Any:
             if self._manager is None:
                 _build_from(model, iterator.element_spec)
-                self._open(restore=True)
+                self._open()
             if self._skip > 0:
                 for _ in range(min(per_call, self._skip)):
                     next(iterator)

@@ -715,12 +715,15 @@ class CheckpointManager:
         restored_step = storage.parse_step(target)
         if restored_step is not None:
             self._timer.record(restored_step)
+        manifest = read_manifest(target)  # verified by _problems() before loading
         return RestoreResult(
             restored=True,
             path=target,
             step=restored_step,
             report=report,
             skipped=skipped,
+            metadata={} if manifest is None else dict(manifest.metadata),
+            metrics={} if manifest is None else dict(manifest.metrics),
             tf_status=status,
             _recheck=lambda: self._backend.compare(target, status),
         )

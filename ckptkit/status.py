@@ -6,7 +6,7 @@ that fails leaves the program's variables untouched.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,6 +173,8 @@ class RestoreResult:
         step: The step of the checkpoint loaded, or None.
         report: The comparison made before loading, or None when nothing was loaded.
         skipped: Damaged checkpoints passed over for this one, as ``(path, why)``.
+        metadata: The `metadata` given to `save` for this checkpoint (from its manifest).
+        metrics: The `metrics` given to `save` for this checkpoint (from its manifest).
         tf_status: TensorFlow's own load status (for graph-mode `run_restore_ops`).
 
     Example:
@@ -185,6 +187,8 @@ class RestoreResult:
     step: int | None = None
     report: RestoreReport | None = None
     skipped: tuple[tuple[str, str], ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
     tf_status: Any = field(default=None, repr=False, compare=False)
     _recheck: Callable[[], RestoreReport] | None = field(default=None, repr=False, compare=False)
 

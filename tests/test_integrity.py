@@ -42,6 +42,13 @@ def test_manifest_records_files_versions_and_user_data(run) -> None:
     assert manifest["files"]["ckpt-3.index"]["crc32"] is not None
 
 
+def test_a_restore_gives_the_checkpoints_metadata_and_metrics(run) -> None:
+    result = ckptkit.CheckpointManager(run, **state()).restore(step=2)
+    assert result.metadata == {"note": "step 2"}
+    assert result.metrics == {"loss": 0.5}
+    assert ckptkit.RestoreResult(restored=False).metadata == {}
+
+
 @pytest.mark.parametrize(
     ("metadata", "metrics"),
     [({"x": object()}, None), (None, {"loss": float("nan")}), (None, {"l": "high"})],

@@ -281,6 +281,24 @@ def test_interrupted_fit_resumes_mid_epoch_in_process(tmp_path, kind) -> None:
 EVERY_2 = ckptkit.Schedule(every_steps=2)
 
 
+def test_a_built_model_is_restored_once_on_resume(tmp_path, monkeypatch) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        fit(classifier(), [CheckpointCallback(tmp_path, save_freq=3), Interrupt(after=7)], 3)
+    restores = []
+    original = ckptkit.CheckpointManager.restore
+
+    def counted(self, **kwargs):
+        restores.append(kwargs)
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(ckptkit.CheckpointManager, "restore", counted)
+    callback = CheckpointCallback(tmp_path, save_freq=3)
+    fit(classifier(), [callback], epochs=3)
+    assert callback.restored is not None
+    assert callback.restored.step == 6
+    assert len(restores) == 1
+
+
 def test_a_resume_with_several_steps_per_execution_skips_what_was_trained(tmp_path) -> None:
     # Two batches per call, four per epoch: saved after the first call of epoch 2 (step 6).
     reference = classifier(steps_per_execution=2)
