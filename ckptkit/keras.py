@@ -27,54 +27,28 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import keras
-import tensorflow as tf
 
 from ckptkit import fs
 from ckptkit.config import CheckpointConfig, Retention, Schedule, as_config
 from ckptkit.errors import CheckpointExistsError, CheckpointSkippedWarning
+from ckptkit.keras_export import KerasExport
+from ckptkit.keras_resume import Progress, batches_done, build_from, seed_states
 from ckptkit.manager import CheckpointManager
-from ckptkit.retention import Mode, direction, is_better
+from ckptkit.retention import Mode
 from ckptkit.status import RestoreResult
 from ckptkit.storage import list_checkpoints
-from ckptkit.tf_internals import keras_metric_direction, set_initial_epoch
+from ckptkit.tf_internals import set_initial_epoch
 from ckptkit.warn import warn
 
 __all__ = ["CheckpointCallback"]
 
 _MODES = ("auto", "min", "max")
-_EXPORT_SUFFIXES = (".keras", ".h5")
-_WEIGHTS_SUFFIX = ".weights.h5"
-# What Keras reports to on_train_batch_end with steps_per_execution > 1 changed in 3.11.
-_REPORTS_FIRST_BATCH = tuple(int(part) for part in keras.version().split(".")[:2]) < (3, 11)
 # Written at the end of a successful fit that leaves checkpoints behind (best_k, keep_checkpoints).
 FINISHED_RECORD = ".ckptkit.fit-finished.json"
 
 # The manager of each directory's last `fit` in this process. `fit` interrupted by an exception
 # (Ctrl-C in a notebook) never calls on_train_end; the next `fit` closes what it left open.
 _OPEN: dict[str, CheckpointManager] = {}
-
-
-class _Progress(tf.Module):  # type: ignore[misc]
-    """Where training is (the epoch, and the batches of it done), saved with the model.
-
-    Plain ints are kept beside the variables, which are written only before a save.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(name="progress")
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        self.batch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch")
-        self.at_epoch, self.at_batch = 0, 0
-
-    def move_to(self, epoch: int, batch: int) -> None:
-        self.at_epoch, self.at_batch = epoch, batch
-
-    def store(self) -> None:
-        self.epoch.assign(self.at_epoch)
-        self.batch.assign(self.at_batch)
-
-    def load(self) -> None:
-        self.at_epoch, self.at_batch = int(self.epoch), int(self.batch)
 
 
 class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
@@ -179,7 +153,19 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 "Schedule(every_steps=N) at every multiple N of the global step"
             )
         self.filepath = None if filepath is None else os.fspath(filepath)
-        _check_filepath(self.filepath, save_weights_only=save_weights_only)
+        self._export_to = (
+            None
+            if self.filepath is None
+            else KerasExport(
+                self.filepath,
+                monitor=monitor,
+                mode=mode,
+                save_best_only=save_best_only,
+                save_weights_only=save_weights_only,
+                best=initial_value_threshold,
+                verbose=verbose,
+            )
+        )
         if save_best_only and self.filepath is None:
             raise ValueError(
                 "save_best_only chooses which Keras files are written to filepath, and no "
@@ -202,8 +188,6 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.verbose = verbose
         self.keep_checkpoints = keep_checkpoints
         self.resume_finished = resume_finished
-        self.best = initial_value_threshold
-        self._direction: Literal["min", "max"] | None = None
         self._clock = clock
         # Validation metrics exist only in the epoch's logs: a batch-level schedule also saves
         # at each epoch end when something ranks checkpoints or exports by a metric.
@@ -213,7 +197,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             or (save_best_only and self.filepath is not None)
         )
         self._manager: CheckpointManager | None = None
-        self._progress = _Progress()
+        self._progress = Progress()
         self._skip = 0
         # ModelCheckpoint's count for save_freq=N: batches trained since the last batch save.
         self._batches_since_save = 0
@@ -227,6 +211,11 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             # Only then: a batch hook makes Keras wait for every batch's logs, so a callback
             # that saves per epoch must not have one.
             self.on_train_batch_end = self._on_train_batch_end
+
+    @property
+    def best(self) -> float | None:
+        """The best `monitor` value exported so far (`save_best_only`), as `ModelCheckpoint`."""
+        return None if self._export_to is None else self._export_to.best
 
     @property
     def manager(self) -> CheckpointManager | None:
@@ -323,7 +312,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             model=model,
             optimizer=model.optimizer,
             progress=self._progress,
-            rng=_seed_states(model),
+            rng=seed_states(model),
         )
         _OPEN[os.path.abspath(self.config.directory)] = manager = self._manager
         result = manager.restore_or_initialize()
@@ -332,8 +321,8 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.restored = result
         self._progress.load()
         best = result.metadata.get("export_best")
-        if isinstance(best, (int, float)):
-            self.best = float(best)  # so a restart does not export a worse "best" file
+        if self._export_to is not None and isinstance(best, (int, float)):
+            self._export_to.best = float(best)  # so a restart does not export a worse one
         if self.verbose > 0:
             print(
                 f"\nCheckpointCallback: resumed from {self.restored.path} (epoch "
@@ -352,7 +341,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
 
         def train_function(iterator: Any) -> Any:
             if self._manager is None:
-                _build_from(model, iterator.element_spec)
+                build_from(model, iterator.element_spec)
                 self._open()
             if self._skip > 0:
                 for _ in range(min(per_call, self._skip)):
@@ -370,7 +359,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             self._progress.move_to(epoch, 0)  # else: the epoch a restart resumes in
 
     def _on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
-        done = self._batches_done(batch)
+        done = batches_done(self.model, (self.params or {}).get("steps"), batch)
         if self._skip > 0 or done <= self._progress.at_batch:
             self._last_batch = batch
             return  # a batch skipped on resume
@@ -384,17 +373,6 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if self._save_each_epoch and done == (self.params or {}).get("steps"):
             return  # the epoch-end save follows at this step, with validation metrics
         self._save(manager, step, self._progress.at_epoch, batch, logs, schedule=due)
-
-    def _batches_done(self, batch: int) -> int:
-        """How many batches of the epoch are done once the call that Keras reports ends.
-
-        With ``steps_per_execution`` = N, each call trains N batches; Keras before 3.11
-        reports the call's first batch, later versions its first + N - 1.
-        """
-        per_call = max(1, int(getattr(self.model, "steps_per_execution", 1) or 1))
-        first = batch if _REPORTS_FIRST_BATCH else batch - per_call + 1
-        steps = (self.params or {}).get("steps")
-        return first + per_call if not isinstance(steps, int) else min(first + per_call, steps)
 
     def _count(self, batch: int) -> bool:
         """`ModelCheckpoint`'s rule for ``save_freq=N``: N batches trained in this `fit`.
@@ -437,12 +415,14 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         schedule: bool,
     ) -> None:
         logs = dict(logs or {})
-        export = self.filepath is not None and self._should_export(epoch, batch, logs)
-        if export:  # first, so a crash in between costs a checkpoint, never the best file
-            self._export(epoch, batch, logs)
+        export = self._export_to
+        if export is not None and export.wanted(
+            self.model, epoch, batch, logs, later=self._save_each_epoch
+        ):  # first, so a crash in between costs a checkpoint, never the best file
+            export.write(self.model, epoch, batch, logs)
         metadata = self._position()
-        if self.best is not None:
-            metadata["export_best"] = float(self.best)
+        if export is not None and export.best is not None:
+            metadata["export_best"] = float(export.best)
         if schedule:
             saved = manager.maybe_save(step, metadata=metadata, metrics=_numbers(logs))
         else:
@@ -455,56 +435,6 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         progress = self._progress
         progress.store()
         return {"epoch": progress.at_epoch, "batch": progress.at_batch}
-
-    def _export(self, epoch: int, batch: int | None, logs: dict[str, Any]) -> None:
-        assert self.filepath is not None
-        path = _format_path(self.filepath, epoch, batch, logs)
-        directory = os.path.dirname(path)
-        if directory:
-            tf.io.gfile.makedirs(directory)
-        local = not fs.is_remote(path)
-        temporary = (
-            os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-            if local
-            else path
-        )
-        try:
-            if self.save_weights_only:
-                self.model.save_weights(temporary, overwrite=True)
-            else:
-                self.model.save(temporary, overwrite=True)
-            if local:
-                os.replace(temporary, path)
-        finally:
-            if local and os.path.exists(temporary):
-                os.remove(temporary)
-        if self.verbose > 0:
-            print(f"\nEpoch {epoch + 1}: finished saving model to {path}")
-
-    def _should_export(self, epoch: int, batch: int | None, logs: dict[str, Any]) -> bool:
-        if not self.save_best_only:
-            return True
-        current = logs.get(self.monitor)
-        if current is None and batch is not None and self._save_each_epoch:
-            return False  # judged at the epoch's end, where validation metrics are logged
-        if current is None:
-            warn(f"Can save best model only with {self.monitor} available.")
-            return True
-        if self._direction is None:
-            self._direction = _monitor_direction(self.model, self.monitor, self.mode)
-        value = float(current)
-        if is_better(value, self.best, self._direction):
-            if self.verbose > 0:
-                path = _format_path(self.filepath or "", epoch, batch, logs)
-                print(
-                    f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best} to "
-                    f"{value:.5f}, saving model to {path}"
-                )
-            self.best = value
-            return True
-        if self.verbose > 0:
-            print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best}")
-        return False
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         """After a successful `fit`: removes the backups (see `keep_checkpoints`), closes.
@@ -539,59 +469,6 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 manager.delete(info.step)
 
 
-def _check_filepath(filepath: str | None, *, save_weights_only: bool) -> None:
-    if filepath is None:
-        return
-    if save_weights_only and not filepath.endswith(_WEIGHTS_SUFFIX):
-        raise ValueError(
-            "with save_weights_only=True, filepath must end in '.weights.h5' (the Keras "
-            f"weights format). Received: filepath={filepath!r}"
-        )
-    if not save_weights_only and (
-        filepath.endswith(_WEIGHTS_SUFFIX) or not filepath.endswith(_EXPORT_SUFFIXES)
-    ):
-        raise ValueError(
-            "filepath must end in '.keras' (the Keras model format), or in '.weights.h5' "
-            f"with save_weights_only=True. Received: filepath={filepath!r}"
-        )
-
-
-def _format_path(filepath: str, epoch: int, batch: int | None, logs: dict[str, Any]) -> str:
-    """`ModelCheckpoint._get_file_path`'s rule: ``{epoch}`` and ``{batch}`` count from 1."""
-    try:
-        if batch is None or "batch" in logs:
-            return filepath.format(epoch=epoch + 1, **logs)
-        return filepath.format(epoch=epoch + 1, batch=batch + 1, **logs)
-    except KeyError as e:
-        raise KeyError(
-            f"cannot format filepath {filepath!r}: {e} is not among the logged values "
-            f"{sorted(logs)} (nor epoch/batch); use one of those placeholders"
-        ) from e
-
-
-def _monitor_direction(model: Any, monitor: str, mode: Mode) -> Literal["min", "max"]:
-    """Keras's rule: "loss" goes down, else the metric object's own direction, else the name."""
-    if mode == "auto" and monitor.removeprefix("val_") != "loss":
-        for metric in _compiled_metrics(model):
-            way = keras_metric_direction(metric)
-            if metric.name == monitor.removeprefix("val_") and way is not None:
-                return "max" if way == "up" else "min"
-    found = direction(monitor, mode)
-    if found is None:
-        raise ValueError(
-            f"CheckpointCallback cannot tell whether lower or higher {monitor!r} is better; "
-            "pass mode='min' or mode='max'"
-        )
-    return found
-
-
-def _compiled_metrics(model: Any) -> list[Any]:
-    found: list[Any] = []
-    for metric in getattr(model, "metrics", []):
-        found.extend(getattr(metric, "metrics", [metric]))
-    return found
-
-
 def _numbers(logs: Mapping[str, Any] | None) -> dict[str, float]:
     """The finite scalar values of Keras `logs`, as a manifest can store them."""
     numbers = {}
@@ -603,18 +480,3 @@ def _numbers(logs: Mapping[str, Any] | None) -> dict[str, float]:
         if math.isfinite(number):
             numbers[key] = number
     return numbers
-
-
-def _seed_states(model: Any) -> list[Any]:
-    """The dropout (SeedGenerator) states, which Keras leaves out of TF checkpoints."""
-    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
-
-
-def _build_from(model: Any, element_spec: Any) -> None:
-    """Builds `model` by calling it on symbolic inputs shaped like the data's features."""
-    features = element_spec[0] if isinstance(element_spec, tuple) else element_spec
-    inputs = tf.nest.map_structure(
-        lambda spec: keras.Input(batch_shape=tuple(spec.shape), dtype=spec.dtype.name),
-        features,
-    )
-    model(inputs)

@@ -212,7 +212,8 @@ def test_auto_mode_is_inferred_as_keras_does(tmp_path) -> None:
         )
         fit(classifier(), [ours, theirs], epochs=1)
         expected = "min" if theirs.monitor_op in (keras.ops.less, np.less) else "max"
-        assert ours._direction == expected, monitor
+        assert ours._export_to is not None
+        assert ours._export_to.direction == expected, monitor
 
 
 def test_best_k_and_latest_kept_after_a_fit_with_known_scores(tmp_path) -> None:
