@@ -12,8 +12,6 @@ import errno
 import json
 import os
 import re
-import signal
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -39,6 +37,7 @@ from ckptkit.errors import (
 )
 from ckptkit.lock import WriterLock
 from ckptkit.manifest import FileRecord, Manifest, crc32_of, read_manifest, write_manifest
+from ckptkit.preemption import SignalCatcher
 from ckptkit.retention import best_k, plan_deletions
 from ckptkit.schedule import SaveTimer
 from ckptkit.status import RestoreReport, RestoreResult, check_assertion
@@ -171,10 +170,9 @@ class CheckpointManager:
         local = not fs.is_remote(self._directory)
         self._lock = WriterLock(self._directory) if local else None
         self._damaged: set[str] = set()  # committed checkpoints a restore found damaged
-        self._preempted: int | None = None
-        self._previous_handlers: dict[int, Any] = {}
-        if config.preemption is not None:
-            self._install_handlers(config.preemption.signals)
+        self._signals = (
+            None if config.preemption is None else SignalCatcher(config.preemption.signals)
+        )
         latest_step = storage.parse_step(self._entries[-1][0]) if self._entries else None
         self._timer = SaveTimer(
             config.schedule, last_step=latest_step, clock=clock or time.monotonic
@@ -224,34 +222,10 @@ class CheckpointManager:
         if monitor is not None:
             self._scores = {p: _score(p, monitor) for p, _ in self._entries}
 
-    def _install_handlers(self, names: tuple[str, ...]) -> None:
-        if tf.distribute.has_strategy():
-            raise TypeError(
-                "Preemption is for single-process training; under a tf.distribute strategy use "
-                "tf.distribute.experimental.PreemptionCheckpointHandler, which coordinates the "
-                "workers, and set preemption=None"
-            )
-        if threading.current_thread() is not threading.main_thread():
-            raise TypeError(
-                "Preemption handling installs signal handlers, which Python allows only in the "
-                "main thread; create this CheckpointManager there, or set preemption=None"
-            )
-        for name in names:
-            number = signal.Signals[name].value
-            self._previous_handlers[number] = signal.signal(number, self._on_signal)
-
-    def _on_signal(self, number: int, frame: object) -> None:
-        if self._preempted is not None:
-            # A second signal: give up the graceful path and let it act as it would have.
-            signal.signal(number, self._previous_handlers.get(number, signal.SIG_DFL))
-            signal.raise_signal(number)
-            return
-        self._preempted = number
-
     @property
     def preempted(self) -> str | None:
         """The name of the termination signal received (with `Preemption`), or None."""
-        return None if self._preempted is None else signal.Signals(self._preempted).name
+        return None if self._signals is None else self._signals.name
 
     def close(self, *, tidy: bool = False) -> None:
         """Releases the writer lock and any signal handlers; restoring and listing still work.
@@ -271,9 +245,8 @@ class CheckpointManager:
         if tidy and not fs.is_remote(self._directory):
             with contextlib.suppress(OSError):
                 os.rmdir(self._directory)  # only when empty: exports and others' files stay
-        for number, previous in self._previous_handlers.items():
-            signal.signal(number, previous)
-        self._previous_handlers.clear()
+        if self._signals is not None:
+            self._signals.release()
 
     def __enter__(self) -> CheckpointManager:
         return self
@@ -374,7 +347,7 @@ class CheckpointManager:
             The checkpoint path when it saved, else None.
         """
         step = self._step(step)
-        if self._preempted is not None:
+        if self._received() is not None:
             return self._save_for_preemption(step, metadata, metrics)
         if not self._timer.should_save(step):
             return None
@@ -406,7 +379,10 @@ class CheckpointManager:
 
     def due(self, step: Any) -> bool:
         """Whether `maybe_save(step)` would save: the schedule calls for it, or a signal came."""
-        return self._preempted is not None or self._timer.should_save(self._step(step))
+        return self._received() is not None or self._timer.should_save(self._step(step))
+
+    def _received(self) -> int | None:
+        return None if self._signals is None else self._signals.received
 
     def _save_for_preemption(
         self, step: int, metadata: Mapping[str, Any] | None, metrics: Mapping[str, float] | None
@@ -414,7 +390,7 @@ class CheckpointManager:
         path = self._path_for(step)
         if not any(p == path for p, _ in self._entries):
             path = self.save(step, metadata=metadata, metrics=metrics)
-        number, policy = self._preempted, self._config.preemption
+        number, policy = self._received(), self._config.preemption
         if number is None or policy is None or not policy.exit:
             return path
         self.close()
