@@ -39,6 +39,7 @@ __all__ = [
     "is_remote",
     "isdir",
     "listdir",
+    "makedirs",
     "read_bytes",
     "remove",
     "stat",
@@ -173,6 +174,20 @@ def stat(path: str) -> Stat:
     _no_nul(path)
     found = os.stat(path)
     return Stat(found.st_size, found.st_mtime_ns / 1e9)
+
+
+def makedirs(path: str) -> None:
+    """Creates the directory `path` and its parents; an existing one is fine.
+
+    Raises:
+        OSError: It cannot be created (a file in the way, permissions, a full disk).
+    """
+    if is_remote(path):
+        with _as_oserror(path):
+            _tf().io.gfile.makedirs(path)
+        return
+    _no_nul(path)
+    os.makedirs(path, exist_ok=True)
 
 
 def is_regular_file(path: str) -> bool:

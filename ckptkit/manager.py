@@ -196,7 +196,7 @@ class CheckpointManager:
         clock went back) restarts the window now, with a warning, and no checkpoint counts as
         newer than now.
         """
-        if not tf.io.gfile.isdir(self._directory):
+        if not fs.isdir(self._directory):
             return
         # Entries whose files are gone stay, so that restore() reports them as skipped.
         entries, last_preserved = storage.committed(
@@ -279,14 +279,14 @@ class CheckpointManager:
         return [
             storage.describe(path, t)
             for path, t in self._entries
-            if tf.io.gfile.exists(f"{path}.index")
+            if fs.exists(f"{path}.index", follow_links=True)
         ]
 
     @property
     def latest(self) -> CheckpointInfo | None:
         """The newest committed checkpoint whose index file exists, or None."""
         for path, t in reversed(self._entries):
-            if tf.io.gfile.exists(f"{path}.index"):
+            if fs.exists(f"{path}.index", follow_links=True):
                 return storage.describe(path, t)
         return None
 
@@ -310,7 +310,7 @@ class CheckpointManager:
         return [
             storage.describe(path, times[path])
             for path in self._ranked()
-            if tf.io.gfile.exists(f"{path}.index")
+            if fs.exists(f"{path}.index", follow_links=True)
         ]
 
     def _ranked(self, entries: list[tuple[str, float]] | None = None) -> tuple[str, ...]:
@@ -510,8 +510,8 @@ class CheckpointManager:
         if self._swept:
             return
         try:
-            tf.io.gfile.makedirs(self._directory)
-        except (tf.errors.OpError, OSError) as e:
+            fs.makedirs(self._directory)
+        except OSError as e:
             raise _save_error(self._directory, self._directory, e) from e
         if self._lock is not None:
             try:
@@ -737,11 +737,11 @@ class CheckpointManager:
         if self._lock is None or self._lock.held:
             return
         try:
-            tf.io.gfile.makedirs(self._directory)
+            fs.makedirs(self._directory)
             self._lock.acquire()
         except DirectoryLockedError:
             raise
-        except (tf.errors.OpError, OSError):
+        except OSError:
             return  # e.g. a read-only directory: a save would fail anyway, and says why
         self._read_directory()  # another writer may have committed since this manager read it
 
@@ -807,7 +807,7 @@ def _manifest(path: str, step: int, now: float, extra: dict[str, Any], durable: 
         if durable:
             fs.fsync(name)
         files[os.path.basename(name)] = FileRecord(
-            size=tf.io.gfile.stat(name).length,
+            size=fs.stat(name).size,
             crc32=crc32_of(name) if name.endswith(".index") else None,
         )
     return Manifest(
