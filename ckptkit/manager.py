@@ -149,9 +149,7 @@ class CheckpointManager:
         from ckptkit.backends.saver_v1 import SaverBackend
 
         backend = SaverBackend(session, graph=graph, var_list=var_list, meta_graph=meta_graph)
-        manager = cls.__new__(cls)
-        manager._start(as_config(config, argument="config"), backend, clock)
-        return manager
+        return _SessionManager(as_config(config, argument="config"), backend, clock)
 
     def _start(
         self, config: CheckpointConfig, backend: Backend, clock: Callable[[], float] | None
@@ -764,6 +762,15 @@ class CheckpointManager:
                 "use restore_or_initialize() to start fresh when there is none"
             )
         return self._entries[-1][0]
+
+
+class _SessionManager(CheckpointManager):
+    """A `CheckpointManager` over a v1 `Saver` backend (made by `for_session`)."""
+
+    def __init__(
+        self, config: CheckpointConfig, backend: Backend, clock: Callable[[], float] | None
+    ) -> None:
+        self._start(config, backend, clock)
 
 
 def _as_step(step: Any) -> int:
