@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import re
 import time
@@ -30,13 +29,18 @@ from ckptkit.errors import (
     CorruptCheckpointError,
     DirectoryLockedError,
     DiskFullError,
-    InvalidMetadataError,
     InvalidStepError,
     SaveError,
     first_line,
 )
 from ckptkit.lock import WriterLock
-from ckptkit.manifest import FileRecord, Manifest, crc32_of, read_manifest, write_manifest
+from ckptkit.manifest import (
+    MANIFEST_SUFFIX,
+    build_manifest,
+    read_manifest,
+    user_fields,
+    write_manifest,
+)
 from ckptkit.preemption import SignalCatcher
 from ckptkit.retention import best_k, plan_deletions
 from ckptkit.schedule import SaveTimer
@@ -427,7 +431,7 @@ class CheckpointManager:
                 checkpoints kept.
         """
         step = self._step(step)
-        extra = _json_fields(metadata, metrics)
+        extra = user_fields(metadata, metrics)
         path = self._path_for(step)
         self._become_writer()
         if any(p == path for p, _ in self._entries):
@@ -444,7 +448,19 @@ class CheckpointManager:
             storage.mark_pending(path)  # so that leftovers of this save are known as ckptkit's
             written = self._backend.write(path)
             now = time.time()
-            write_manifest(written, _manifest(written, step, now, extra, durable), durable=durable)
+            files = [
+                f for f in storage.checkpoint_files(written) if not f.endswith(MANIFEST_SUFFIX)
+            ]
+            manifest = build_manifest(
+                written,
+                files,
+                step=step,
+                time=now,
+                tensorflow=tf.__version__,
+                user=extra,
+                durable=durable,
+            )
+            write_manifest(written, manifest, durable=durable)
             storage.unmark_pending(path)
             entries = [*self._entries, (written, now)]
             retention = self._config.retention
@@ -790,48 +806,6 @@ def _score(path: str, monitor: str) -> float | None:
     except CorruptCheckpointError:
         return None
     return None if manifest is None else manifest.metrics.get(monitor)
-
-
-def _json_fields(
-    metadata: Mapping[str, Any] | None, metrics: Mapping[str, float] | None
-) -> dict[str, Any]:
-    extra = {"metadata": dict(metadata or {}), "metrics": dict(metrics or {})}
-    try:
-        extra["metrics"] = {str(k): float(v) for k, v in extra["metrics"].items()}
-        json.dumps(extra, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise InvalidMetadataError(
-            f"save() metadata and metrics must be JSON (metrics: finite numbers): {e}"
-        ) from e
-    return extra
-
-
-def _manifest(path: str, step: int, now: float, extra: dict[str, Any], durable: bool) -> Manifest:
-    files = {}
-    for name in storage.checkpoint_files(path):
-        if name.endswith(storage.MANIFEST_SUFFIX):
-            continue
-        if durable:
-            fs.fsync(name)
-        files[os.path.basename(name)] = FileRecord(
-            size=fs.stat(name).size,
-            crc32=crc32_of(name) if name.endswith(".index") else None,
-        )
-    return Manifest(
-        checkpoint=os.path.basename(path),
-        step=step,
-        time=now,
-        files=files,
-        tensorflow=tf.__version__,
-        ckptkit=_version(),
-        **extra,
-    )
-
-
-def _version() -> str:
-    from ckptkit import __version__
-
-    return __version__
 
 
 _MAX_REREADS = 20  # a reader re-reads the state this often per restore when files vanish

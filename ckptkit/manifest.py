@@ -14,21 +14,24 @@ from __future__ import annotations
 import json
 import os
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ckptkit import fs
-from ckptkit.errors import CorruptCheckpointError, first_line
+from ckptkit.errors import CorruptCheckpointError, InvalidMetadataError, first_line
 
 __all__ = [
     "MANIFEST_SUFFIX",
     "FileRecord",
     "Manifest",
+    "build_manifest",
     "crc32_of",
     "file_problems",
     "manifest_path",
     "read_manifest",
+    "user_fields",
     "write_manifest",
 ]
 
@@ -186,3 +189,63 @@ def file_problems(checkpoint: str, manifest: Manifest) -> list[tuple[str, str]]:
         except OSError as e:
             problems.append((file, f"unreadable: {getattr(e, 'strerror', None) or e}"))
     return problems
+
+
+def build_manifest(
+    checkpoint: str,
+    files: list[str],
+    *,
+    step: int,
+    time: float,
+    tensorflow: str,
+    user: dict[str, Any],
+    durable: bool,
+) -> Manifest:
+    """The manifest of the checkpoint `checkpoint` whose `files` TensorFlow just wrote.
+
+    Records each file's size, and the crc32 of the index (the file a reader trusts for the
+    rest), with `user` (from `user_fields`). With `durable`, each file is fsync'ed first, so
+    the record describes what is on stable storage.
+    """
+    records = {}
+    for name in files:
+        if durable:
+            fs.fsync(name)
+        records[os.path.basename(name)] = FileRecord(
+            size=fs.stat(name).size,
+            crc32=crc32_of(name) if name.endswith(".index") else None,
+        )
+    return Manifest(
+        checkpoint=os.path.basename(checkpoint),
+        step=step,
+        time=time,
+        files=records,
+        tensorflow=tensorflow,
+        ckptkit=_version(),
+        **user,
+    )
+
+
+def user_fields(
+    metadata: Mapping[str, Any] | None, metrics: Mapping[str, float] | None
+) -> dict[str, Any]:
+    """`save`'s `metadata` and `metrics` as a manifest stores them.
+
+    Raises:
+        InvalidMetadataError: They are not JSON (metrics: finite numbers).
+    """
+    extra = {"metadata": dict(metadata or {}), "metrics": dict(metrics or {})}
+    try:
+        extra["metrics"] = {str(k): float(v) for k, v in extra["metrics"].items()}
+        json.dumps(extra, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise InvalidMetadataError(
+            f"save() metadata and metrics must be JSON (metrics: finite numbers): {e}"
+        ) from e
+    return extra
+
+
+def _version() -> str:
+    from ckptkit import __version__
+
+    return __version__
