@@ -8,9 +8,7 @@ TensorFlow moves the tensors, and `status` whether a restore matches.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -28,7 +26,6 @@ from ckptkit.errors import (
     CkptkitError,
     CorruptCheckpointError,
     DirectoryLockedError,
-    DiskFullError,
     InvalidStepError,
     SaveError,
     first_line,
@@ -492,7 +489,7 @@ class CheckpointManager:
         except (tf.errors.OpError, OSError) as e:
             with contextlib.suppress(OSError):
                 storage.delete_checkpoint(path)
-            raise _save_error(path, self._directory, e) from e
+            raise storage.save_error(path, self._directory, e) from e
         self._entries = entries
         self._last_preserved = plan.last_preserved
         for old in plan.delete:
@@ -526,14 +523,14 @@ class CheckpointManager:
         try:
             fs.makedirs(self._directory)
         except OSError as e:
-            raise _save_error(self._directory, self._directory, e) from e
+            raise storage.save_error(self._directory, self._directory, e) from e
         if self._lock is not None:
             try:
                 self._lock.acquire()
             except CkptkitError:
                 raise
             except OSError as e:
-                raise _lock_error(self._lock.path, e) from e
+                raise storage.lock_error(self._lock.path, e) from e
         # Another writer may have committed since this manager read the directory.
         self._read_directory()
         try:
@@ -809,37 +806,3 @@ def _score(path: str, monitor: str) -> float | None:
 
 
 _MAX_REREADS = 20  # a reader re-reads the state this often per restore when files vanish
-_DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-_DISK_FULL_WORDS = ("no space left", "file too large", "quota exceeded", "disk full")
-
-
-def _save_error(path: str, directory: str, error: BaseException) -> SaveError:
-    # TensorFlow prefixes op errors with "{{function_node ...}}" and suffixes "[Op:SaveV2]".
-    text = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]", "", str(error))
-    if getattr(error, "errno", None) in _DISK_FULL or any(
-        w in text.lower() for w in _DISK_FULL_WORDS
-    ):
-        return DiskFullError(
-            errno.ENOSPC,
-            f"saving checkpoint {path} ran out of space ({text.strip().splitlines()[0]}). "
-            f"Nothing was committed, its partial files were removed, and the earlier "
-            f"checkpoints in {directory} are intact; free space or lower max_to_keep",
-        )
-    return SaveError(
-        f"saving checkpoint {path} failed: {text}. Nothing was committed and the earlier "
-        f"checkpoints in {directory} are intact"
-    )
-
-
-def _lock_error(path: str, error: OSError) -> SaveError:
-    reason = error.strerror or str(error)
-    if error.errno in _DISK_FULL:
-        return DiskFullError(
-            errno.ENOSPC,
-            f"cannot create the writer lock {path}: {reason}. Nothing was saved; free space "
-            "(or inodes) on that filesystem",
-        )
-    return SaveError(
-        f"cannot take the writer lock {path}: it must be a regular file ckptkit can write "
-        f"({reason}). Nothing was saved; remove or fix that file"
-    )

@@ -12,15 +12,17 @@ marks (a save in progress).
 
 When the state file is missing, empty (what a rename without fsync can leave after a power
 loss) or unparsable, the directory is listed from its files: in a directory ckptkit writes (it
-holds ckptkit's lock file or manifests), only checkpoints with a valid manifest count, so a
+holds manifests or ``.pending`` marks), only checkpoints with a valid manifest count, so a
 half-written checkpoint is never taken for a committed one; elsewhere, every ``*.index``.
 
 Files are read, listed and deleted through `fs`: no glob patterns, no links followed when
-deleting, no special files read.
+deleting, no special files read. A failed save's error, TensorFlow's or the OS's, becomes a
+typed one here (`save_error`, `lock_error`): `DiskFullError` for a full disk, else `SaveError`.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections import defaultdict
@@ -29,7 +31,12 @@ from dataclasses import dataclass
 from google.protobuf import text_format
 
 from ckptkit import fs
-from ckptkit.errors import CheckpointNotFoundError, CorruptCheckpointError
+from ckptkit.errors import (
+    CheckpointNotFoundError,
+    CorruptCheckpointError,
+    DiskFullError,
+    SaveError,
+)
 from ckptkit.manifest import MANIFEST_SUFFIX, file_problems, read_manifest
 from ckptkit.state_proto import CheckpointState
 from ckptkit.warn import warn
@@ -46,6 +53,7 @@ __all__ = [
     "delete_checkpoint",
     "describe",
     "list_checkpoints",
+    "lock_error",
     "mark_pending",
     "named",
     "no_checkpoint",
@@ -53,6 +61,7 @@ __all__ = [
     "read_state",
     "remove_leftovers",
     "resolve_checkpoint",
+    "save_error",
     "uncommitted",
     "unmark_pending",
     "write_state",
@@ -508,3 +517,44 @@ def check_path(path: str) -> str:
             f"no checkpoint at {path!r}: a path cannot contain a NUL byte"
         )
     return path
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_DISK_FULL_WORDS = ("no space left", "file too large", "quota exceeded", "disk full")
+
+
+def save_error(path: str, directory: str, error: BaseException) -> SaveError:
+    """The typed error for a save of `path` that failed with `error` (TensorFlow's or the OS's).
+
+    A full disk, a file-size limit or a quota is `DiskFullError`; anything else `SaveError`.
+    """
+    # TensorFlow prefixes op errors with "{{function_node ...}}" and suffixes "[Op:SaveV2]".
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]", "", str(error))
+    if getattr(error, "errno", None) in _DISK_FULL or any(
+        w in text.lower() for w in _DISK_FULL_WORDS
+    ):
+        return DiskFullError(
+            errno.ENOSPC,
+            f"saving checkpoint {path} ran out of space ({text.strip().splitlines()[0]}). "
+            f"Nothing was committed, its partial files were removed, and the earlier "
+            f"checkpoints in {directory} are intact; free space or lower max_to_keep",
+        )
+    return SaveError(
+        f"saving checkpoint {path} failed: {text}. Nothing was committed and the earlier "
+        f"checkpoints in {directory} are intact"
+    )
+
+
+def lock_error(path: str, error: OSError) -> SaveError:
+    """The typed error for a writer lock file that could not be created or opened."""
+    reason = error.strerror or str(error)
+    if error.errno in _DISK_FULL:
+        return DiskFullError(
+            errno.ENOSPC,
+            f"cannot create the writer lock {path}: {reason}. Nothing was saved; free space "
+            "(or inodes) on that filesystem",
+        )
+    return SaveError(
+        f"cannot take the writer lock {path}: it must be a regular file ckptkit can write "
+        f"({reason}). Nothing was saved; remove or fix that file"
+    )
