@@ -19,6 +19,7 @@ from ckptkit import fs, storage
 from ckptkit.backends.base import Backend
 from ckptkit.backends.object_based import ObjectBasedBackend
 from ckptkit.config import Assertion, CheckpointConfig, as_config
+from ckptkit.directory_view import DirectoryView
 from ckptkit.errors import (
     CheckpointExistsError,
     CheckpointNotFoundError,
@@ -158,21 +159,16 @@ class CheckpointManager:
         self._config = config
         self._directory = config.directory
         self._backend = backend
-        self._entries: list[tuple[str, float]] = []
-        self._scores: dict[str, float | None] = {}  # Retention.monitor's value by checkpoint
-        # As tf.train.CheckpointManager: without a state file, the every-n-hours window starts
-        # when the manager is created (a second back, against racing re-creations).
-        self._last_preserved = time.time() - 1.0
-        self._future_mark: float | None = None  # a mark ahead of the clock, once warned about
+        self._view = DirectoryView()
         self._read_directory()
         self._swept = False  # set by the first save, which takes the lock and clears leftovers
         local = not fs.is_remote(self._directory)
         self._lock = WriterLock(self._directory) if local else None
-        self._damaged: set[str] = set()  # committed checkpoints a restore found damaged
         self._signals = (
             None if config.preemption is None else SignalCatcher(config.preemption.signals)
         )
-        latest_step = storage.parse_step(self._entries[-1][0]) if self._entries else None
+        newest = self._view.newest
+        latest_step = None if newest is None else storage.parse_step(newest)
         self._timer = SaveTimer(
             config.schedule, last_step=latest_step, clock=clock or time.monotonic
         )
@@ -204,22 +200,22 @@ class CheckpointManager:
             allow_outside=self._config.allow_outside_paths,
         )
         now = time.time()
-        self._entries = [(p, min(t, now)) for p, t in entries]
-        if last_preserved is None or last_preserved == self._future_mark:
+        self._view.entries = [(p, min(t, now)) for p, t in entries]
+        if last_preserved is None or last_preserved == self._view.future_mark:
             pass  # the window opened at creation, or was restarted at an earlier read
         elif last_preserved > now:
-            self._future_mark = last_preserved
-            self._last_preserved = now
+            self._view.future_mark = last_preserved
+            self._view.last_preserved = now
             warn(
                 f"time.time() returned a value {last_preserved - now:.0f} seconds behind the "
                 f"last preserved checkpoint timestamp in {self._directory}; the "
                 "keep_every_n_hours window restarts now, as tf.train.CheckpointManager does"
             )
         else:
-            self._last_preserved = last_preserved
+            self._view.last_preserved = last_preserved
         monitor = self._config.retention.monitor
         if monitor is not None:
-            self._scores = {p: _score(p, monitor) for p, _ in self._entries}
+            self._view.scores = {p: _score(p, monitor) for p, _ in self._view.entries}
 
     @property
     def preempted(self) -> str | None:
@@ -235,7 +231,7 @@ class CheckpointManager:
                 itself when nothing else is in it, so that no trace is left.
         """
         wrote = self._swept or (self._lock is not None and self._lock.held)
-        tidy = tidy and wrote and not self._entries
+        tidy = tidy and wrote and not self._view.entries
         if tidy:
             with contextlib.suppress(OSError):
                 storage.remove_state(self._directory)
@@ -277,14 +273,14 @@ class CheckpointManager:
         """Committed checkpoints whose index file exists, oldest first (sizes are stat'ed)."""
         return [
             storage.describe(path, t)
-            for path, t in self._entries
+            for path, t in self._view.entries
             if fs.exists(f"{path}.index", follow_links=True)
         ]
 
     @property
     def latest(self) -> CheckpointInfo | None:
         """The newest committed checkpoint whose index file exists, or None."""
-        for path, t in reversed(self._entries):
+        for path, t in reversed(self._view.entries):
             if fs.exists(f"{path}.index", follow_links=True):
                 return storage.describe(path, t)
         return None
@@ -305,7 +301,7 @@ class CheckpointManager:
         Raises:
             TypeError: The config's `Retention` has no `monitor`.
         """
-        times = dict(self._entries)
+        times = dict(self._view.entries)
         return [
             storage.describe(path, times[path])
             for path in self._ranked()
@@ -320,7 +316,7 @@ class CheckpointManager:
                 "ranking checkpoints needs the metric to rank by: set "
                 "CheckpointConfig(retention=Retention(monitor='val_loss', ...))"
             )
-        scored = [(p, self._scores.get(p)) for p, _ in entries or self._entries]
+        scored = [(p, self._view.scores.get(p)) for p, _ in entries or self._view.entries]
         return best_k(scored, len(scored), retention.direction)
 
     def maybe_save(
@@ -387,7 +383,7 @@ class CheckpointManager:
         self, step: int, metadata: Mapping[str, Any] | None, metrics: Mapping[str, float] | None
     ) -> str:
         path = self._path_for(step)
-        if not any(p == path for p, _ in self._entries):
+        if not self._view.listed(path):
             path = self.save(step, metadata=metadata, metrics=metrics)
         number, policy = self._received(), self._config.preemption
         if number is None or policy is None or not policy.exit:
@@ -431,8 +427,8 @@ class CheckpointManager:
         extra = user_fields(metadata, metrics)
         path = self._path_for(step)
         self._become_writer()
-        if any(p == path for p, _ in self._entries):
-            if path not in self._damaged:
+        if self._view.listed(path):
+            if path not in self._view.damaged:
                 raise CheckpointExistsError(
                     f"checkpoint {path} for step {step} is already committed; it is not "
                     "overwritten. Save at a new step, or use a new directory to retrain from "
@@ -459,23 +455,23 @@ class CheckpointManager:
             )
             write_manifest(written, manifest, durable=durable)
             storage.unmark_pending(path)
-            entries = [*self._entries, (written, now)]
+            entries = [*self._view.entries, (written, now)]
             retention = self._config.retention
             if retention.monitor is not None:
-                self._scores[written] = extra["metrics"].get(retention.monitor)
+                self._view.scores[written] = extra["metrics"].get(retention.monitor)
             # Only this manager's own checkpoints are subject to retention (as in TensorFlow,
             # where others carry no timestamp); older than the window means preserved.
             candidates = [
                 e
                 for e in entries
-                if e[1] > self._last_preserved and storage.named(e[0], self._config.prefix)
+                if e[1] > self._view.last_preserved and storage.named(e[0], self._config.prefix)
             ]
             best = () if retention.best_k is None else self._ranked(candidates)[: retention.best_k]
             plan = plan_deletions(
                 candidates,
                 max_to_keep=retention.max_to_keep,
                 keep_every_n_hours=retention.keep_every_n_hours,
-                last_preserved=self._last_preserved,
+                last_preserved=self._view.last_preserved,
                 best=best,
             )
             doomed = set(plan.delete)
@@ -490,10 +486,10 @@ class CheckpointManager:
             with contextlib.suppress(OSError):
                 storage.delete_checkpoint(path)
             raise storage.save_error(path, self._directory, e) from e
-        self._entries = entries
-        self._last_preserved = plan.last_preserved
+        self._view.entries = entries
+        self._view.last_preserved = plan.last_preserved
         for old in plan.delete:
-            self._scores.pop(old, None)
+            self._view.scores.pop(old, None)
             self._delete_files(old, written)
         self._timer.record(step)
         return written
@@ -535,7 +531,7 @@ class CheckpointManager:
         self._read_directory()
         try:
             storage.remove_leftovers(
-                self._directory, self._config.prefix, {p for p, _ in self._entries}
+                self._directory, self._config.prefix, {p for p, _ in self._view.entries}
             )
         except OSError as e:
             warn(
@@ -557,17 +553,16 @@ class CheckpointManager:
 
     def _uncommit(self, path: str) -> None:
         self._check_lock()
-        self._scores.pop(path, None)
-        self._entries = [e for e in self._entries if e[0] != path]
+        entries = tuple(e for e in self._view.entries if e[0] != path)
         try:
-            storage.write_state(self._directory, tuple(self._entries), self._last_preserved)
+            storage.write_state(self._directory, entries, self._view.last_preserved)
+            self._view.drop(path)
             storage.delete_checkpoint(path)
         except OSError as e:
             raise SaveError(
                 f"removing checkpoint {path} failed ({e.strerror or e}); the state file may "
                 "still list it. Check the directory's permissions and space, then retry"
             ) from e
-        self._damaged.discard(path)
 
     def check_compatibility(
         self, *, step: int | None = None, path: str | None = None
@@ -629,7 +624,7 @@ class CheckpointManager:
                     "(ckptkit.verify lists which are intact)"
                 )
             return self._load(target, mode, skipped=())
-        if not self._entries:
+        if not self._view.entries:
             raise CheckpointNotFoundError(
                 f"no checkpoint to restore in {self._directory}; "
                 "use restore_or_initialize() to start fresh when there is none"
@@ -643,7 +638,7 @@ class CheckpointManager:
         tried: set[str] = set()
         rereads = 0
         while True:
-            order = self._ranked() if best else [p for p, _ in reversed(self._entries)]
+            order = self._ranked() if best else [p for p, _ in reversed(self._view.entries)]
             pending = [p for p in order if p not in tried]
             if not pending:
                 break
@@ -668,7 +663,7 @@ class CheckpointManager:
                 rereads += 1
                 continue  # deleted by the writer's retention while read: not damage
             skipped.append((target, problems))
-            self._damaged.add(target)
+            self._view.damaged.add(target)
         raise CorruptCheckpointError(
             f"every {'ranked ' if best else ''}checkpoint in {self._directory} is damaged; "
             "nothing was restored: " + "; ".join(f"{p} ({why})" for p, why in skipped)
@@ -683,7 +678,7 @@ class CheckpointManager:
         if self._swept:
             return False
         self._read_directory()
-        return all(p != target for p, _ in self._entries)
+        return all(p != target for p, _ in self._view.entries)
 
     def _problems(self, target: str) -> str:
         """What verification finds wrong with `target` ("" when intact or verification is off)."""
@@ -730,7 +725,7 @@ class CheckpointManager:
             DirectoryLockedError: Another manager is writing to this directory.
         """
         self._lock_early()
-        if not self._entries:
+        if not self._view.entries:
             left = storage.uncommitted(self._directory, self._config.prefix)
             if left:
                 warn(
@@ -762,19 +757,19 @@ class CheckpointManager:
         if path is not None:
             return storage.resolve_checkpoint(os.fspath(path))
         if step is not None:
-            for candidate, _ in self._entries:
+            for candidate, _ in self._view.entries:
                 if storage.parse_step(candidate) == step:
                     return candidate
-            have = [storage.parse_step(p) for p, _ in self._entries]
+            have = [storage.parse_step(p) for p, _ in self._view.entries]
             raise CheckpointNotFoundError(
                 f"no checkpoint for step {step} in {self._directory}; steps available: {have}"
             )
-        if not self._entries:
+        if not self._view.entries:
             raise CheckpointNotFoundError(
                 f"no checkpoint to restore in {self._directory}; "
                 "use restore_or_initialize() to start fresh when there is none"
             )
-        return self._entries[-1][0]
+        return self._view.entries[-1][0]
 
 
 class _SessionManager(CheckpointManager):
