@@ -132,14 +132,19 @@ def read_bytes(path: str, *, limit: int | None = None) -> bytes:
     return data
 
 
+def _remote_is(test: str, path: str) -> bool:
+    """`tf.io.gfile.<test>(path)` (``exists``, ``isdir``), False where the filesystem errs."""
+    tf = _tf()
+    try:
+        return bool(getattr(tf.io.gfile, test)(path))
+    except tf.errors.OpError:
+        return False
+
+
 def exists(path: str, *, follow_links: bool = False) -> bool:
     """Whether the name `path` exists; a dangling link counts unless `follow_links`."""
     if is_remote(path):
-        tf = _tf()
-        try:
-            return bool(tf.io.gfile.exists(path))
-        except tf.errors.OpError:
-            return False
+        return _remote_is("exists", path)
     try:
         os.stat(path) if follow_links else os.lstat(path)
     except (OSError, ValueError):
@@ -150,11 +155,7 @@ def exists(path: str, *, follow_links: bool = False) -> bool:
 def isdir(path: str) -> bool:
     """Whether `path` is a directory (or a link to one); False when missing."""
     if is_remote(path):
-        tf = _tf()
-        try:
-            return bool(tf.io.gfile.isdir(path))
-        except tf.errors.OpError:
-            return False
+        return _remote_is("isdir", path)
     try:
         return os.path.isdir(path)
     except ValueError:
@@ -193,11 +194,7 @@ def makedirs(path: str) -> None:
 def is_regular_file(path: str) -> bool:
     """Whether `path` is a regular file (or a link to one); False when missing."""
     if is_remote(path):
-        tf = _tf()
-        try:
-            return bool(tf.io.gfile.exists(path)) and not tf.io.gfile.isdir(path)
-        except tf.errors.OpError:
-            return False
+        return _remote_is("exists", path) and not _remote_is("isdir", path)
     try:
         return S_ISREG(os.stat(path).st_mode)
     except (OSError, ValueError):

@@ -180,10 +180,6 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         elif not explicit_schedule:
             updates["schedule"] = Schedule(every_steps=None, every_secs=None)
         self.config = config.model_copy(update=updates)
-        self.monitor = monitor
-        self.mode = mode
-        self.save_best_only = save_best_only
-        self.save_weights_only = save_weights_only
         self.save_freq = save_freq
         self.verbose = verbose
         self.keep_checkpoints = keep_checkpoints

@@ -678,7 +678,7 @@ class CheckpointManager:
         if self._swept:
             return False
         self._read_directory()
-        return all(p != target for p, _ in self._view.entries)
+        return not self._view.listed(target)
 
     def _problems(self, target: str) -> str:
         """What verification finds wrong with `target` ("" when intact or verification is off)."""
@@ -764,12 +764,13 @@ class CheckpointManager:
             raise CheckpointNotFoundError(
                 f"no checkpoint for step {step} in {self._directory}; steps available: {have}"
             )
-        if not self._view.entries:
+        newest = self._view.newest
+        if newest is None:
             raise CheckpointNotFoundError(
                 f"no checkpoint to restore in {self._directory}; "
                 "use restore_or_initialize() to start fresh when there is none"
             )
-        return self._view.entries[-1][0]
+        return newest
 
 
 class _SessionManager(CheckpointManager):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from ckptkit import storage
+from ckptkit import fs, storage
 from ckptkit.errors import CheckpointNotFoundError, CorruptCheckpointError, FormatError
 from ckptkit.inspection import open_reader
 from ckptkit.keras_files import is_keras_file
@@ -102,7 +102,7 @@ def verify_checkpoint(path: str, *, full: bool = False) -> CheckpointVerdict:
 
 def _check_readable(path: str, *, full: bool, check_shards: bool) -> list[Problem]:
     index = path + ".index"
-    if not tf.io.gfile.exists(index):
+    if not fs.exists(index, follow_links=True):
         return [Problem(index, "missing")]
     try:
         _, reader = open_reader(path)
@@ -156,9 +156,9 @@ def verify(path: str, *, full: bool = False) -> VerifyReport:
             f"crc32c); `ckptkit inspect {path}` shows whether it opens and what it holds"
         )
     path = storage.check_path(path).removesuffix(".index")
-    if tf.io.gfile.exists(path + ".index") or tf.io.gfile.exists(manifest_path(path)):
+    if any(fs.exists(p, follow_links=True) for p in (path + ".index", manifest_path(path))):
         return VerifyReport((verify_checkpoint(path, full=full),))
-    if not tf.io.gfile.isdir(path):
+    if not fs.isdir(path):
         storage.resolve_checkpoint(path)  # raises the right "not found" error
     entries, _ = storage.committed(path, include_missing=True)
     if not entries:
