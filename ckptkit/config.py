@@ -238,6 +238,12 @@ class CheckpointConfig(BaseModel):
         durable: fsync data, index, manifest and directory before a checkpoint counts as
             committed, so it survives a power loss, not only a process kill.
         preemption: Save and exit on SIGTERM/SIGINT (see `Preemption`); None: off.
+        async_save: Save in the background: `save` returns once the values are taken (copied
+            off accelerators), and TensorFlow's write, the manifest, the commit and retention
+            run on a thread while training goes on. `save(async_save=...)` overrides it per
+            call. Graph mode (`CheckpointManager.for_session`) always saves synchronously.
+        async_timeout_secs: How long `close`, the ``with`` block's end and interpreter exit
+            wait for a background save before leaving it uncommitted (with an error naming it).
         allow_outside_paths: Follow paths in the ``checkpoint`` state file that point outside
             `directory`. Off by default: a crafted state file could otherwise make restores
             read, and retention delete, files elsewhere.
@@ -257,6 +263,8 @@ class CheckpointConfig(BaseModel):
     restore: RestorePolicy = Field(default_factory=RestorePolicy)
     durable: StrictBool = False
     preemption: Preemption | None = None
+    async_save: StrictBool = False
+    async_timeout_secs: float = Field(600.0, gt=0, allow_inf_nan=False)
     allow_outside_paths: StrictBool = False
 
     @field_validator("directory", mode="before")

@@ -9,7 +9,11 @@ state file on disk says the same.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
+
+from ckptkit.retention import best_k
 
 __all__ = ["DirectoryView"]
 
@@ -43,6 +47,23 @@ class DirectoryView:
     def newest(self) -> str | None:
         """The newest committed checkpoint, or None."""
         return self.entries[-1][0] if self.entries else None
+
+    def ranked(
+        self,
+        direction: Literal["min", "max"],
+        entries: Sequence[tuple[str, float]] | None = None,
+        scores: Mapping[str, float | None] | None = None,
+    ) -> tuple[str, ...]:
+        """The checkpoints of `entries` (default: all) that have a score, best first.
+
+        Args:
+            direction: Whether a lower (``"min"``) or higher score is better.
+            entries: The ``(path, time)`` pairs to rank; default `entries`.
+            scores: Scores by path; default `scores`.
+        """
+        scores = self.scores if scores is None else scores
+        scored = [(p, scores.get(p)) for p, _ in (self.entries if entries is None else entries)]
+        return best_k(scored, len(scored), direction)
 
     def drop(self, path: str) -> None:
         """Forgets `path` (after the state file stopped listing it)."""

@@ -36,7 +36,7 @@ from ckptkit.keras_resume import Progress, batches_done, build_from, seed_states
 from ckptkit.manager import CheckpointManager
 from ckptkit.retention import Mode
 from ckptkit.status import RestoreResult
-from ckptkit.storage import list_checkpoints
+from ckptkit.storage import list_checkpoints, parse_step
 from ckptkit.tf_internals import set_initial_epoch
 from ckptkit.warn import warn
 
@@ -110,6 +110,10 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         resume_finished: When the directory holds the checkpoints kept by a `fit` that ran
             to its end, train on from the newest of them instead of stopping with
             `CheckpointExistsError`.
+        async_save: Write checkpoints in the background while training goes on (see
+            `CheckpointConfig.async_save`); None: as the config says. A background save's
+            error stops `fit` at the next batch or epoch end; `fit` returns once the last
+            save is committed.
         clock: Monotonic seconds for time schedules; for tests.
 
     Raises:
@@ -132,6 +136,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         retention: Retention | None = None,
         keep_checkpoints: bool = False,
         resume_finished: bool = False,
+        async_save: bool | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__()
@@ -173,6 +178,8 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 "retention=Retention(best_k=1, monitor=...)"
             )
         updates: dict[str, Any] = {}
+        if async_save is not None:
+            updates["async_save"] = async_save
         if retention is not None:
             updates["retention"] = retention
         if schedule is not None:
@@ -392,8 +399,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             return
         manager = self._ensure_open()
         step = self._step()
-        latest = manager.latest
-        if latest is None or latest.step != step:  # else saved at this step already
+        if not _saved_at(manager, step):
             self._save(manager, step, epoch, None, logs, schedule=False)
 
     def _step(self) -> int:
@@ -443,7 +449,8 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             return
         if self.keep_checkpoints:
             manager.finish(self._step(), metadata=self._position())  # Schedule.save_last_step
-        else:
+        manager.wait()  # the last save is committed before the directory is tidied or left
+        if not self.keep_checkpoints:
             self._remove_backups(manager)
         kept = [os.path.basename(info.path) for info in manager.checkpoints]
         if kept:  # so that a rerun does not take them for an interrupted fit's
@@ -463,6 +470,15 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         for info in manager.checkpoints:
             if info.path not in keep and info.step is not None:
                 manager.delete(info.step)
+
+
+def _saved_at(manager: CheckpointManager, step: int) -> bool:
+    """Whether the newest checkpoint, committed or being written, is the one of `step`."""
+    in_flight = manager.in_flight
+    if in_flight is not None:
+        return parse_step(in_flight) == step
+    latest = manager.latest
+    return latest is not None and latest.step == step
 
 
 def _numbers(logs: Mapping[str, Any] | None) -> dict[str, float]:

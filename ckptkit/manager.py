@@ -1,23 +1,25 @@
 """`CheckpointManager`: one save / restore / inspect interface over TensorFlow checkpoints.
 
 The facade ties the pieces together and owns no policy of its own: `schedule` says when to
-save, `retention` what to keep, `storage` where files go and what is committed, the backend how
-TensorFlow moves the tensors, and `status` whether a restore matches.
+save, `commit` how a save is written and committed (inline or in the background), `retention`
+what to keep, `storage` where files go and what is committed, the backend how TensorFlow moves
+the tensors, and `status` whether a restore matches.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
+import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import tensorflow as tf
+from typing import TYPE_CHECKING, Any
 
 from ckptkit import fs, storage
 from ckptkit.backends.base import Backend
 from ckptkit.backends.object_based import ObjectBasedBackend
+from ckptkit.commit import CommitPipeline, SaveRequest
 from ckptkit.config import Assertion, CheckpointConfig, as_config
 from ckptkit.directory_view import DirectoryView
 from ckptkit.errors import (
@@ -32,20 +34,16 @@ from ckptkit.errors import (
     first_line,
 )
 from ckptkit.lock import WriterLock
-from ckptkit.manifest import (
-    MANIFEST_SUFFIX,
-    build_manifest,
-    read_manifest,
-    user_fields,
-    write_manifest,
-)
+from ckptkit.manifest import read_manifest, user_fields
 from ckptkit.preemption import SignalCatcher
-from ckptkit.retention import best_k, plan_deletions
 from ckptkit.schedule import SaveTimer
 from ckptkit.status import RestoreReport, RestoreResult, check_assertion
 from ckptkit.storage import CheckpointInfo
 from ckptkit.verification import verify_checkpoint
 from ckptkit.warn import warn
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 __all__ = ["CheckpointManager"]
 
@@ -172,6 +170,8 @@ class CheckpointManager:
         self._timer = SaveTimer(
             config.schedule, last_step=latest_step, clock=clock or time.monotonic
         )
+        self._pipeline = CommitPipeline(config, self._view, self._lock, backend.tensorflow_version)
+        self._exit_wait: weakref.finalize[Any, Any] | None = None
 
     @property
     def config(self) -> CheckpointConfig:
@@ -223,13 +223,29 @@ class CheckpointManager:
         return None if self._signals is None else self._signals.name
 
     def close(self, *, tidy: bool = False) -> None:
-        """Releases the writer lock and any signal handlers; restoring and listing still work.
+        """Waits for a background save, then releases the writer lock and signal handlers.
+
+        Restoring and listing still work afterwards. The wait is bounded by
+        `CheckpointConfig.async_timeout_secs`.
 
         Args:
             tidy: When this manager wrote to the directory and no checkpoint is listed there
                 any more, also remove the state file and the lock file, and the directory
                 itself when nothing else is in it, so that no trace is left.
+
+        Raises:
+            SaveError: The background save failed (`DiskFullError` when out of space), or was
+                still running when the wait ran out and is left uncommitted. The lock and the
+                handlers are released all the same.
         """
+        try:
+            self._pipeline.wait(self._config.async_timeout_secs)
+        finally:
+            self._release(tidy=tidy)
+
+    def _release(self, *, tidy: bool) -> None:
+        if self._exit_wait is not None:
+            self._exit_wait.detach()
         wrote = self._swept or (self._lock is not None and self._lock.held)
         tidy = tidy and wrote and not self._view.entries
         if tidy:
@@ -246,8 +262,14 @@ class CheckpointManager:
     def __enter__(self) -> CheckpointManager:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if kind is None:
+            self.close()
+            return
+        try:  # the with block's own error is the one to raise; a save's is reported
+            self.close()
+        except SaveError as e:
+            warn(f"while closing after {kind.__name__}: {first_line(e)}")
 
     @property
     def checkpoint(self) -> tf.train.Checkpoint:
@@ -308,16 +330,15 @@ class CheckpointManager:
             if fs.exists(f"{path}.index", follow_links=True)
         ]
 
-    def _ranked(self, entries: list[tuple[str, float]] | None = None) -> tuple[str, ...]:
+    def _ranked(self) -> tuple[str, ...]:
         """Checkpoints with a value of `Retention.monitor`, best first."""
-        retention = self._config.retention
-        if retention.direction is None:
+        direction = self._config.retention.direction
+        if direction is None:
             raise TypeError(
                 "ranking checkpoints needs the metric to rank by: set "
                 "CheckpointConfig(retention=Retention(monitor='val_loss', ...))"
             )
-        scored = [(p, self._view.scores.get(p)) for p, _ in entries or self._view.entries]
-        return best_k(scored, len(scored), retention.direction)
+        return self._view.ranked(direction)
 
     def maybe_save(
         self,
@@ -325,28 +346,37 @@ class CheckpointManager:
         *,
         metadata: Mapping[str, Any] | None = None,
         metrics: Mapping[str, float] | None = None,
+        async_save: bool | None = None,
     ) -> str | None:
         """Saves when the schedule calls for it at `step`.
 
         Cheap on the steps that do not save, so it can be called on every step. After a
-        termination signal (with `CheckpointConfig.preemption`), it saves at once and exits.
-        Reading a `tf.Variable` step waits for the device; on an accelerator, pass a Python int
-        you keep alongside it to avoid one sync per step.
+        termination signal (with `CheckpointConfig.preemption`), it waits for a background
+        save, saves `step` synchronously and exits. Reading a `tf.Variable` step waits for the
+        device; on an accelerator, pass a Python int you keep alongside it to avoid one sync
+        per step.
 
         Args:
             step: The current step: an int, or a scalar `tf.Variable` / tensor.
             metadata: As for `save`, stored only when it saves.
             metrics: As for `save`, stored only when it saves.
+            async_save: As for `save`.
 
         Returns:
-            The checkpoint path when it saved, else None.
+            The checkpoint path when it saved (or started saving, in the background), else
+            None.
+
+        Raises:
+            SaveError: A background save that has finished since the last call failed (as for
+                `wait`); raised even on a step that does not save.
         """
         step = self._step(step)
         if self._received() is not None:
             return self._save_for_preemption(step, metadata, metrics)
+        self._pipeline.check()
         if not self._timer.should_save(step):
             return None
-        return self.save(step, metadata=metadata, metrics=metrics)
+        return self.save(step, metadata=metadata, metrics=metrics, async_save=async_save)
 
     def _step(self, step: Any) -> int:
         return _as_step(self._backend.read_step(step))
@@ -382,9 +412,13 @@ class CheckpointManager:
     def _save_for_preemption(
         self, step: int, metadata: Mapping[str, Any] | None, metrics: Mapping[str, float] | None
     ) -> str:
+        try:
+            self._pipeline.wait()
+        except SaveError as e:  # the save of this step, below, matters more now
+            warn(f"a background save failed before the preemption save: {first_line(e)}")
         path = self._path_for(step)
         if not self._view.listed(path):
-            path = self.save(step, metadata=metadata, metrics=metrics)
+            path = self.save(step, metadata=metadata, metrics=metrics, async_save=False)
         number, policy = self._received(), self._config.preemption
         if number is None or policy is None or not policy.exit:
             return path
@@ -397,23 +431,35 @@ class CheckpointManager:
         *,
         metadata: Mapping[str, Any] | None = None,
         metrics: Mapping[str, float] | None = None,
+        async_save: bool | None = None,
     ) -> str:
-        """Saves a checkpoint for `step` now, commits it, then applies retention.
+        """Saves a checkpoint for `step`, commits it, then applies retention.
 
-        The commit protocol: a ``.pending`` mark; TensorFlow writes the files; ckptkit records
-        them in a manifest (sizes, the index's crc32, step, time, versions, `metadata`,
-        `metrics`) and drops the mark; then the checkpoint is listed in the state file, which
-        is the moment it becomes visible. Only after that are old checkpoints deleted. A save
-        interrupted at any point leaves the previous state; its leftovers are removed by the
-        next writer's first save.
+        The commit protocol (see `ckptkit.commit`): a ``.pending`` mark; TensorFlow writes the
+        files; ckptkit records them in a manifest (sizes, the index's crc32, step, time,
+        versions, `metadata`, `metrics`) and drops the mark; then the checkpoint is listed in
+        the state file, which is the moment it becomes visible. Only after that are old
+        checkpoints deleted. A save interrupted at any point leaves the previous state; its
+        leftovers are removed by the next writer's first save.
+
+        An async save (`CheckpointConfig.async_save`, or ``async_save=True`` here) first waits
+        for the previous background save, then takes every saved value (accelerator variables
+        are copied to the host; host variables share their buffers until training next
+        updates them, when TensorFlow copies them), and returns: training may change the
+        variables at once without changing what is written. The rest of the protocol runs on
+        a background thread. The checkpoint is listed (`latest`, `checkpoints`, restores)
+        only once committed; `wait` blocks until then. Its error, if any, is raised by the
+        next `save`, `maybe_save`, `wait` or `close`.
 
         Args:
             step: The step this checkpoint is for; it names the checkpoint.
             metadata: JSON-serialisable information stored in the manifest.
             metrics: Named numbers stored in the manifest (e.g. ``{"val_loss": 0.31}``).
+            async_save: Save in the background (True) or now (False); None: as the config says.
 
         Returns:
-            The checkpoint prefix, e.g. ``runs/exp1/ckpt-200``.
+            The checkpoint prefix, e.g. ``runs/exp1/ckpt-200`` (in the background: the prefix
+            it will have once committed).
 
         Raises:
             CheckpointExistsError: An intact committed checkpoint for `step` exists already.
@@ -421,10 +467,14 @@ class CheckpointManager:
             DirectoryLockedError: Another manager is writing to this directory.
             DiskFullError: The disk (or a file-size limit) ran out; nothing was committed.
             SaveError: Writing failed otherwise; partial files were removed, earlier
-                checkpoints kept.
+                checkpoints kept. After an async save, the previous background save's error.
+            TrackableError: An async save of values that cannot be taken ahead of writing
+                (graph mode).
         """
         step = self._step(step)
         extra = user_fields(metadata, metrics)
+        background = self._config.async_save if async_save is None else async_save
+        self._pipeline.wait()  # one save in flight at most; its error is raised here
         path = self._path_for(step)
         self._become_writer()
         if self._view.listed(path):
@@ -435,75 +485,38 @@ class CheckpointManager:
                     "an earlier step"
                 )
             self._uncommit(path)  # found damaged by restore(): replaced by this save
-        durable = self._config.durable
-        self._check_lock()  # before TensorFlow writes: the directory may be another's now
-        try:
-            storage.mark_pending(path)  # so that leftovers of this save are known as ckptkit's
-            written = self._backend.write(path)
-            now = time.time()
-            files = [
-                f for f in storage.checkpoint_files(written) if not f.endswith(MANIFEST_SUFFIX)
-            ]
-            manifest = build_manifest(
-                written,
-                files,
-                step=step,
-                time=now,
-                tensorflow=tf.__version__,
-                user=extra,
-                durable=durable,
+        if not background:
+            written = self._pipeline.run(SaveRequest(path, step, extra, self._backend.write))
+            self._timer.record(step)
+            return written
+        request = SaveRequest(path, step, extra, self._backend.snapshot())
+        if self._exit_wait is None:  # interpreter exit waits for the save in flight, bounded
+            self._exit_wait = weakref.finalize(
+                self, _wait_at_exit, self._pipeline, self._config.async_timeout_secs
             )
-            write_manifest(written, manifest, durable=durable)
-            storage.unmark_pending(path)
-            entries = [*self._view.entries, (written, now)]
-            retention = self._config.retention
-            if retention.monitor is not None:
-                self._view.scores[written] = extra["metrics"].get(retention.monitor)
-            # Only this manager's own checkpoints are subject to retention (as in TensorFlow,
-            # where others carry no timestamp); older than the window means preserved.
-            candidates = [
-                e
-                for e in entries
-                if e[1] > self._view.last_preserved and storage.named(e[0], self._config.prefix)
-            ]
-            best = () if retention.best_k is None else self._ranked(candidates)[: retention.best_k]
-            plan = plan_deletions(
-                candidates,
-                max_to_keep=retention.max_to_keep,
-                keep_every_n_hours=retention.keep_every_n_hours,
-                last_preserved=self._view.last_preserved,
-                best=best,
-            )
-            doomed = set(plan.delete)
-            entries = [e for e in entries if e[0] not in doomed]
-            self._check_lock()
-            storage.write_state(
-                self._directory, tuple(entries), plan.last_preserved, durable=durable
-            )
-        except DirectoryLockedError:
-            raise  # the files may be another writer's now: leave them
-        except (tf.errors.OpError, OSError) as e:
-            with contextlib.suppress(OSError):
-                storage.delete_checkpoint(path)
-            raise storage.save_error(path, self._directory, e) from e
-        self._view.entries = entries
-        self._view.last_preserved = plan.last_preserved
-        for old in plan.delete:
-            self._view.scores.pop(old, None)
-            self._delete_files(old, written)
+        self._pipeline.start(request)
         self._timer.record(step)
-        return written
+        return path
 
-    def _delete_files(self, old: str, committed: str) -> None:
-        """Removes an uncommitted checkpoint's files; a failure warns, the commit stands."""
-        try:
-            storage.delete_checkpoint(old)
-        except OSError as e:
-            warn(
-                f"{committed} is committed, but the files of {old}, which retention no longer "
-                f"lists, could not all be removed ({e.strerror or e}); the next writer of "
-                f"{self._directory} removes them"
-            )
+    def wait(self) -> str | None:
+        """Blocks until the background save in flight (if any) is committed.
+
+        Returns:
+            The newest committed checkpoint's path, or None when there is none.
+
+        Raises:
+            DiskFullError: The background save ran out of space; nothing of it was committed,
+                earlier checkpoints are intact, and the next save may go ahead.
+            SaveError: The background save failed otherwise; likewise.
+            DirectoryLockedError: Another writer took the directory meanwhile.
+        """
+        self._pipeline.wait()
+        return self._view.newest
+
+    @property
+    def in_flight(self) -> str | None:
+        """The checkpoint a background save is writing and has not committed yet, or None."""
+        return self._pipeline.in_flight
 
     def _check_lock(self) -> None:
         if self._lock is not None:
@@ -543,10 +556,13 @@ class CheckpointManager:
     def delete(self, step: int) -> None:
         """Deletes the committed checkpoint of `step`: unlisted first, then its files removed.
 
+        Waits for a background save first.
+
         Raises:
             CheckpointNotFoundError: No committed checkpoint for `step`.
             DirectoryLockedError: Another manager is writing to this directory.
         """
+        self._pipeline.wait()
         path = self._select(step, None)
         self._become_writer()
         self._uncommit(path)
@@ -779,7 +795,21 @@ class _SessionManager(CheckpointManager):
     def __init__(
         self, config: CheckpointConfig, backend: Backend, clock: Callable[[], float] | None
     ) -> None:
+        if config.async_save:
+            warn(
+                f"{config.directory}: graph-mode managers (for_session) save synchronously; "
+                "CheckpointConfig(async_save=True) is ignored for this one"
+            )
+            config = config.model_copy(update={"async_save": False})
         self._start(config, backend, clock)
+
+
+def _wait_at_exit(pipeline: CommitPipeline, timeout: float) -> None:
+    """At interpreter exit: lets the save in flight commit (bounded); reports its failure."""
+    try:
+        pipeline.wait(timeout)
+    except SaveError as e:
+        print(f"ckptkit: at exit: {first_line(e)}", file=sys.stderr)
 
 
 def _as_step(step: Any) -> int:

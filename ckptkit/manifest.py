@@ -198,7 +198,7 @@ def build_manifest(
     step: int,
     time: float,
     tensorflow: str,
-    user: dict[str, Any],
+    user: Mapping[str, Any],
     durable: bool,
 ) -> Manifest:
     """The manifest of the checkpoint `checkpoint` whose `files` TensorFlow just wrote.

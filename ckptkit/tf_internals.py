@@ -12,11 +12,13 @@ from typing import Any
 
 import keras
 import tensorflow as tf
-from tensorflow.python.training.saving import saveable_object_util
+from tensorflow.python.checkpoint.functional_saver import MultiDeviceSaver
+from tensorflow.python.training.saving import saveable_object, saveable_object_util
 
 __all__ = [
     "KERAS_VARIABLE",
     "AutoTrackable",
+    "Snapshot",
     "is_trackable",
     "keras_metric_direction",
     "name_saveables",
@@ -79,3 +81,61 @@ def keras_metric_direction(metric: Any) -> str | None:
     """``"up"`` or ``"down"``: which way a Keras metric improves, when the metric says."""
     direction = getattr(metric, "_direction", None)
     return direction if isinstance(direction, str) else None
+
+
+class Snapshot:
+    """The values a `tf.train.Checkpoint` saves, taken now and written later (an async save).
+
+    TensorFlow's own save is two halves: gather every object's tensors with the object graph
+    (`TrackableSaver._gather_serialized_tensors`), then write them (`MultiDeviceSaver.save`).
+    A variable's tensor is a callable read at write time; the snapshot calls it now, so what is
+    written is the value at this moment: a host copy of an accelerator variable, and for a host
+    variable a read that shares its buffer until training next updates the variable (TensorFlow
+    copies a variable's buffer before updating it while a read still holds it). Iterators and
+    other objects serialize their state now. The written files are what `Checkpoint.write`
+    writes. When a release renames the halves, `take` raises AttributeError and saves stay
+    synchronous (the manager says so).
+
+    Args:
+        checkpoint: The checkpoint whose values to take.
+
+    Raises:
+        AttributeError: This TensorFlow release has no such halves.
+        ValueError: An object saves through a registered saver (DTensor, TPU embeddings),
+            which writes live values and cannot be snapshotted.
+    """
+
+    def __init__(self, checkpoint: tf.train.Checkpoint) -> None:
+        saver = checkpoint._saver
+        tensors, _, registered, _ = saver._gather_serialized_tensors(None)
+        if registered:
+            raise ValueError(f"objects saved by registered savers ({', '.join(registered)})")
+        for obj, by_key in tensors.items():  # keyed by identity: variables are unhashable
+            tensors[obj] = {key: _frozen(value) for key, value in by_key.items()}
+        self._tensors = tensors
+
+    def write(self, prefix: str) -> str:
+        """Writes the values taken to `prefix` (any thread); returns the prefix."""
+        with tf.device("/cpu:0"):
+            prefix_tensor = tf.constant(prefix)
+        MultiDeviceSaver(self._tensors).save(prefix_tensor)
+        return prefix
+
+
+def _frozen(value: Any) -> Any:
+    """`value` ({slice: tensor}, a tensor, or a SaveSpec) with every tensor read onto the host."""
+    if isinstance(value, dict):
+        return {spec: _frozen(v) for spec, v in value.items()}
+    if isinstance(value, saveable_object.SaveSpec):
+        tensor = value.tensor  # calls a variable's read now
+        if tensor is None:
+            return value  # an uninitialized variable: recorded, no value saved
+        return saveable_object.SaveSpec(
+            _on_host(tensor), value.slice_spec, value.name, value.dtype, value.device
+        )
+    return _on_host(value)
+
+
+def _on_host(tensor: Any) -> Any:
+    with tf.device("/cpu:0"):
+        return tf.identity(tensor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ckptkit.status import RestoreReport
@@ -14,14 +15,36 @@ class Backend(Protocol):
 
     The manager owns naming, scheduling, retention and the state file; a backend only moves
     tensors between the program and a checkpoint prefix.
+
+    Attributes:
+        tensorflow_version: The TensorFlow release that writes, for the manifests.
     """
+
+    tensorflow_version: str
 
     def read_step(self, step: Any) -> Any:
         """The value of a step the program passed (a graph-mode tensor is run, for one)."""
         ...
 
     def write(self, prefix: str) -> str:
-        """Writes the program's state to `prefix`; returns the prefix written."""
+        """Writes the program's state to `prefix`; returns the prefix written.
+
+        Raises:
+            SaveError: TensorFlow failed to write (`DiskFullError` when out of space).
+            OSError: The filesystem refused otherwise.
+        """
+        ...
+
+    def snapshot(self) -> Callable[[str], str]:
+        """Takes the program's state now, for a write later from any thread (an async save).
+
+        Returns:
+            A function that writes the state as it was at this call to a prefix, as `write`.
+
+        Raises:
+            TrackableError: The state cannot be taken ahead of writing (graph mode, objects
+                TensorFlow saves through registered savers).
+        """
         ...
 
     def compare(self, path: str, status: Any = None) -> RestoreReport:

@@ -7,17 +7,24 @@ exactly what `tf.train.CheckpointManager.save` stores, so plain
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from ckptkit import fs, inspection
+from ckptkit import fs, inspection, storage
 from ckptkit.errors import CorruptCheckpointError, FormatError, TrackableError
 from ckptkit.matching import CheckpointGraph, NamedValue, ValueSpec, match, walk_paths
 from ckptkit.status import RestoreReport
-from ckptkit.tf_internals import KERAS_VARIABLE, is_trackable, restored_into, saves_values
+from ckptkit.tf_internals import (
+    KERAS_VARIABLE,
+    Snapshot,
+    is_trackable,
+    restored_into,
+    saves_values,
+)
 
 __all__ = ["ObjectBasedBackend"]
 
@@ -53,10 +60,35 @@ class ObjectBasedBackend:
         """`step` itself: eager tensors and variables give their value through ``numpy()``."""
         return step
 
+    tensorflow_version = tf.__version__
+
     def write(self, prefix: str) -> str:
-        """Writes the checkpoint to `prefix`; returns the prefix."""
+        """Writes the checkpoint to `prefix`; returns the prefix.
+
+        Raises:
+            SaveError: TensorFlow failed to write (`DiskFullError` when out of space).
+        """
         self.checkpoint.save_counter.assign_add(1)
-        return str(self.checkpoint.write(prefix))
+        return _writing(prefix, lambda: str(self.checkpoint.write(prefix)))
+
+    def snapshot(self) -> Callable[[str], str]:
+        """Takes every saved value now (see `tf_internals.Snapshot`); returns its writer.
+
+        The files it writes are those `write` would have written at this call.
+
+        Raises:
+            TrackableError: An object saves through a registered saver, or this TensorFlow
+                release does not split its save as ckptkit expects.
+        """
+        self.checkpoint.save_counter.assign_add(1)
+        try:
+            taken = Snapshot(self.checkpoint)
+        except (AttributeError, ValueError) as e:
+            raise TrackableError(
+                f"an async save cannot take this checkpoint's values ahead of writing ({e}, "
+                f"TensorFlow {tf.__version__}); save synchronously (async_save=False)"
+            ) from e
+        return lambda prefix: _writing(prefix, lambda: taken.write(prefix))
 
     def compare(self, path: str, status: Any = None) -> RestoreReport:
         """Matches `path` against the program's object graph without loading anything.
@@ -126,6 +158,14 @@ class ObjectBasedBackend:
         if expect_partial:
             status.expect_partial()
         return status
+
+
+def _writing(prefix: str, write: Callable[[], str]) -> str:
+    """Runs `write`, with TensorFlow's failure made a typed error naming `prefix`."""
+    try:
+        return write()
+    except tf.errors.OpError as e:
+        raise storage.save_error(prefix, os.path.dirname(prefix), e) from e
 
 
 def _children(obj: object) -> Mapping[str, object]:

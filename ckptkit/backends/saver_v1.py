@@ -8,12 +8,13 @@ with ``write_state=False``. Checkpoints are name-based: keys are variable names
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import tensorflow as tf
 
-from ckptkit import fs, inspection
+from ckptkit import fs, inspection, storage
 from ckptkit.errors import CorruptCheckpointError, TrackableError
 from ckptkit.keymap import compile_key_map
 from ckptkit.matching import NamedValue, NameMatch, ValueSpec, match_names
@@ -85,15 +86,34 @@ class SaverBackend:
             return step
         return self.session.run(step) if graph is self.graph else step
 
+    tensorflow_version = tf.__version__
+
     def write(self, prefix: str) -> str:
-        """Saves the graph's variables (and the ``.meta`` graph) to `prefix`."""
+        """Saves the graph's variables (and the ``.meta`` graph) to `prefix`.
+
+        Raises:
+            SaveError: TensorFlow failed to write (`DiskFullError` when out of space).
+        """
         if self._saver is None:
             self._saver = self._build(self._var_list)
-        with self.graph.as_default():  # the Saver checks for graph mode
-            written = self._saver.save(
-                self.session, prefix, write_meta_graph=self._meta_graph, write_state=False
-            )
+        try:
+            with self.graph.as_default():  # the Saver checks for graph mode
+                written = self._saver.save(
+                    self.session, prefix, write_meta_graph=self._meta_graph, write_state=False
+                )
+        except tf.errors.OpError as e:
+            raise storage.save_error(prefix, os.path.dirname(prefix), e) from e
         return str(written)
+
+    def snapshot(self) -> Callable[[str], str]:
+        """Graph mode saves synchronously: a session's variables are read when written.
+
+        Raises:
+            TrackableError: Always.
+        """
+        raise TrackableError(
+            "graph-mode managers (for_session) save synchronously; pass async_save=False"
+        )
 
     def compare(self, path: str, status: Any = None) -> RestoreReport:
         """Matches the checkpoint's names with the graph's variables, loading nothing.

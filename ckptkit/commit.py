@@ -1,0 +1,258 @@
+"""The save pipeline: write, manifest, state-file commit, retention; inline or in the background.
+
+One save is a `SaveRequest`: the checkpoint's path and step, the manifest's user fields, and a
+function that writes the files (the backend's `write`, or the `write` of a snapshot taken when
+`save` was called). `CommitPipeline.run` carries it through the protocol on the caller's thread;
+`CommitPipeline.start` does the same on a background thread, one save at a time:
+
+1. check that this process still holds the directory's writer lock;
+2. a ``.pending`` mark, so that whatever an interrupted save leaves is known as ckptkit's;
+3. TensorFlow writes the files; a manifest records them (sizes, the index's crc32, step, time,
+   versions, user fields); the mark goes;
+4. retention plans which older checkpoints go, and the state file is replaced to list the new
+   one and drop those: the commit, the moment the checkpoint becomes visible;
+5. only then are the dropped checkpoints' files removed.
+
+A failure before the commit removes the partial files and raises a typed error (`SaveError`,
+`DiskFullError`, `DirectoryLockedError`); earlier checkpoints are untouched. A background save's
+error is kept until `wait` or `check` raises it: it is never lost. The `DirectoryView` changes
+only after the state file on disk says the same, so a listing never shows an uncommitted save.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ckptkit import storage
+from ckptkit.config import CheckpointConfig
+from ckptkit.directory_view import DirectoryView
+from ckptkit.errors import DirectoryLockedError, SaveError
+from ckptkit.lock import WriterLock
+from ckptkit.manifest import MANIFEST_SUFFIX, build_manifest, write_manifest
+from ckptkit.retention import plan_deletions
+from ckptkit.warn import warn
+
+__all__ = ["CommitPipeline", "SaveRequest"]
+
+
+@dataclass(frozen=True)
+class SaveRequest:
+    """One checkpoint to write and commit.
+
+    Attributes:
+        path: The checkpoint prefix, ``<directory>/<prefix>-<step>``.
+        step: The step it is for.
+        user: The manifest's user fields (`manifest.user_fields`).
+        write: Writes the files to `path` and returns the prefix written; raises `OSError`
+            (`SaveError` for TensorFlow's failures) when it cannot.
+    """
+
+    path: str
+    step: int
+    user: Mapping[str, Any]
+    write: Callable[[str], str]
+
+
+class CommitPipeline:
+    """Writes and commits the checkpoints of one directory, one save at a time.
+
+    Args:
+        config: The manager's config (directory, prefix, retention, durability).
+        view: The manager's view of the directory, which a commit updates.
+        lock: The directory's writer lock (None where there is none: remote storage).
+        tensorflow_version: Recorded in each manifest.
+    """
+
+    def __init__(
+        self,
+        config: CheckpointConfig,
+        view: DirectoryView,
+        lock: WriterLock | None,
+        tensorflow_version: str,
+    ) -> None:
+        self._config = config
+        self._view = view
+        self._lock = lock
+        self._tensorflow = tensorflow_version
+        self._thread: threading.Thread | None = None
+        self._in_flight: str | None = None
+        self._error: BaseException | None = None
+        self._committing = threading.Lock()  # a commit and an abandonment never interleave
+        self._abandoned = False
+
+    @property
+    def in_flight(self) -> str | None:
+        """The checkpoint a background save is writing and has not committed yet, or None."""
+        path, thread = self._in_flight, self._thread
+        if path is None or thread is None or not thread.is_alive() or self._view.listed(path):
+            return None
+        return path
+
+    def run(self, request: SaveRequest) -> str:
+        """Writes and commits `request` on this thread; returns the checkpoint's path.
+
+        Raises:
+            DirectoryLockedError: Another writer holds the directory now; nothing is touched.
+            DiskFullError: The disk ran out; nothing was committed, partial files removed.
+            SaveError: Writing or committing failed otherwise; likewise.
+        """
+        path = request.path
+        durable = self._config.durable
+        directory = self._config.directory
+        try:
+            self._check_lock()  # before TensorFlow writes: the directory may be another's now
+            storage.mark_pending(path)
+            written = request.write(path)
+            now = time.time()
+            files = [
+                f for f in storage.checkpoint_files(written) if not f.endswith(MANIFEST_SUFFIX)
+            ]
+            manifest = build_manifest(
+                written,
+                files,
+                step=request.step,
+                time=now,
+                tensorflow=self._tensorflow,
+                user=request.user,
+                durable=durable,
+            )
+            write_manifest(written, manifest, durable=durable)
+            storage.unmark_pending(path)
+            with self._committing:
+                if self._abandoned:
+                    raise SaveError(
+                        f"checkpoint {written} was abandoned before its commit (the wait for it "
+                        "timed out); it was not committed"
+                    )
+                deleted = self._commit(written, now, request.user)
+        except DirectoryLockedError:
+            raise  # the files may be another writer's now: leave them
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                storage.delete_checkpoint(path)
+            if isinstance(e, SaveError):
+                raise
+            raise storage.save_error(path, directory, e) from e
+        for old in deleted:
+            self._delete_files(old, written)
+        return written
+
+    def _commit(self, written: str, now: float, user: Mapping[str, Any]) -> list[str]:
+        """Replaces the state file to list `written` and drop what retention lets go.
+
+        Returns:
+            The checkpoints retention dropped, whose files are to be removed.
+        """
+        view = self._view
+        retention = self._config.retention
+        entries = [*view.entries, (written, now)]
+        scores = dict(view.scores)
+        if retention.monitor is not None:
+            scores[written] = user["metrics"].get(retention.monitor)
+        # Only this manager's own checkpoints are subject to retention (as in TensorFlow, where
+        # others carry no timestamp); older than the window means preserved.
+        candidates = [
+            e
+            for e in entries
+            if e[1] > view.last_preserved and storage.named(e[0], self._config.prefix)
+        ]
+        best: tuple[str, ...] = ()
+        if retention.best_k is not None and retention.direction is not None:
+            best = view.ranked(retention.direction, candidates, scores)[: retention.best_k]
+        plan = plan_deletions(
+            candidates,
+            max_to_keep=retention.max_to_keep,
+            keep_every_n_hours=retention.keep_every_n_hours,
+            last_preserved=view.last_preserved,
+            best=best,
+        )
+        doomed = set(plan.delete)
+        entries = [e for e in entries if e[0] not in doomed]
+        self._check_lock()
+        storage.write_state(
+            self._config.directory,
+            tuple(entries),
+            plan.last_preserved,
+            durable=self._config.durable,
+        )
+        view.entries = entries
+        view.last_preserved = plan.last_preserved
+        view.scores = {p: s for p, s in scores.items() if p not in doomed}
+        return list(plan.delete)
+
+    def _delete_files(self, old: str, committed: str) -> None:
+        """Removes a checkpoint's files retention dropped; a failure warns, the commit stands."""
+        try:
+            storage.delete_checkpoint(old)
+        except OSError as e:
+            warn(
+                f"{committed} is committed, but the files of {old}, which retention no longer "
+                f"lists, could not all be removed ({e.strerror or e}); the next writer of "
+                f"{self._config.directory} removes them"
+            )
+
+    def _check_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.check()
+
+    def start(self, request: SaveRequest) -> None:
+        """Runs `request` on a background thread; `wait` first if a save is in flight."""
+        assert self._thread is None, "one save in flight at a time: wait() first"
+        self._abandoned = False
+        self._in_flight = request.path
+        self._thread = threading.Thread(
+            target=self._background, args=(request,), name=f"ckptkit save {request.path}"
+        )
+        # A daemon: interpreter exit must not hang on a stuck write. The manager waits for it
+        # (bounded) at close and at exit instead.
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _background(self, request: SaveRequest) -> None:
+        try:
+            self.run(request)
+        except BaseException as e:  # kept for the next call, which raises it
+            self._error = e
+
+    def check(self) -> None:
+        """Raises the error of a background save that has finished, if it failed."""
+        thread = self._thread
+        if thread is not None and not thread.is_alive():
+            thread.join()
+            self._thread = None
+            self._in_flight = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Blocks until the background save is committed; raises its error if it failed.
+
+        Args:
+            timeout: Seconds to wait at most; None: as long as it takes.
+
+        Raises:
+            SaveError: The save did not finish in time: it is abandoned and will not be
+                committed (its files are removed by the next writer); or it failed.
+            DiskFullError, DirectoryLockedError: It failed so.
+        """
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                with self._committing:
+                    committed = self._view.listed(str(self._in_flight))
+                    self._abandoned = not committed
+                if not committed:
+                    raise SaveError(
+                        f"checkpoint {self._in_flight} was still being written after "
+                        f"{timeout:.0f} s and is left uncommitted: the newest committed "
+                        f"checkpoint is {self._view.newest}. Its files are removed by the next "
+                        "writer; raise CheckpointConfig.async_timeout_secs if saves take longer"
+                    )
+        self.check()
