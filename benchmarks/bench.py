@@ -7,10 +7,17 @@ Cases: (a) one large state (~1 GiB of float32 in 4 variables); (b) many small va
 ratios ckptkit / plain. Also times `ckptkit.inspect` against `tf.train.list_variables` on (b),
 (c) `model.fit` of a tiny model for 2,000 batches with `ckptkit.keras.CheckpointCallback`
 (saving every epoch) against the same fit without callbacks and with Keras's `BackupAndRestore`,
-and (d) graph-mode saves and restores of 2,000 variables through
-`CheckpointManager.for_session` against a plain `tf.compat.v1.train.Saver`.
+(d) graph-mode saves and restores of 2,000 variables through
+`CheckpointManager.for_session` against a plain `tf.compat.v1.train.Saver`, and (e) async saves
+of the state of (a): the time `save` blocks training and the time to commit, against a sync
+save; the step rate of a training loop (a dense model holding the same state) saving every K
+steps, async and sync, against the same loop without saves; and the peak extra host memory
+(RSS) while an async save is in flight, as a multiple of the state's size.
 
-    python benchmarks/bench.py [--reps 7] [--quick]
+Dirty pages are flushed (`os.sync`) before every timed repetition, outside the timed region,
+so that one case's writeback does not land in the next one's time.
+
+    python benchmarks/bench.py [--reps 7] [--quick] [--only e]
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ import os
 import shutil
 import statistics
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -39,11 +48,15 @@ GOALS = {
     "d_save": 1.05,
     # A fixed ~25 ms per 2,000 variables on each restore: the cheap verify and the by-name match
     # made before loading; on this small state (8 MiB) that is about twice a bare Saver.restore.
-    "d_restore": 2.5,
+    "d_restore": 1.3,
+    "e_blocked": 0.05,  # an async save's time in save(), over a sync save's
+    "e_commit": 1.1,  # an async save's time until committed, over a sync save's
+    "e_loop_async": 1 / 0.9,  # seconds per step with async saves every K, over no saves
 }
 
 
 def timed(fn: Callable[[], object]) -> float:
+    os.sync()  # the previous run's writeback is not this one's time
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
@@ -217,38 +230,186 @@ def bench_graph(reps: int, root: str, n_vars: int) -> dict[str, float]:
     return results
 
 
+def _rss() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+@contextmanager
+def peak_rss(every: float = 0.002) -> Iterator[list[int]]:
+    """Samples this process's RSS while the block runs; yields [baseline, peak] (bytes)."""
+    found = [_rss(), _rss()]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            found[1] = max(found[1], _rss())
+            time.sleep(every)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield found
+    finally:
+        done.set()
+        sampler.join()
+        found[1] = max(found[1], _rss())
+
+
+def bench_async(reps: int, root: str, width: int, steps: int, every: int) -> dict[str, float]:
+    """(e) Async saves of a dense model's state, which real training steps update."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    layers = [keras.layers.Dense(width, use_bias=False) for _ in range(4)]
+    model = keras.Sequential([keras.Input((width,)), *layers])
+    optimizer = keras.optimizers.SGD(1e-6)
+    size = sum(int(w.numpy().nbytes) for w in model.weights)
+    batch = tf.random.normal((8, width))
+
+    @tf.function
+    def train_step() -> None:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(model(batch) ** 2)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+
+    train_step()
+    config = ckptkit.CheckpointConfig(
+        directory=os.path.join(root, "e-sync"), retention=ckptkit.Retention(max_to_keep=2)
+    )
+    sync = ckptkit.CheckpointManager(config, model=model, optimizer=optimizer)
+    background = ckptkit.CheckpointManager(
+        config.model_copy(update={"directory": os.path.join(root, "e-async"), "async_save": True}),
+        model=model,
+        optimizer=optimizer,
+    )
+    counter = iter(range(1, 10**6))
+    print(f"(e) async: a dense model of 4 x {width}x{width} float32, {size / 2**30:.2f} GiB")
+
+    blocked, committed, synced = [], [], []
+    for _ in range(reps):
+        synced.append(timed(lambda: sync.save(next(counter))))
+        os.sync()
+        start = time.perf_counter()
+        background.save(next(counter))
+        blocked.append(time.perf_counter() - start)
+        background.wait()
+        committed.append(time.perf_counter() - start)
+    sync_save = statistics.median(synced)
+    results = {
+        "blocked": statistics.median(blocked) / sync_save,
+        "commit": statistics.median(committed) / sync_save,
+    }
+    print(
+        f"(e) sync save {sync_save * 1e3:8.1f} ms | async: in save() "
+        f"{statistics.median(blocked) * 1e3:8.1f} ms (ratio {results['blocked']:.4f}), "
+        f"until committed {statistics.median(committed) * 1e3:8.1f} ms "
+        f"(ratio {results['commit']:.3f})",
+        flush=True,
+    )
+
+    def loop(save: Callable[[int], object] | None) -> None:
+        for step in range(1, steps + 1):
+            train_step()
+            if save is not None and step % every == 0:
+                save(next(counter))
+        background.wait()
+
+    loops: dict[str, Callable[[], object]] = {
+        "no saves": lambda: loop(None),
+        "async": lambda: loop(background.save),
+        "sync": lambda: loop(sync.save),
+    }
+    medians = interleaved(loops, reps)
+    for kind in ("async", "sync"):
+        results[f"loop_{kind}"] = medians[kind] / medians["no saves"]
+    print(
+        f"(e) loop of {steps} steps, a save every {every}: no saves "
+        f"{steps / medians['no saves']:6.2f} steps/s | async {steps / medians['async']:6.2f} "
+        f"steps/s ({1 / results['loop_async']:.3f} of no saves) | sync "
+        f"{steps / medians['sync']:6.2f} steps/s ({1 / results['loop_sync']:.3f})",
+        flush=True,
+    )
+
+    def peak(save: bool) -> int:
+        """Peak RSS over `every` train steps, with an async save in flight or none."""
+        os.sync()
+        with peak_rss() as rss:
+            if save:
+                background.save(next(counter))
+            for _ in range(every):
+                train_step()  # updates every variable: a snapshot's buffers get copied
+            background.wait()
+        return rss[1]
+
+    peaks = {kind: [] for kind in (False, True)}
+    for _ in range(min(reps, 3)):
+        for kind in peaks:
+            peaks[kind].append(peak(kind))
+    extra = statistics.median(peaks[True]) - statistics.median(peaks[False])
+    results["rss"] = extra / size
+    print(
+        f"(e) peak RSS over {every} steps: {statistics.median(peaks[False]) / 2**30:.2f} GiB "
+        f"without a save, {extra / 2**30:+.2f} GiB ({results['rss']:.2f} x the state) with an "
+        "async save in flight"
+    )
+    sync.close()
+    background.close()
+    return results
+
+
+def bench_a_to_d(
+    reps: int, root: str, large_elems: int, n_small: int, quick: bool
+) -> dict[str, float]:
+    """Cases (a) to (d); returns their ratios by goal name."""
+    large = {f"w{i}": tf.Variable(tf.random.normal((large_elems,))) for i in range(4)}
+    print(f"(a) large: 4 float32 variables, {4 * large_elems * 4 / 2**30:.2f} GiB")
+    ratios = {f"a_{k}": v for k, v in bench_case("a", dict(large), reps, root).items()}
+    del large
+
+    small = {"vars": [tf.Variable(tf.fill((16,), float(i))) for i in range(n_small)]}
+    print(f"(b) many: {n_small} float32 variables of 16 elements")
+    ratios |= {f"b_{k}": v for k, v in bench_case("b", dict(small), reps, root).items()}
+
+    path = ckptkit.list_checkpoints(os.path.join(root, "b-ckptkit"))[-1].path
+    inspects: dict[str, Callable[[], object]] = {
+        "ckptkit": lambda: ckptkit.inspect(path),
+        "tf.train.list_variables": lambda: tf.train.list_variables(path),
+    }
+    ratios["b_inspect"] = report("(b) inspect", interleaved(inspects, max(reps, 9)))
+    ratios["c_fit"] = bench_fit(reps, root, batches=400 if quick else 2000)
+    graph = bench_graph(reps, root, n_vars=200 if quick else 2000)
+    return ratios | {f"d_{k}": v for k, v in graph.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7, help="repetitions per measurement")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--only", choices=["e"], help="run one case only")
     args = parser.parse_args()
     large_elems = 2**22 if args.quick else 2**26  # per variable; 4 variables: 64 MiB or 1 GiB
     n_small = 1000 if args.quick else 10_000
     print(f"TensorFlow {tf.__version__}, ckptkit {ckptkit.__version__}, {args.reps} reps, medians")
     root = tempfile.mkdtemp(prefix="ckptkit-bench-")
+    width = 2048 if args.quick else 8192  # 4 layers: 64 MiB or 1 GiB
+    steps, every = (40, 10) if args.quick else (60, 20)
+    ratios: dict[str, float] = {}
     try:
-        large = {f"w{i}": tf.Variable(tf.random.normal((large_elems,))) for i in range(4)}
-        print(f"(a) large: 4 float32 variables, {4 * large_elems * 4 / 2**30:.2f} GiB")
-        ratios = {f"a_{k}": v for k, v in bench_case("a", dict(large), args.reps, root).items()}
-        del large
-
-        small = {"vars": [tf.Variable(tf.fill((16,), float(i))) for i in range(n_small)]}
-        print(f"(b) many: {n_small} float32 variables of 16 elements")
-        ratios |= {f"b_{k}": v for k, v in bench_case("b", dict(small), args.reps, root).items()}
-
-        path = ckptkit.list_checkpoints(os.path.join(root, "b-ckptkit"))[-1].path
-        inspects: dict[str, Callable[[], object]] = {
-            "ckptkit": lambda: ckptkit.inspect(path),
-            "tf.train.list_variables": lambda: tf.train.list_variables(path),
-        }
-        ratios["b_inspect"] = report("(b) inspect", interleaved(inspects, max(args.reps, 9)))
-        ratios["c_fit"] = bench_fit(args.reps, root, batches=400 if args.quick else 2000)
-        graph = bench_graph(args.reps, root, n_vars=200 if args.quick else 2000)
-        ratios |= {f"d_{k}": v for k, v in graph.items()}
+        if args.only is None:
+            ratios |= bench_a_to_d(args.reps, root, large_elems, n_small, args.quick)
+        async_ratios = bench_async(args.reps, root, width, steps, every)
+        ratios |= {f"e_{k}": v for k, v in async_ratios.items()}
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print("\nratio goals (ckptkit over the first baseline of each line):")
     for key, goal in GOALS.items():
+        if key not in ratios:
+            continue
         verdict = "ok" if ratios[key] <= goal else "OVER"
         print(f"  {key:<10} {ratios[key]:.3f}  goal <= {goal}  {verdict}")
 

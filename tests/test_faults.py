@@ -32,6 +32,9 @@ pytestmark = pytest.mark.slow  # real kills of worker processes: `nox -s slow`
 TRIALS = int(os.environ.get("CKPTKIT_FAULT_TRIALS", "30"))
 
 
+MODES = pytest.mark.parametrize("mode", ["sync", "async"])
+
+
 def worker(directory: str, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(WORKERS / "train_forever.py"), directory, *args],
@@ -54,14 +57,17 @@ def assert_nothing_leaks(directory: str) -> None:
         assert step in listed or (step > max(listed) and ckptkit.verify(path).ok), name
 
 
-def test_sigkill_at_random_moments_never_loses_or_breaks_a_checkpoint(tmp_path) -> None:
+@MODES
+def test_sigkill_at_random_moments_never_loses_or_breaks_a_checkpoint(tmp_path, mode) -> None:
+    """With async saves, the kills land while background writes run and training goes on."""
     directory = str(tmp_path / "run")
+    flags = ("--async",) if mode == "async" else ()
     rng = random.Random(20261122)
     committed_before = 0
     newest_listed = None
     killed_mid_save = 0  # trials whose kill left an interrupted save behind
     for trial in range(TRIALS):
-        with worker(directory) as job:
+        with worker(directory, *flags) as job:
             assert job.stdout is not None
             first = job.stdout.readline().strip()
             expected = "fresh" if newest_listed is None else f"resumed {newest_listed}"
@@ -198,10 +204,13 @@ def test_readers_restore_while_the_writer_saves_and_deletes(tmp_path) -> None:
     print(f"{READS} restores from a reader racing retention (max_to_keep=1), 0 failures")
 
 
-def test_a_full_disk_fails_the_save_cleanly_and_training_continues(tmp_path) -> None:
+@MODES
+def test_a_full_disk_fails_the_save_cleanly_and_training_continues(tmp_path, mode) -> None:
+    """In the background, the error is raised by the next call (`wait` here)."""
     directory = tmp_path / "run"
-    outcome = worker_outcome("disk_full.py", str(directory))
+    outcome = worker_outcome("disk_full.py", str(directory), mode)
     assert outcome["error"] == "DiskFullError"
+    assert outcome["raised_by"] == ("wait" if mode == "async" else "save")
     assert "ran out of space" in outcome["message"]
     assert "ckpt-2" in outcome["message"]
     assert outcome["listed_after_failure"] == [1]

@@ -19,9 +19,13 @@ import ckptkit
 from ckptkit.keras import CheckpointCallback
 
 
-def run_worker(directory: Path, out: Path, *, kill_after: int | None = None) -> str:
+def run_worker(
+    directory: Path, out: Path, *, kill_after: int | None = None, background: bool = False
+) -> str:
     """Runs workers/keras_fit.py; SIGKILLs it once it reports `kill_after` trained batches."""
     command = [sys.executable, str(WORKERS / "keras_fit.py"), str(directory), str(out)]
+    if background:
+        command.append("--async")
     if kill_after is not None:
         command.append("--slow")
     with subprocess.Popen(
@@ -58,16 +62,21 @@ def step_metadata(directory: Path, step: int) -> dict[str, object]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_rerun_equals_an_uninterrupted_fit(tmp_path, uninterrupted) -> None:
+@pytest.mark.parametrize("background", [False, True], ids=["sync", "async"])
+def test_sigkill_mid_epoch_then_rerun_equals_an_uninterrupted_fit(
+    tmp_path, uninterrupted, background
+) -> None:
     run = tmp_path / "run"
-    assert run_worker(run, tmp_path / "killed.npz", kill_after=14) == "fresh"
+    kill = {"kill_after": 14, "background": background}
+    assert run_worker(run, tmp_path / "killed.npz", **kill) == "fresh"
     newest = ckptkit.list_checkpoints(str(run))[-1]
     assert newest.step is not None
     assert newest.step >= 12
     meta = step_metadata(run, newest.step)
     assert meta["batch"] != 0, "the kill should land mid-epoch for this test to mean anything"
 
-    assert run_worker(run, tmp_path / "resumed.npz") == f"resumed {newest.step}"
+    resumed = run_worker(run, tmp_path / "resumed.npz", background=background)
+    assert resumed == f"resumed {newest.step}"
     for a, b in zip(weights(tmp_path / "resumed.npz"), uninterrupted, strict=True):
         np.testing.assert_array_equal(a, b)
     # A successful fit removes the backups and leaves nothing, as BackupAndRestore does.

@@ -55,6 +55,28 @@ def test_a_termination_signal_saves_at_the_next_step_and_exits(tmp_path, sig) ->
 
 
 @pytest.mark.slow
+def test_a_signal_during_a_background_save_commits_it_then_saves_the_step(tmp_path) -> None:
+    directory = str(tmp_path / "run")
+    with start(directory, "--async") as worker:
+        assert worker.stdout is not None
+        assert worker.stdout.readline().strip() == "fresh"
+        for _ in range(4):
+            worker.stdout.readline()
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    last_step = int([line for line in out.splitlines() if line.startswith("step")][-1].split()[1])
+    # The save in flight was committed, not lost, and the signal's step is the newest.
+    assert [c.step for c in ckptkit.list_checkpoints(directory)][-2:] == [last_step - 1, last_step]
+    assert ckptkit.verify(directory, full=True).ok
+    assert not [n for n in os.listdir(directory) if n.endswith((".pending", "_temp"))]
+    weights, step = tf.Variable(tf.zeros((1 << 22,))), tf.Variable(0, dtype=tf.int64)
+    assert ckptkit.CheckpointManager(directory, w=weights, step=step).restore().step == last_step
+    assert float(weights[0]) == float(weights[-1]) == last_step
+
+
+@pytest.mark.slow
 def test_without_exit_training_goes_on_and_the_flag_says_why(tmp_path) -> None:
     directory = str(tmp_path / "run")
     with start(directory, "--no-exit") as worker:

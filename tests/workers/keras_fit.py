@@ -1,9 +1,9 @@
 """A deterministic `model.fit` checkpointed by `CheckpointCallback`, for kill-and-resume tests.
 
-Usage: keras_fit.py DIR OUT.npz [--slow]. Prints "resumed STEP" (or "fresh") when training
+Usage: keras_fit.py DIR OUT.npz [--slow] [--async]. Prints "resumed STEP" (or "fresh") when training
 starts and "trained STEP" after each batch; writes the final weights to OUT.npz. 3 epochs of
 10 batches, a checkpoint every 3 batches, with Dropout so the RNG state matters. Run and
-SIGKILLed by tests/test_keras.py.
+SIGKILLed by tests/test_keras.py; `--async` saves in the background.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class Report(keras.callbacks.Callback):
 def main() -> None:
     directory, out = sys.argv[1], sys.argv[2]
     net = model()
-    checkpoints = CheckpointCallback(directory, save_freq=3)
+    checkpoints = CheckpointCallback(directory, save_freq=3, async_save="--async" in sys.argv)
     x, y = data()
     net.fit(
         x,

@@ -1,7 +1,8 @@
 """A training loop with preemption handling; no periodic saves, so only a signal makes one.
 
-Usage: preemptible.py DIR [--no-exit]. Prints "resumed N" / "fresh", then "step N" before each
-`maybe_save`. Run and signalled by tests/test_preemption.py.
+Usage: preemptible.py DIR [--no-exit] [--async]. Prints "resumed N" / "fresh", then "step N"
+before each `maybe_save`. With `--async`, it saves every step in the background instead (16 MiB,
+so that a save is in flight when the signal comes). Run and signalled by tests/test_preemption.py.
 """
 
 from __future__ import annotations
@@ -18,22 +19,25 @@ import ckptkit
 
 
 def main() -> None:
-    weights = tf.Variable(tf.zeros((32,)))
+    background = "--async" in sys.argv
+    weights = tf.Variable(tf.zeros((1 << 22 if background else 32,)))
     step = tf.Variable(0, dtype=tf.int64)
     config = ckptkit.CheckpointConfig(
         directory=sys.argv[1],
-        schedule=ckptkit.Schedule(every_steps=None, every_secs=None),
+        schedule=ckptkit.Schedule(every_steps=1 if background else None, every_secs=None),
         preemption=ckptkit.Preemption(exit="--no-exit" not in sys.argv),
+        async_save=background,
+        retention=ckptkit.Retention(max_to_keep=None),
     )
     mgr = ckptkit.CheckpointManager(config, w=weights, step=step)
     result = mgr.restore_or_initialize()
     print(f"resumed {result.step}" if result.restored else "fresh", flush=True)
     while True:
         step.assign_add(1)
-        weights.assign(tf.fill((32,), float(step.numpy())))
+        weights.assign(tf.fill(weights.shape, float(step.numpy())))
         time.sleep(0.01)
         print(f"step {int(step.numpy())}", flush=True)
-        if mgr.maybe_save(int(step.numpy())) and mgr.preempted:
+        if mgr.maybe_save(int(step.numpy())) and mgr.preempted and not config.preemption.exit:
             print(f"saved after {mgr.preempted}", flush=True)
             return
 

@@ -1,7 +1,8 @@
 """A training loop that saves every step; every variable equals the step it was saved at.
 
-Usage: train_forever.py DIR [--keep N] [--mib M]. Prints "resumed N" (or "fresh"), then
-"committed N" after each save returns. `--keep` sets max_to_keep (3), `--mib` adds a variable
+Usage: train_forever.py DIR [--keep N] [--mib M] [--async]. Prints "resumed N" (or "fresh"),
+then "committed N" once a save of step N is committed: when its save returns, or with `--async`
+(saves in the background) when the next one returns, which waits for it first. `--keep` sets max_to_keep (3), `--mib` adds a variable
 of that many MiB so that a save takes long enough to be caught in the act. Run and SIGKILLed
 by tests/test_faults.py and tests/test_lock.py.
 """
@@ -39,18 +40,26 @@ def main() -> None:
     parser.add_argument("directory")
     parser.add_argument("--keep", type=int, default=3)
     parser.add_argument("--mib", type=int, default=0)
+    parser.add_argument("--async", dest="background", action="store_true")
     args = parser.parse_args()
     state = variables(args.mib)
     step = tf.Variable(0, dtype=tf.int64)
-    mgr = ckptkit.CheckpointManager(config(args.directory, args.keep), step=step, **state)
+    cfg = config(args.directory, args.keep).model_copy(update={"async_save": args.background})
+    mgr = ckptkit.CheckpointManager(cfg, step=step, **state)
     result = mgr.restore_or_initialize()
     print(f"resumed {result.step}" if result.restored else "fresh", flush=True)
+    in_flight = None
     while True:
         step.assign_add(1)
         for v in state.values():
             v.assign(tf.fill(v.shape, float(step.numpy())))
         if mgr.maybe_save(step):
-            print(f"committed {int(step.numpy())}", flush=True)
+            if in_flight is not None:
+                print(f"committed {in_flight}", flush=True)
+            in_flight = int(step.numpy())
+            if not args.background:
+                print(f"committed {in_flight}", flush=True)
+                in_flight = None
 
 
 if __name__ == "__main__":
