@@ -26,6 +26,8 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -259,15 +261,14 @@ def peak_rss(every: float = 0.002) -> Iterator[list[int]]:
         found[1] = max(found[1], _rss())
 
 
-def bench_async(reps: int, root: str, width: int, steps: int, every: int) -> dict[str, float]:
-    """(e) Async saves of a dense model's state, which real training steps update."""
+def dense_model(width: int) -> tuple[object, object, Callable[[], None]]:
+    """Four dense layers of `width` x `width`, SGD, and a compiled train step on one batch."""
     import keras
 
     keras.utils.set_random_seed(0)
     layers = [keras.layers.Dense(width, use_bias=False) for _ in range(4)]
     model = keras.Sequential([keras.Input((width,)), *layers])
     optimizer = keras.optimizers.SGD(1e-6)
-    size = sum(int(w.numpy().nbytes) for w in model.weights)
     batch = tf.random.normal((8, width))
 
     @tf.function
@@ -277,6 +278,13 @@ def bench_async(reps: int, root: str, width: int, steps: int, every: int) -> dic
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
 
+    return model, optimizer, train_step
+
+
+def bench_async(reps: int, root: str, width: int, steps: int, every: int) -> dict[str, float]:
+    """(e) Async saves of a dense model's state, which real training steps update."""
+    model, optimizer, train_step = dense_model(width)
+    size = sum(int(w.numpy().nbytes) for w in model.weights)
     train_step()
     config = ckptkit.CheckpointConfig(
         directory=os.path.join(root, "e-sync"), retention=ckptkit.Retention(max_to_keep=2)
@@ -335,31 +343,43 @@ def bench_async(reps: int, root: str, width: int, steps: int, every: int) -> dic
         flush=True,
     )
 
-    def peak(save: bool) -> int:
-        """Peak RSS over `every` train steps, with an async save in flight or none."""
-        os.sync()
-        with peak_rss() as rss:
-            if save:
-                background.save(next(counter))
-            for _ in range(every):
-                train_step()  # updates every variable: a snapshot's buffers get copied
-            background.wait()
-        return rss[1]
-
-    peaks = {kind: [] for kind in (False, True)}
-    for _ in range(min(reps, 3)):
-        for kind in peaks:
-            peaks[kind].append(peak(kind))
-    extra = statistics.median(peaks[True]) - statistics.median(peaks[False])
-    results["rss"] = extra / size
-    print(
-        f"(e) peak RSS over {every} steps: {statistics.median(peaks[False]) / 2**30:.2f} GiB "
-        f"without a save, {extra / 2**30:+.2f} GiB ({results['rss']:.2f} x the state) with an "
-        "async save in flight"
-    )
     sync.close()
     background.close()
+    # In fresh processes: TensorFlow's CPU allocator keeps what it grew to, so only a process
+    # that has not saved yet shows what a save in flight adds.
+    peaks = {kind: _peak_in_subprocess(width, every, kind, root) for kind in ("none", "async")}
+    results["rss"] = (peaks["async"] - peaks["none"]) / size
+    print(
+        f"(e) peak RSS of a fresh process over {every} steps: {peaks['none'] / 2**30:.2f} GiB "
+        f"without a save, {results['rss']:+.2f} x the state's size with an async save in flight",
+        flush=True,
+    )
     return results
+
+
+def _peak_in_subprocess(width: int, every: int, kind: str, root: str) -> int:
+    command = [sys.executable, __file__, "--rss-probe", kind, "--width", str(width)]
+    command += ["--every", str(every), "--dir", os.path.join(root, f"e-rss-{kind}")]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return int(out.split()[-1])
+
+
+def rss_probe(kind: str, width: int, every: int, directory: str) -> None:
+    """Prints the peak RSS over `every` train steps after one, with an async save or none."""
+    model, optimizer, train_step = dense_model(width)
+    train_step()
+    manager = ckptkit.CheckpointManager(
+        ckptkit.CheckpointConfig(directory=directory, async_save=True),
+        model=model,
+        optimizer=optimizer,
+    )
+    with peak_rss() as rss:
+        if kind == "async":
+            manager.save(1)
+        for _ in range(every):
+            train_step()  # updates every variable: a snapshot's buffers get copied
+        manager.close()
+    print(rss[1])
 
 
 def bench_a_to_d(
@@ -391,7 +411,14 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=7, help="repetitions per measurement")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--only", choices=["e"], help="run one case only")
+    parser.add_argument("--rss-probe", choices=["none", "async"], help=argparse.SUPPRESS)
+    parser.add_argument("--width", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--every", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rss_probe:
+        rss_probe(args.rss_probe, args.width, args.every, args.dir)
+        return
     large_elems = 2**22 if args.quick else 2**26  # per variable; 4 variables: 64 MiB or 1 GiB
     n_small = 1000 if args.quick else 10_000
     print(f"TensorFlow {tf.__version__}, ckptkit {ckptkit.__version__}, {args.reps} reps, medians")
