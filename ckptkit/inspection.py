@@ -10,9 +10,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -43,6 +45,8 @@ __all__ = [
     "open_reader",
     "read_tensor",
     "resolve_object_path",
+    "sharing_readers",
+    "value_specs",
 ]
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -126,6 +130,27 @@ class CheckpointDiff:
     changed: tuple[KeyChange, ...]
 
 
+_shared = threading.local()  # the readers of the innermost `sharing_readers` block, by prefix
+
+
+@contextlib.contextmanager
+def sharing_readers() -> Iterator[None]:
+    """Within the block, `open_reader` opens each checkpoint's index once on this thread.
+
+    One restore verifies, matches and describes the same checkpoint; TensorFlow's reader
+    parses the whole index each time it is opened, which costs as much as the rest with tens
+    of thousands of variables. Outside such a block every call opens anew.
+    """
+    if getattr(_shared, "readers", None) is not None:
+        yield
+        return
+    _shared.readers = {}
+    try:
+        yield
+    finally:
+        _shared.readers = None
+
+
 def open_reader(path: str) -> tuple[str, Any]:
     """Resolves `path` (directory, prefix or ``.index`` file) and opens TensorFlow's reader.
 
@@ -137,7 +162,28 @@ def open_reader(path: str) -> tuple[str, Any]:
         CorruptCheckpointError: The index is truncated, garbage or unreadable.
     """
     prefix = resolve_checkpoint(path)
+    readers: dict[str, tuple[int, Any]] | None = getattr(_shared, "readers", None)
+    if readers is not None and prefix in readers:
+        shards, reader = readers[prefix]
+        _check_shards(prefix, shards)
+        return prefix, reader
     shards = check_index(f"{prefix}.index")
+    _check_shards(prefix, shards)
+    try:
+        # Not tf.train.load_checkpoint: it re-resolves the prefix, and some filesystems
+        # (ram://) call a prefix of existing files a directory.
+        reader = tf.compat.v1.train.NewCheckpointReader(fs.tf_path(prefix))
+    except (tf.errors.OpError, ValueError) as e:
+        raise CorruptCheckpointError(
+            f"cannot read checkpoint index {prefix}.index: {first_line(e)}. The file is "
+            "truncated, damaged or not a TensorFlow checkpoint; restore an earlier checkpoint"
+        ) from e
+    if readers is not None:
+        readers[prefix] = shards, reader
+    return prefix, reader
+
+
+def _check_shards(prefix: str, shards: int) -> None:
     for shard in range(shards):
         name = f"{prefix}.data-{shard:05d}-of-{shards:05d}"
         if fs.exists(name) and not fs.is_regular_file(name):
@@ -145,15 +191,6 @@ def open_reader(path: str) -> tuple[str, Any]:
             raise CorruptCheckpointError(
                 f"checkpoint data file {name} is not a regular file; restore an earlier checkpoint"
             )
-    try:
-        # Not tf.train.load_checkpoint: it re-resolves the prefix, and some filesystems
-        # (ram://) call a prefix of existing files a directory.
-        return prefix, tf.compat.v1.train.NewCheckpointReader(fs.tf_path(prefix))
-    except (tf.errors.OpError, ValueError) as e:
-        raise CorruptCheckpointError(
-            f"cannot read checkpoint index {prefix}.index: {first_line(e)}. The file is "
-            "truncated, damaged or not a TensorFlow checkpoint; restore an earlier checkpoint"
-        ) from e
 
 
 @functools.cache
@@ -203,6 +240,27 @@ def inspect(path: str) -> CheckpointContents:
         append(new(VariableInfo, (key, shape, name, prod(shape) * itemsize)))
     fmt: Format = "object-based" if OBJECT_GRAPH_KEY in shapes else "name-based"
     return CheckpointContents(format=fmt, path=prefix, variables=tuple(variables))
+
+
+def value_specs(path: str) -> dict[str, ValueSpec]:
+    """Each stored tensor's shape and dtype by key (the object graph's record left out).
+
+    What a name-based restore matches by; `inspect` without sizes, sorting or Keras files.
+
+    Raises:
+        CheckpointNotFoundError: Nothing at `path`.
+        CorruptCheckpointError: The index cannot be read.
+    """
+    _, reader = open_reader(path)
+    shapes = reader.get_variable_to_shape_map()
+    dtypes = _dtype_enums(reader)
+    names = {enum: _dtype_facts(enum)[0] for enum in set(dtypes.values())}
+    new = tuple.__new__  # hot loop: 10,000s of keys
+    return {
+        key: new(ValueSpec, (tuple(shape), names[dtypes[key]]))
+        for key, shape in shapes.items()
+        if key != OBJECT_GRAPH_KEY
+    }
 
 
 def load_graph(path: str) -> CheckpointGraph | None:

@@ -33,6 +33,7 @@ from ckptkit.errors import (
     SaveError,
     first_line,
 )
+from ckptkit.inspection import sharing_readers
 from ckptkit.lock import WriterLock
 from ckptkit.manifest import read_manifest, user_fields
 from ckptkit.preemption import SignalCatcher
@@ -628,9 +629,14 @@ class CheckpointManager:
             ShapeMismatchError: A variable's shape or dtype differs; nothing was loaded.
             RestoreMismatchError: The assertion failed; nothing was loaded.
         """
-        mode = assertion or self._config.restore.assertion
         if best and (step is not None or path is not None):
             raise TypeError("pass one of step, path and best=True, not several")
+        with sharing_readers():  # verification and matching read each index once
+            return self._restore(step, path, best, assertion or self._config.restore.assertion)
+
+    def _restore(
+        self, step: int | None, path: str | None, best: bool, mode: Assertion
+    ) -> RestoreResult:
         if step is not None or path is not None:
             target = self._select(step, path)
             problems = self._problems(target)

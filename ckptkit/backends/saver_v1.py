@@ -218,8 +218,7 @@ def _checkpoint_values(path: str) -> dict[str, ValueSpec]:
     graph = inspection.load_graph(path)
     if graph is not None:
         return {n.full_name: n.value for n in graph.nodes if n.value is not None and n.full_name}
-    contents = inspection.inspect(path)
-    return {v.key: ValueSpec(v.shape, v.dtype) for v in contents.variables}
+    return inspection.value_specs(path)
 
 
 def _describe(value: Any) -> ValueSpec:
