@@ -332,7 +332,7 @@ def bench_async(reps: int, root: str, width: int, steps: int, every: int) -> dic
         "async": lambda: loop(background.save),
         "sync": lambda: loop(sync.save),
     }
-    medians = interleaved(loops, reps)
+    medians = interleaved(loops, min(reps, 3))  # a loop is ~25 s at full size
     for kind in ("async", "sync"):
         results[f"loop_{kind}"] = medians[kind] / medians["no saves"]
     print(

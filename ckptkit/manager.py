@@ -491,7 +491,7 @@ class CheckpointManager:
             self._timer.record(step)
             return written
         request = SaveRequest(path, step, extra, self._backend.snapshot())
-        if self._exit_wait is None:  # interpreter exit waits for the save in flight, bounded
+        if self._exit_wait is None or not self._exit_wait.alive:  # exit waits for it, bounded
             self._exit_wait = weakref.finalize(
                 self, _wait_at_exit, self._pipeline, self._config.async_timeout_secs
             )

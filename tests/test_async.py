@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -17,7 +18,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import cli, equal_to, fill, make_model, state
+from helpers import ENV, cli, equal_to, fill, make_model, state
 
 import ckptkit
 from ckptkit.keras import CheckpointCallback
@@ -266,3 +267,38 @@ def test_the_keras_callback_saves_in_the_background(tmp_path) -> None:
     fresh = make_model()
     ckptkit.CheckpointManager(directory, model=fresh).restore(assertion="partial")
     assert all(np.array_equal(a, b.numpy()) for a, b in zip(weights, fresh.weights, strict=True))
+
+
+EXITING = """
+import sys
+import tensorflow as tf
+import ckptkit
+
+big = tf.Variable(tf.ones((1 << 24,)))  # 64 MiB: the write outlasts the last line
+cfg = ckptkit.CheckpointConfig(directory=sys.argv[1], async_save=True)
+mgr = ckptkit.CheckpointManager(cfg, big=big)
+mgr.save(1)
+mgr.close()
+big.assign_add(tf.ones((1 << 24,)))
+mgr.save(2)  # the same manager, after close: exit still waits for its save
+print(mgr.in_flight, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_interpreter_exit_waits_for_the_save_in_flight(tmp_path) -> None:
+    directory = str(tmp_path / "run")
+    done = subprocess.run(
+        [sys.executable, "-c", EXITING, directory],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+        check=True,
+    )
+    assert done.stdout.strip() == os.path.join(directory, "ckpt-2")  # in flight at the end
+    assert [c.step for c in ckptkit.list_checkpoints(directory)] == [1, 2]
+    assert ckptkit.verify(directory, full=True).ok
+    big = tf.Variable(tf.zeros((1 << 24,)))
+    ckptkit.CheckpointManager(directory, big=big).restore()
+    assert float(big[0]) == float(big[-1]) == 2.0
