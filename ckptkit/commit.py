@@ -238,7 +238,8 @@ class CommitPipeline:
 
         Raises:
             SaveError: The save did not finish in time: it is abandoned and will not be
-                committed (its files are removed by the next writer); or it failed.
+                committed (it removes its files once TensorFlow's write returns; if the process
+                ends first, the next writer does); or it failed.
             DiskFullError, DirectoryLockedError: It failed so.
         """
         thread = self._thread
@@ -252,7 +253,8 @@ class CommitPipeline:
                     raise SaveError(
                         f"checkpoint {self._in_flight} was still being written after "
                         f"{timeout:.0f} s and is left uncommitted: the newest committed "
-                        f"checkpoint is {self._view.newest}. Its files are removed by the next "
-                        "writer; raise CheckpointConfig.async_timeout_secs if saves take longer"
+                        f"checkpoint is {self._view.newest}. Its files are removed when its "
+                        "write ends (or by the next writer); raise "
+                        "CheckpointConfig.async_timeout_secs if saves take longer"
                     )
         self.check()

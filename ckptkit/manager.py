@@ -40,7 +40,7 @@ from ckptkit.preemption import SignalCatcher
 from ckptkit.schedule import SaveTimer
 from ckptkit.status import RestoreReport, RestoreResult, check_assertion
 from ckptkit.storage import CheckpointInfo
-from ckptkit.verification import verify_checkpoint
+from ckptkit.verification import CheckpointVerdict, verify_checkpoint
 from ckptkit.warn import warn
 
 if TYPE_CHECKING:
@@ -639,13 +639,13 @@ class CheckpointManager:
     ) -> RestoreResult:
         if step is not None or path is not None:
             target = self._select(step, path)
-            problems = self._problems(target)
-            if problems:
+            verdict = self._verify(target)
+            if verdict is not None and not verdict.ok:
                 raise CorruptCheckpointError(
-                    f"checkpoint {target} is damaged: {problems}; restore another one "
+                    f"checkpoint {target} is damaged: {_why(verdict)}; restore another one "
                     "(ckptkit.verify lists which are intact)"
                 )
-            return self._load(target, mode, skipped=())
+            return self._load(target, mode, verdict, skipped=())
         if not self._view.entries:
             raise CheckpointNotFoundError(
                 f"no checkpoint to restore in {self._directory}; "
@@ -666,10 +666,11 @@ class CheckpointManager:
                 break
             target = pending[0]
             tried.add(target)
-            problems = self._problems(target)
+            verdict = self._verify(target)
+            problems = _why(verdict)
             if not problems:
                 try:
-                    result = self._load(target, mode, skipped=tuple(skipped))
+                    result = self._load(target, mode, verdict, skipped=tuple(skipped))
                 except (CorruptCheckpointError, CheckpointNotFoundError) as e:
                     problems = first_line(e)
                 else:
@@ -702,16 +703,18 @@ class CheckpointManager:
         self._read_directory()
         return not self._view.listed(target)
 
-    def _problems(self, target: str) -> str:
-        """What verification finds wrong with `target` ("" when intact or verification is off)."""
+    def _verify(self, target: str) -> CheckpointVerdict | None:
+        """Verifies `target` as `RestorePolicy.verify` says; None when verification is off."""
         level = self._config.restore.verify
-        if level == "off":
-            return ""
-        verdict = verify_checkpoint(target, full=level == "full")
-        return "; ".join(str(p) for p in verdict.problems)
+        return None if level == "off" else verify_checkpoint(target, full=level == "full")
 
     def _load(
-        self, target: str, mode: Assertion, *, skipped: tuple[tuple[str, str], ...]
+        self,
+        target: str,
+        mode: Assertion,
+        verdict: CheckpointVerdict | None,
+        *,
+        skipped: tuple[tuple[str, str], ...],
     ) -> RestoreResult:
         report = self._backend.compare(target)
         check_assertion(report, mode)
@@ -719,7 +722,7 @@ class CheckpointManager:
         restored_step = storage.parse_step(target)
         if restored_step is not None:
             self._timer.record(restored_step)
-        manifest = read_manifest(target)  # verified by _problems() before loading
+        manifest = read_manifest(target) if verdict is None else verdict.manifest
         return RestoreResult(
             restored=True,
             path=target,
@@ -808,6 +811,11 @@ class _SessionManager(CheckpointManager):
             )
             config = config.model_copy(update={"async_save": False})
         self._start(config, backend, clock)
+
+
+def _why(verdict: CheckpointVerdict | None) -> str:
+    """What verification found wrong ("" when intact or not verified)."""
+    return "" if verdict is None else "; ".join(str(p) for p in verdict.problems)
 
 
 def _wait_at_exit(pipeline: CommitPipeline, timeout: float) -> None:

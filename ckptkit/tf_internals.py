@@ -93,8 +93,8 @@ class Snapshot:
     variable a read that shares its buffer until training next updates the variable (TensorFlow
     copies a variable's buffer before updating it while a read still holds it). Iterators and
     other objects serialize their state now. The written files are what `Checkpoint.write`
-    writes. When a release renames the halves, `take` raises AttributeError and saves stay
-    synchronous (the manager says so).
+    writes. When a release renames the halves, the constructor raises AttributeError, which
+    the backend reports as a `TrackableError` that says to save synchronously.
 
     Args:
         checkpoint: The checkpoint whose values to take.

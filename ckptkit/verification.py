@@ -24,7 +24,7 @@ from ckptkit import fs, storage
 from ckptkit.errors import CheckpointNotFoundError, CorruptCheckpointError, FormatError
 from ckptkit.inspection import open_reader
 from ckptkit.keras_files import is_keras_file
-from ckptkit.manifest import file_problems, manifest_path, read_manifest
+from ckptkit.manifest import Manifest, file_problems, manifest_path, read_manifest
 
 __all__ = ["CheckpointVerdict", "Problem", "VerifyReport", "verify", "verify_checkpoint"]
 
@@ -55,11 +55,13 @@ class CheckpointVerdict:
         path: The checkpoint prefix.
         problems: Everything found wrong; empty when intact.
         has_manifest: Whether ckptkit's manifest was there to check against.
+        manifest: That manifest, when it could be read (a restore reports its metadata).
     """
 
     path: str
     problems: tuple[Problem, ...]
     has_manifest: bool
+    manifest: Manifest | None = None
 
     @property
     def ok(self) -> bool:
@@ -97,7 +99,7 @@ def verify_checkpoint(path: str, *, full: bool = False) -> CheckpointVerdict:
         if problems:
             return CheckpointVerdict(path, tuple(problems), True)
     found = _check_readable(path, full=full, check_shards=manifest is None)
-    return CheckpointVerdict(path, tuple(found), manifest is not None)
+    return CheckpointVerdict(path, tuple(found), manifest is not None, manifest)
 
 
 def _check_readable(path: str, *, full: bool, check_shards: bool) -> list[Problem]:
