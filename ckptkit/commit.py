@@ -22,13 +22,14 @@ only after the state file on disk says the same, so a listing never shows an unc
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ckptkit import storage
+from ckptkit import fs, storage
 from ckptkit.config import CheckpointConfig
 from ckptkit.directory_view import DirectoryView
 from ckptkit.errors import DirectoryLockedError, SaveError
@@ -37,7 +38,7 @@ from ckptkit.manifest import MANIFEST_SUFFIX, build_manifest, write_manifest
 from ckptkit.retention import plan_deletions
 from ckptkit.warn import warn
 
-__all__ = ["CommitPipeline", "SaveRequest"]
+__all__ = ["CommitPipeline", "SaveRequest", "write_scratch"]
 
 
 @dataclass(frozen=True)
@@ -258,3 +259,21 @@ class CommitPipeline:
                         "CheckpointConfig.async_timeout_secs if saves take longer"
                     )
         self.check()
+
+
+def write_scratch(request: SaveRequest, scratch: str) -> None:
+    """A worker's part of a save when another worker (the chief) commits: written, then removed.
+
+    Under a multi-worker strategy every worker must write (reading the variables is a
+    collective), and only the chief's files are the checkpoint. This worker writes to
+    `scratch`, a folder of its own, and removes it at once. The chief's checkpoint does not
+    depend on it, so a failure here only warns.
+    """
+    try:
+        fs.makedirs(scratch)
+        request.write(os.path.join(scratch, os.path.basename(request.path)))
+    except OSError as e:
+        warn(f"this worker's throwaway copy of {request.path} failed in {scratch} ({e})")
+    finally:
+        with contextlib.suppress(OSError):
+            fs.remove(scratch)

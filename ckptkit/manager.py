@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ckptkit import fs, storage
 from ckptkit.backends.base import Backend
 from ckptkit.backends.object_based import ObjectBasedBackend
-from ckptkit.commit import CommitPipeline, SaveRequest
+from ckptkit.commit import CommitPipeline, SaveRequest, write_scratch
 from ckptkit.config import Assertion, CheckpointConfig, as_config
 from ckptkit.directory_view import DirectoryView
 from ckptkit.errors import (
@@ -31,6 +31,7 @@ from ckptkit.errors import (
     DirectoryLockedError,
     InvalidStepError,
     SaveError,
+    TrackableError,
     first_line,
 )
 from ckptkit.inspection import sharing_readers
@@ -42,6 +43,7 @@ from ckptkit.status import RestoreReport, RestoreResult, check_assertion
 from ckptkit.storage import CheckpointInfo
 from ckptkit.verification import CheckpointVerdict, verify_checkpoint
 from ckptkit.warn import warn
+from ckptkit.workers import Peers, on_chief
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -161,7 +163,9 @@ class CheckpointManager:
         self._view = DirectoryView()
         self._read_directory()
         self._swept = False  # set by the first save, which takes the lock and clears leftovers
-        local = not fs.is_remote(self._directory)
+        self._cluster = _cluster_of(backend, config)
+        # Only the chief of a cluster writes to the directory; the other workers never lock it.
+        local = not fs.is_remote(self._directory) and not self._follower
         self._lock = WriterLock(self._directory) if local else None
         self._signals = (
             None if config.preemption is None else SignalCatcher(config.preemption.signals)
@@ -178,6 +182,11 @@ class CheckpointManager:
     def config(self) -> CheckpointConfig:
         """The configuration this manager was built with."""
         return self._config
+
+    @property
+    def _follower(self) -> bool:
+        """A worker of a cluster other than the chief: it saves to scratch and commits nothing."""
+        return self._cluster is not None and not self._cluster.is_chief
 
     @property
     def directory(self) -> str:
@@ -375,9 +384,16 @@ class CheckpointManager:
         if self._received() is not None:
             return self._save_for_preemption(step, metadata, metrics)
         self._pipeline.check()
-        if not self._timer.should_save(step):
+        if not self._due(step):
             return None
         return self.save(step, metadata=metadata, metrics=metrics, async_save=async_save)
+
+    def _due(self, step: int) -> bool:
+        due = self._timer.should_save(step)
+        if self._cluster is not None and self._config.schedule.every_secs is not None:
+            # Workers' clocks differ: every worker takes the chief's decision.
+            due = bool(self._cluster.agree(int(due)))
+        return due
 
     def _step(self, step: Any) -> int:
         return _as_step(self._backend.read_step(step))
@@ -405,7 +421,7 @@ class CheckpointManager:
 
     def due(self, step: Any) -> bool:
         """Whether `maybe_save(step)` would save: the schedule calls for it, or a signal came."""
-        return self._received() is not None or self._timer.should_save(self._step(step))
+        return self._received() is not None or self._due(self._step(step))
 
     def _received(self) -> int | None:
         return None if self._signals is None else self._signals.received
@@ -477,15 +493,11 @@ class CheckpointManager:
         background = self._config.async_save if async_save is None else async_save
         self._pipeline.wait()  # one save in flight at most; its error is raised here
         path = self._path_for(step)
-        self._become_writer()
-        if self._view.listed(path):
-            if path not in self._view.damaged:
-                raise CheckpointExistsError(
-                    f"checkpoint {path} for step {step} is already committed; it is not "
-                    "overwritten. Save at a new step, or use a new directory to retrain from "
-                    "an earlier step"
-                )
-            self._uncommit(path)  # found damaged by restore(): replaced by this save
+        if self._cluster is not None and self._cluster.multi_worker:
+            if background:
+                raise TrackableError(_NO_ASYNC_ON_CLUSTER)
+            return self._save_on_cluster(self._cluster, path, step, extra)
+        self._prepare(path, step)
         if not background:
             written = self._pipeline.run(SaveRequest(path, step, extra, self._backend.write))
             self._timer.record(step)
@@ -496,6 +508,46 @@ class CheckpointManager:
                 self, _wait_at_exit, self._pipeline, self._config.async_timeout_secs
             )
         self._pipeline.start(request)
+        self._timer.record(step)
+        return path
+
+    def _prepare(self, path: str, step: int) -> None:
+        """Before a save of `path`: become the writer, and refuse to replace a good checkpoint."""
+        self._become_writer()
+        if self._view.listed(path):
+            if path not in self._view.damaged:
+                raise CheckpointExistsError(
+                    f"checkpoint {path} for step {step} is already committed; it is not "
+                    "overwritten. Save at a new step, or use a new directory to retrain from "
+                    "an earlier step"
+                )
+            self._uncommit(path)  # found damaged by restore(): replaced by this save
+
+    def _save_on_cluster(
+        self, cluster: Peers, path: str, step: int, extra: Mapping[str, Any]
+    ) -> str:
+        """Every worker writes (the strategy's reads are collectives); the chief commits.
+
+        Two agreements: that the chief may save (lock, no committed checkpoint of `step`), then
+        whether its save committed; a failure of the chief's is raised on every worker.
+        """
+        doing = f"save {path}"
+
+        def prepare() -> tuple[None, int]:
+            self._prepare(path, step)
+            return None, 0
+
+        on_chief(cluster, prepare, lambda: None, doing=doing)
+        request = SaveRequest(path, step, extra, self._backend.write)
+        scratch = os.path.join(self._directory, f".workertemp-{cluster.task_id}")
+        on_chief(
+            cluster,
+            lambda: (self._pipeline.run(request), 0),
+            lambda: write_scratch(request, scratch),
+            doing=doing,
+        )
+        if not cluster.is_chief:
+            self._read_directory()  # the chief has committed: list what it lists
         self._timer.record(step)
         return path
 
@@ -557,12 +609,15 @@ class CheckpointManager:
     def delete(self, step: int) -> None:
         """Deletes the committed checkpoint of `step`: unlisted first, then its files removed.
 
-        Waits for a background save first.
+        Waits for a background save first. On a worker of a cluster other than the chief,
+        does nothing: the chief's call deletes it.
 
         Raises:
             CheckpointNotFoundError: No committed checkpoint for `step`.
             DirectoryLockedError: Another manager is writing to this directory.
         """
+        if self._follower:
+            return
         self._pipeline.wait()
         path = self._select(step, None)
         self._become_writer()
@@ -631,8 +686,64 @@ class CheckpointManager:
         """
         if best and (step is not None or path is not None):
             raise TypeError("pass one of step, path and best=True, not several")
+        mode = assertion or self._config.restore.assertion
         with sharing_readers():  # verification and matching read each index once
-            return self._restore(step, path, best, assertion or self._config.restore.assertion)
+            if self._cluster is not None and self._cluster.multi_worker:
+                return self._restore_on_cluster(self._cluster, step, path, best, mode)
+            return self._restore(step, path, best, mode)
+
+    def _restore_on_cluster(
+        self,
+        cluster: Peers,
+        step: int | None,
+        path: str | None,
+        best: bool,
+        mode: Assertion,
+        *,
+        fresh: bool = False,
+    ) -> RestoreResult:
+        """The chief picks the checkpoint (walking back past damaged ones); every worker loads it.
+
+        With `fresh` (`restore_or_initialize`), an empty directory on the chief is a fresh
+        start on every worker.
+        """
+
+        def chief() -> tuple[RestoreResult, int]:
+            if fresh:
+                self._lock_early()
+                if not self._view.entries:
+                    return self._fresh_start(), 0
+            result = self._restore(step, path, best, mode)
+            if result.step is None:
+                raise CheckpointNotFoundError(
+                    f"{result.path} has no step in its name, and the other workers find the "
+                    "chief's checkpoint by its step; restore it with path= on every worker"
+                )
+            return result, result.step + 1
+
+        result, chosen = on_chief(cluster, chief, lambda: None, doing="restore")
+        if chosen == 0:
+            return RestoreResult(restored=False)  # a fresh start, on every worker
+        error: CkptkitError | None = None
+        if not cluster.is_chief:
+            try:
+                if step is None and path is None:
+                    self._read_directory()
+                    step = chosen - 1
+                result = self._restore(step, path, False, mode)
+            except CkptkitError as e:
+                error = e
+        failed = cluster.count(error is not None)
+        if error is not None:
+            raise error
+        assert result is not None
+        if failed:
+            raise CorruptCheckpointError(
+                f"{failed} other worker(s) could not restore {result.path}, which this worker "
+                f"({cluster.task}) restored; their output says why. Check that every worker "
+                "sees the same directory"
+            )
+        return result
 
     def _restore(
         self, step: int | None, path: str | None, best: bool, mode: Assertion
@@ -749,20 +860,27 @@ class CheckpointManager:
         Raises:
             DirectoryLockedError: Another manager is writing to this directory.
         """
+        if self._cluster is not None and self._cluster.multi_worker:
+            mode = assertion or self._config.restore.assertion
+            with sharing_readers():
+                return self._restore_on_cluster(self._cluster, None, None, False, mode, fresh=True)
         self._lock_early()
         if not self._view.entries:
-            left = storage.uncommitted(self._directory, self._config.prefix)
-            if left:
-                warn(
-                    CheckpointSkippedWarning(
-                        f"starting fresh: {self._directory} holds no committed checkpoint. "
-                        f"{', '.join(os.path.basename(p) for p in left)}: never committed (a "
-                        "save interrupted before its state file was written), not restored; "
-                        "the first save removes what ckptkit wrote of it"
-                    )
-                )
-            return RestoreResult(restored=False)
+            return self._fresh_start()
         return self.restore(assertion=assertion)
+
+    def _fresh_start(self) -> RestoreResult:
+        left = storage.uncommitted(self._directory, self._config.prefix)
+        if left:
+            warn(
+                CheckpointSkippedWarning(
+                    f"starting fresh: {self._directory} holds no committed checkpoint. "
+                    f"{', '.join(os.path.basename(p) for p in left)}: never committed (a "
+                    "save interrupted before its state file was written), not restored; "
+                    "the first save removes what ckptkit wrote of it"
+                )
+            )
+        return RestoreResult(restored=False)
 
     def _lock_early(self) -> None:
         if self._lock is None or self._lock.held:
@@ -811,6 +929,21 @@ class _SessionManager(CheckpointManager):
             )
             config = config.model_copy(update={"async_save": False})
         self._start(config, backend, clock)
+
+
+_NO_ASYNC_ON_CLUSTER = (
+    "async saves are not supported under a multi-worker strategy: every worker must read the "
+    "variables for the same save at the same point of training (the strategy's reads are "
+    "collectives), which a background save cannot promise; set async_save=False"
+)
+
+
+def _cluster_of(backend: Backend, config: CheckpointConfig) -> Peers | None:
+    """The backend's cluster, with what cannot work across workers refused up front."""
+    cluster = backend.cluster
+    if cluster is not None and cluster.multi_worker and config.async_save:
+        raise TrackableError(_NO_ASYNC_ON_CLUSTER)
+    return cluster
 
 
 def _why(verdict: CheckpointVerdict | None) -> str:

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import warnings
@@ -71,6 +72,53 @@ def worker_outcome(script: str, *args: str, timeout: float = 300) -> dict[str, A
     )
     outcome: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return outcome
+
+
+def start_cluster(script: str, *args: str, workers: int = 2) -> list[subprocess.Popen[str]]:
+    """Starts ``tests/workers/<script>`` as each worker of a cluster on 127.0.0.1 ports.
+
+    Each process gets a `TF_CONFIG` naming all the workers and its own index; the ports are
+    picked free now.
+    """
+    ports = []
+    for _ in range(workers):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    return [
+        subprocess.Popen(
+            [sys.executable, str(WORKERS / script), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={
+                **ENV,
+                "TF_CONFIG": json.dumps(
+                    {"cluster": cluster, "task": {"type": "worker", "index": i}}
+                ),
+            },
+        )
+        for i in range(workers)
+    ]
+
+
+def finish_cluster(processes: list[subprocess.Popen[str]], timeout: float = 180) -> list[Any]:
+    """Waits for every worker; returns each one's exit code and JSON lines, in worker order.
+
+    A worker still running at the timeout is killed, with the others, and the test fails.
+    """
+    outcomes = []
+    try:
+        for process in processes:
+            out, err = process.communicate(timeout=timeout)
+            lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+            outcomes.append((process.returncode, lines, err))
+    finally:
+        for process in processes:
+            process.kill()
+            process.communicate()
+    return outcomes
 
 
 def state() -> dict[str, tf.Variable]:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ckptkit.status import RestoreReport
+from ckptkit.workers import Peers
 
 __all__ = ["Backend"]
 
@@ -21,6 +22,11 @@ class Backend(Protocol):
     """
 
     tensorflow_version: str
+
+    @property
+    def cluster(self) -> Peers | None:
+        """The `tf.distribute` cluster the program runs on, None outside a strategy."""
+        ...
 
     def read_step(self, step: Any) -> Any:
         """The value of a step the program passed (a graph-mode tensor is run, for one)."""

@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from ckptkit import fs, inspection, storage
+from ckptkit.backends.cluster import Cluster
 from ckptkit.errors import CorruptCheckpointError, FormatError, TrackableError
 from ckptkit.matching import CheckpointGraph, NamedValue, ValueSpec, match, walk_paths
 from ckptkit.status import RestoreReport
@@ -55,6 +56,7 @@ class ObjectBasedBackend:
                 ) from e
         self.checkpoint = checkpoint
         _ = checkpoint.save_counter  # Created now so every checkpoint carries it.
+        self.cluster = Cluster.of(trackables or _children(checkpoint))
 
     def read_step(self, step: Any) -> Any:
         """`step` itself: eager tensors and variables give their value through ``numpy()``."""

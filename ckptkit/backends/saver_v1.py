@@ -87,6 +87,7 @@ class SaverBackend:
         return self.session.run(step) if graph is self.graph else step
 
     tensorflow_version = tf.__version__
+    cluster = None  # graph mode has no tf.distribute strategy
 
     def write(self, prefix: str) -> str:
         """Saves the graph's variables (and the ``.meta`` graph) to `prefix`.

@@ -1,0 +1,158 @@
+"""tf.distribute: every worker saves, the chief alone commits; every worker restores the same one.
+
+The multi-worker tests start real clusters of worker processes (`tests/workers/cluster_worker.py`,
+MultiWorkerMirroredStrategy on 127.0.0.1 ports, CPU); each start costs seconds, so each test
+runs the cluster a few times with the scenarios in a row.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+import pytest
+import tensorflow as tf
+from helpers import finish_cluster, start_cluster
+
+import ckptkit
+
+
+def run_cluster(directory: str, *args: str) -> list[tuple[int, list[dict], str]]:
+    return finish_cluster(start_cluster("cluster_worker.py", directory, *args))
+
+
+def only(outcomes: list, key: str) -> list[list]:
+    """Each worker's values of `key`, in order."""
+    return [[line[key] for line in lines if key in line] for _, lines, _ in outcomes]
+
+
+@pytest.mark.slow
+def test_the_chief_commits_and_every_worker_walks_back_to_the_same_checkpoint(tmp_path) -> None:
+    directory = str(tmp_path / "run")
+    first = run_cluster(directory, "--steps", "6", "--every-steps", "2")
+    for code, lines, err in first:
+        assert code == 0, err
+        assert lines[0] == {"restored": None, "values": [0.0, 0.0, 0.0]}
+        # The sum a SyncOnRead variable reads as is taken over both workers.
+        assert lines[-1] == {"done": 6, "values": [6.0, 12.0, 6.0], "listed": [2, 4, 6]}
+    assert only(first, "saved") == [[2, 4, 6], [2, 4, 6]]
+    # Only the chief's files: no worker's scratch, no second writer's leftovers.
+    names = sorted(os.listdir(directory))
+    assert names == sorted(
+        [".ckptkit.lock", "checkpoint"]
+        + [
+            f"ckpt-{s}.{x}"
+            for s in (2, 4, 6)
+            for x in ("index", "data-00000-of-00001", "manifest.json")
+        ]
+    )
+    assert [c.step for c in ckptkit.list_checkpoints(directory)] == [2, 4, 6]
+    assert tf.train.latest_checkpoint(directory).endswith("ckpt-6")
+
+    with open(os.path.join(directory, "ckpt-6.index"), "r+b") as index:
+        index.truncate(20)  # damaged after its commit
+    second = run_cluster(directory, "--steps", "8", "--every-steps", "2")
+    for code, lines, err in second:
+        assert code == 0, err
+        assert lines[0] == {"restored": 4, "values": [4.0, 8.0, 4.0]}
+        assert lines[-1]["done"] == 8
+        assert lines[-1]["values"] == [8.0, 16.0, 8.0]
+    assert only(second, "saved") == [[6, 8], [6, 8]]  # the damaged 6 replaced by a good one
+    assert ckptkit.verify(directory).ok
+
+
+@pytest.mark.slow
+def test_a_time_schedule_saves_at_the_chiefs_steps_on_every_worker(tmp_path) -> None:
+    directory = str(tmp_path / "run")
+    # Worker 1's clock runs 0.15 s behind the chief's; on its own clock it would save at other
+    # steps than the chief, and the two workers' saves would pair up the wrong collectives.
+    outcomes = run_cluster(
+        directory, "--steps", "40", "--step-secs", "0.03", "--every-secs", "0.3", "--late", "0.15"
+    )
+    for code, _, err in outcomes:
+        assert code == 0, err
+    saved = only(outcomes, "saved")
+    assert saved[0]
+    assert saved[0] == saved[1]
+    listed = [c.step for c in ckptkit.list_checkpoints(directory)]
+    assert listed == saved[0][-3:]
+
+
+@pytest.mark.slow
+def test_what_the_chief_cannot_do_every_worker_fails_with_the_same_error(tmp_path) -> None:
+    directory = str(tmp_path / "run")
+    holder = ckptkit.CheckpointManager(directory, v=tf.Variable(1.0))
+    holder.restore_or_initialize()  # takes the writer lock, as a job in training would
+    try:
+        locked = run_cluster(directory, "--steps", "2", "--every-steps", "1")
+    finally:
+        holder.close()
+    for code, lines, err in locked:
+        assert code == 3, err
+        assert lines[-1]["error"] == "DirectoryLockedError"
+    assert "is being written by another checkpoint manager" in locked[0][1][-1]["message"]
+    assert "the chief could not restore" in locked[1][1][-1]["message"]
+
+    # The chief's disk fills up in its save, after both workers wrote their part.
+    full = run_cluster(
+        directory, "--steps", "2", "--every-steps", "1", "--mib", "4", "--chief-file-limit", "1"
+    )
+    for code, lines, err in full:
+        assert code == 3, err
+        assert lines[-1]["error"] == "DiskFullError"
+    assert "the chief could not save" in full[1][1][-1]["message"]
+    assert ckptkit.list_checkpoints(directory) == []
+    assert sorted(os.listdir(directory)) == [".ckptkit.lock"]  # nothing half-written is left
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim", [0, 1])
+def test_a_worker_killed_in_a_save_leaves_the_committed_checkpoints(tmp_path, victim) -> None:
+    directory = str(tmp_path / "run")
+    workers = start_cluster(
+        "cluster_worker.py", directory, "--every-steps", "3", "--mib", "64", "--forever"
+    )
+    try:
+        seen = 0
+        for line in workers[0].stdout:
+            if '"saving"' in line:
+                seen += 1
+                if seen == 3:
+                    time.sleep(random.uniform(0.0, 0.1))
+                    workers[victim].kill()
+                    break
+        # As a cluster manager would: when one worker dies, the others are stopped too.
+        time.sleep(0.5)
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.communicate()
+    committed = [c.step for c in ckptkit.list_checkpoints(directory)]
+    assert committed
+    assert set(committed) <= {3, 6, 9}
+    assert ckptkit.verify(directory).ok  # whatever was listed is whole
+
+    outcomes = run_cluster(
+        directory, "--steps", str(committed[-1] + 3), "--every-steps", "3", "--mib", "64"
+    )
+    for code, lines, err in outcomes:
+        assert code == 0, err
+        assert lines[0]["restored"] == committed[-1]
+        assert lines[-1]["done"] == committed[-1] + 3
+    assert ckptkit.verify(directory).ok
+    assert not [n for n in os.listdir(directory) if n.startswith(".workertemp")]
+
+
+def test_a_single_process_strategy_saves_and_restores_async_too(tmp_path) -> None:
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        v = tf.Variable(tf.zeros((4,)))
+    config = ckptkit.CheckpointConfig(directory=str(tmp_path / "run"), async_save=True)
+    with ckptkit.CheckpointManager(config, v=v) as manager:
+        v.assign(tf.fill((4,), 1.0))
+        manager.save(1)
+        v.assign(tf.fill((4,), 2.0))  # after save() returned: not in checkpoint 1
+        manager.wait()
+        manager.restore()
+    assert v.numpy().tolist() == [1.0] * 4
