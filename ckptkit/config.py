@@ -201,9 +201,10 @@ class Preemption(BaseModel):
     The signal handler only takes note; the save happens in the next `maybe_save` call, at a
     step boundary of the training loop, never in the middle of a step. A second signal before
     that terminates the process at once, as it would without ckptkit. Handlers are installed
-    in the main thread when the manager is created and restored by `close()`. Under a
-    `tf.distribute` strategy use TensorFlow's `PreemptionCheckpointHandler` instead (the manager
-    refuses `Preemption` inside a strategy scope).
+    in the main thread when the manager is created and restored by `close()`. Under
+    `MultiWorkerMirroredStrategy`, TensorFlow's `PreemptionCheckpointHandler` settles one step
+    for every worker: a signal to any worker makes all of them save that step (the chief
+    commits it) and exit, the workers not signalled with status 143 (as for SIGTERM).
 
     Attributes:
         signals: Names of the signals that mean "you are about to be stopped".

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import time
 import weakref
@@ -43,7 +44,7 @@ from ckptkit.status import RestoreReport, RestoreResult, check_assertion
 from ckptkit.storage import CheckpointInfo
 from ckptkit.verification import CheckpointVerdict, verify_checkpoint
 from ckptkit.warn import warn
-from ckptkit.workers import Peers, on_chief
+from ckptkit.workers import Peers, PreemptionWatch, on_chief
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -170,6 +171,12 @@ class CheckpointManager:
         self._signals = (
             None if config.preemption is None else SignalCatcher(config.preemption.signals)
         )
+        self._preemption: PreemptionWatch | None = None
+        if self._signals is not None and self._cluster is not None and self._cluster.multi_worker:
+            signals = self._signals
+            self._preemption = self._cluster.watch_preemption(
+                lambda: signals.received is not None, self._save_on_preemption, self._leave
+            )
         newest = self._view.newest
         latest_step = None if newest is None else storage.parse_step(newest)
         self._timer = SaveTimer(
@@ -268,6 +275,8 @@ class CheckpointManager:
                 os.rmdir(self._directory)  # only when empty: exports and others' files stay
         if self._signals is not None:
             self._signals.release()
+        if self._preemption is not None:
+            self._preemption.close()
 
     def __enter__(self) -> CheckpointManager:
         return self
@@ -381,7 +390,9 @@ class CheckpointManager:
                 `wait`); raised even on a step that does not save.
         """
         step = self._step(step)
-        if self._received() is not None:
+        if self._preemption is not None:
+            self._preemption.step(step)  # at the step the workers agreed on: save, then leave
+        elif self._received() is not None:
             return self._save_for_preemption(step, metadata, metrics)
         self._pipeline.check()
         if not self._due(step):
@@ -424,7 +435,23 @@ class CheckpointManager:
         return self._received() is not None or self._due(self._step(step))
 
     def _received(self) -> int | None:
-        return None if self._signals is None else self._signals.received
+        """The signal to act on now; on a cluster, TensorFlow's handler picks the step instead."""
+        if self._signals is None or self._preemption is not None:
+            return None
+        return self._signals.received
+
+    def _save_on_preemption(self, step: int) -> None:
+        if not self._view.listed(self._path_for(step)):
+            self.save(step, async_save=False)
+
+    def _leave(self) -> None:
+        """After the preemption save on a cluster: exit as `Preemption.exit` says."""
+        policy = self._config.preemption
+        if policy is None or not policy.exit or self._signals is None:
+            return
+        number = self._signals.received or signal.SIGTERM.value  # the workers not signalled
+        self.close()
+        raise SystemExit(128 + number)
 
     def _save_for_preemption(
         self, step: int, metadata: Mapping[str, Any] | None, metrics: Mapping[str, float] | None

@@ -11,8 +11,6 @@ import signal
 import threading
 from typing import Any
 
-import tensorflow as tf
-
 __all__ = ["SignalCatcher"]
 
 
@@ -23,17 +21,10 @@ class SignalCatcher:
         names: Signal names, e.g. ``("SIGTERM", "SIGINT")``.
 
     Raises:
-        TypeError: Under a `tf.distribute` strategy (TensorFlow's own handler coordinates the
-            workers there), or outside the main thread (Python allows handlers only there).
+        TypeError: Outside the main thread (Python allows handlers only there).
     """
 
     def __init__(self, names: tuple[str, ...]) -> None:
-        if tf.distribute.has_strategy():
-            raise TypeError(
-                "Preemption is for single-process training; under a tf.distribute strategy use "
-                "tf.distribute.experimental.PreemptionCheckpointHandler, which coordinates the "
-                "workers, and set preemption=None"
-            )
         if threading.current_thread() is not threading.main_thread():
             raise TypeError(
                 "Preemption handling installs signal handlers, which Python allows only in the "

@@ -23,7 +23,7 @@ from ckptkit.errors import (
     SaveError,
 )
 
-__all__ = ["Peers", "on_chief"]
+__all__ = ["Peers", "PreemptionWatch", "on_chief"]
 
 T = TypeVar("T")
 
@@ -59,6 +59,24 @@ class Peers(Protocol):
 
     def count(self, flag: bool) -> int:
         """How many workers passed True; every worker must call it at the same point."""
+        ...
+
+    def watch_preemption(
+        self, noticed: Callable[[], bool], save: Callable[[int], object], leave: Callable[[], None]
+    ) -> PreemptionWatch:
+        """Saves on every worker at one step after any worker `noticed` a signal, then leaves."""
+        ...
+
+
+class PreemptionWatch(Protocol):
+    """What `Peers.watch_preemption` returns."""
+
+    def step(self, step: int) -> None:
+        """Called once per training step on every worker."""
+        ...
+
+    def close(self) -> None:
+        """Releases what it holds."""
         ...
 
 

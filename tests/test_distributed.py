@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import time
 
 import pytest
@@ -156,3 +157,34 @@ def test_a_single_process_strategy_saves_and_restores_async_too(tmp_path) -> Non
         manager.wait()
         manager.restore()
     assert v.numpy().tolist() == [1.0] * 4
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_worker_saves_every_worker_at_the_same_step(tmp_path) -> None:
+    directory = str(tmp_path / "run")
+    workers = start_cluster(
+        "cluster_worker.py", directory, "--forever", "--preemption", "--step-secs", "0.05"
+    )
+    try:
+        assert workers[1].stdout is not None
+        for line in workers[1].stdout:
+            if '"step": 5' in line:
+                workers[1].send_signal(signal.SIGTERM)
+                break
+        outcomes = finish_cluster(workers, timeout=60)
+    finally:
+        for worker in workers:
+            worker.kill()
+    for code, _, err in outcomes:
+        assert code == 128 + signal.SIGTERM, err
+        assert "Traceback" not in err
+    # Worker 1 printed its lines up to the signal to the loop above; the chief's are all here.
+    last = [line["step"] for line in outcomes[0][1] if "step" in line][-1]
+    assert [c.step for c in ckptkit.list_checkpoints(directory)] == [last]
+    assert ckptkit.verify(directory).ok
+
+    again = run_cluster(directory, "--steps", str(last + 2), "--every-steps", "1000")
+    for code, lines, err in again:
+        assert code == 0, err
+        assert lines[0] == {"restored": last, "values": [last, 2.0 * last, last]}
+        assert lines[-1]["done"] == last + 2

@@ -100,7 +100,16 @@ def test_handlers_are_restored_by_close(config) -> None:
     assert signal.getsignal(signal.SIGTERM) == before
 
 
-def test_under_tf_distribute_tensorflows_own_handler_is_required(config) -> None:
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
-    with strategy.scope(), pytest.raises(TypeError, match="PreemptionCheckpointHandler"):
-        ckptkit.CheckpointManager(config(preemption=ckptkit.Preemption()), v=tf.Variable(1.0))
+def test_under_a_single_process_strategy_a_signal_saves_at_the_next_step(config) -> None:
+    # One process: ckptkit's own catcher (TensorFlow's handler is for multi-worker clusters).
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        v = tf.Variable(1.0)
+        mgr = ckptkit.CheckpointManager(
+            config(preemption=ckptkit.Preemption(signals=("SIGUSR1",), exit=False)), v=v
+        )
+    try:
+        signal.raise_signal(signal.SIGUSR1)
+        assert mgr.maybe_save(7).endswith("ckpt-7")
+        assert mgr.preempted == "SIGUSR1"
+    finally:
+        mgr.close()

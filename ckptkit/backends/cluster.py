@@ -13,9 +13,12 @@ call it at the same point of the program, as it calls the training step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import tensorflow as tf
+
+from ckptkit.backends.cluster_preemption import ClusterPreemption
 
 __all__ = ["Cluster"]
 
@@ -63,6 +66,12 @@ class Cluster:
     def multi_worker(self) -> bool:
         """Whether several processes take part (`MultiWorkerMirroredStrategy` on a cluster)."""
         return self.num_workers > 1
+
+    def watch_preemption(
+        self, noticed: Callable[[], bool], save: Callable[[int], object], leave: Callable[[], None]
+    ) -> ClusterPreemption:
+        """TensorFlow's preemption handler for this cluster (see `ClusterPreemption`)."""
+        return ClusterPreemption(self.strategy, noticed, save, leave)
 
     def agree(self, value: int) -> int:
         """The chief's `value`, returned on every worker (one all-reduce; no-op on one worker)."""

@@ -1,16 +1,24 @@
 """One worker of a MultiWorkerMirroredStrategy cluster (TF_CONFIG names it) training and saving.
 
-Usage: cluster_worker.py DIR --steps N [--every-steps K | --every-secs S] [--mib M]
-[--late SECS] [--step-secs SECS] [--forever] [--chief-file-limit MIB]. Prints one JSON object per line: ``{"restored": step or null,
-"values": [...]}`` after `restore_or_initialize`; ``{"saved": step}`` after each save;
-``{"error": class name}`` when the manager raises; ``{"done": step, "values": [...],
+Usage: cluster_worker.py DIR [--steps N] [--every-steps K | --every-secs S] [--mib M]
+[--late SECS] [--step-secs SECS] [--forever] [--chief-file-limit MIB] [--preemption].
+
+Prints one JSON object per line: ``{"restored": step or null, "values": [...]}`` after
+`restore_or_initialize`; ``{"saved": step}`` after each save; ``{"error": class name,
+"message": ...}`` when the manager raises (exit code 3); ``{"done": step, "values": [...],
 "listed": [...]}`` at the end. `values` are the mirrored variable, the sum a `SyncOnRead`
-variable reads as, and the step. `--late` sleeps after the first step on worker 1, so that its
-clock runs behind the chief's; `--step-secs` makes each step last that long; `--mib` adds a variable of that many MiB, so that a save takes
-long enough to be caught in the act; `--forever` trains until killed, printing ``{"saving":
-step}`` before each save; `--chief-file-limit` limits the size of the files the chief writes
-to that many MiB (RLIMIT_FSIZE), so that its saves fail as on a full disk. Started by
-tests/test_distributed.py.
+variable reads as, and the step.
+
+- `--late`: worker 1 sleeps after the first step, so that its clock runs behind the chief's.
+- `--step-secs`: each step lasts at least that long.
+- `--mib`: a variable of that many MiB, so that a save takes long enough to be caught in the act.
+- `--forever`: train until killed, printing ``{"step": step}`` after each step and
+  ``{"saving": step}`` before each save.
+- `--chief-file-limit`: the chief's files may not grow past that many MiB (RLIMIT_FSIZE), so
+  that its saves fail as on a full disk.
+- `--preemption`: `CheckpointConfig(preemption=Preemption())`.
+
+Started by tests/test_distributed.py.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ def main() -> None:
     parser.add_argument("--step-secs", type=float, default=0.0)
     parser.add_argument("--forever", action="store_true")
     parser.add_argument("--chief-file-limit", type=int, default=0)
+    parser.add_argument("--preemption", action="store_true")
     args = parser.parse_args()
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
@@ -62,6 +71,7 @@ def main() -> None:
         schedule=ckptkit.Schedule(every_steps=args.every_steps, every_secs=args.every_secs),
         retention=ckptkit.Retention(max_to_keep=3),
         restore=ckptkit.RestorePolicy(assertion="consumed"),
+        preemption=ckptkit.Preemption() if args.preemption else None,
     )
     try:
         ckptkit.CheckpointManager(config.model_copy(update={"async_save": True}), step=step)
@@ -102,8 +112,10 @@ def main() -> None:
             now = int(step.numpy())
             if worker == 1 and now == 1:
                 time.sleep(args.late)  # its schedule's clock starts later than the chief's
-            if args.forever and manager.due(now):
-                say(saving=now)
+            if args.forever:
+                say(step=now)
+                if manager.due(now):
+                    say(saving=now)
             if manager.maybe_save(now):
                 say(saved=now)
     except ckptkit.CkptkitError as e:
