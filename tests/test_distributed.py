@@ -12,11 +12,14 @@ import random
 import signal
 import time
 
+import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 from helpers import finish_cluster, start_cluster
 
 import ckptkit
+from ckptkit.keras import CheckpointCallback
 
 
 def run_cluster(directory: str, *args: str) -> list[tuple[int, list[dict], str]]:
@@ -188,3 +191,46 @@ def test_a_signal_to_one_worker_saves_every_worker_at_the_same_step(tmp_path) ->
         assert code == 0, err
         assert lines[0] == {"restored": last, "values": [last, 2.0 * last, last]}
         assert lines[-1]["done"] == last + 2
+
+
+def test_fit_under_a_single_host_strategy_resumes_mid_epoch_bitwise(tmp_path) -> None:
+    def model() -> keras.Model:
+        keras.utils.set_random_seed(0)
+        with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+            built = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
+            built.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        return built
+
+    data = np.random.default_rng(0).random((64, 5), dtype=np.float32)
+    target = data[:, :2] * 2.0
+
+    def fit(net: keras.Model, callbacks: list) -> None:
+        net.fit(
+            data, target, epochs=2, batch_size=16, shuffle=False, verbose=0, callbacks=callbacks
+        )
+
+    reference = model()
+    fit(reference, [])
+    interrupted = model()
+    with pytest.raises(KeyboardInterrupt):
+        fit(interrupted, [CheckpointCallback(tmp_path, save_freq=2), Interrupt(after=6)])
+    resumed = model()
+    callback = CheckpointCallback(tmp_path, save_freq=2)
+    fit(resumed, [callback])
+    assert callback.restored is not None
+    assert callback.restored.step == 6
+    for a, b in zip(reference.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stops fit after `after` batches, as a crash would."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after, self.seen = after, 0
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        self.seen += 1
+        if self.seen == self.after:
+            raise KeyboardInterrupt
