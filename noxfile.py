@@ -79,6 +79,7 @@ def examples(session: nox.Session) -> None:
     session.run("python", "examples/keras_fit.py", "--dir", f"{tmp}/keras_fit")
     session.run("python", "examples/legacy_saver.py", "--dir", f"{tmp}/legacy_saver")
     session.run("python", "examples/estimator_schedule.py", "--dir", f"{tmp}/estimator")
+    session.run("python", "examples/multi_worker.py", "--dir", f"{tmp}/multi_worker")
 
 
 @nox.session(python=PYTHON)

@@ -14,7 +14,9 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 NOISE = ("I0000", "absl::InitializeLog", "cuda drivers", "oneDNN")
 
 
-@pytest.mark.parametrize("example", ["custom_training_loop", "keras_fit", "legacy_saver"])
+@pytest.mark.parametrize(
+    "example", ["custom_training_loop", "keras_fit", "legacy_saver", "multi_worker"]
+)
 def test_an_example_prints_no_tensorflow_startup_lines(example) -> None:
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{example}.py"), "--help"],
