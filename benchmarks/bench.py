@@ -13,11 +13,13 @@ of the state of (a): the time `save` blocks training and the time to commit, aga
 save; the step rate of a training loop (a dense model holding the same state) saving every K
 steps (not on its last), async and sync, against the same loop without saves; and the peak
 extra host memory (RSS) while an async save is in flight, as a multiple of the state's size.
+(f) saves on a 2-worker MultiWorkerMirroredStrategy cluster of two processes on this machine
+(256 MiB each), against TensorFlow's chief + ``workertemp`` pattern (see `cluster_case.py`).
 
 Dirty pages are flushed (`os.sync`) before every timed repetition, outside the timed region,
 so that one case's writeback does not land in the next one's time.
 
-    python benchmarks/bench.py [--reps 7] [--quick] [--only e]
+    python benchmarks/bench.py [--reps 7] [--quick] [--only e|f]
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from contextlib import contextmanager
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf
+from cluster_case import bench_cluster
 
 import ckptkit
 
@@ -54,6 +57,7 @@ GOALS = {
     "e_blocked": 0.05,  # an async save's time in save(), over a sync save's
     "e_commit": 1.1,  # an async save's time until committed, over a sync save's
     "e_loop_async": 1 / 0.9,  # seconds per step with async saves every K, over no saves
+    "f_cluster": 1.1,  # a 2-worker cluster's save, over TensorFlow's chief + workertemp pattern
 }
 
 
@@ -413,7 +417,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7, help="repetitions per measurement")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--only", choices=["e"], help="run one case only")
+    parser.add_argument("--only", choices=["e", "f"], help="run one case only")
     parser.add_argument("--rss-probe", choices=["none", "async"], help=argparse.SUPPRESS)
     parser.add_argument("--width", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--every", type=int, help=argparse.SUPPRESS)
@@ -432,8 +436,11 @@ def main() -> None:
     try:
         if args.only is None:
             ratios |= bench_a_to_d(args.reps, root, large_elems, n_small, args.quick)
-        async_ratios = bench_async(args.reps, root, width, steps, every)
-        ratios |= {f"e_{k}": v for k, v in async_ratios.items()}
+        if args.only in (None, "e"):
+            async_ratios = bench_async(args.reps, root, width, steps, every)
+            ratios |= {f"e_{k}": v for k, v in async_ratios.items()}
+        if args.only in (None, "f"):
+            ratios["f_cluster"] = bench_cluster(args.reps, root, mib=16 if args.quick else 256)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print("\nratio goals (ckptkit over the first baseline of each line):")
