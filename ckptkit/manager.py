@@ -741,6 +741,8 @@ class CheckpointManager:
                 if not self._view.entries:
                     return self._fresh_start(), 0
             result = self._restore(step, path, best, mode)
+            if path is not None:
+                return result, 1  # every worker restores the path it was given
             if result.step is None:
                 raise CheckpointNotFoundError(
                     f"{result.path} has no step in its name, and the other workers find the "

@@ -149,6 +149,19 @@ def make_model(units: int = 4, *, extra_layer: bool = False, build: bool = True)
     return model
 
 
+class Interrupt(keras.callbacks.Callback):
+    """Stops fit with an exception after `after` batches, as a crash would."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after, self.seen = after, 0
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        self.seen += 1
+        if self.seen == self.after:
+            raise KeyboardInterrupt
+
+
 class Net(tf.Module):
     """The TF guide's kind of module: named sub-modules holding variables."""
 

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import finish_cluster, start_cluster
+from helpers import Interrupt, finish_cluster, start_cluster
 
 import ckptkit
 from ckptkit.keras import CheckpointCallback
@@ -221,16 +221,3 @@ def test_fit_under_a_single_host_strategy_resumes_mid_epoch_bitwise(tmp_path) ->
     assert callback.restored.step == 6
     for a, b in zip(reference.get_weights(), resumed.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
-
-
-class Interrupt(keras.callbacks.Callback):
-    """Stops fit after `after` batches, as a crash would."""
-
-    def __init__(self, after: int) -> None:
-        super().__init__()
-        self.after, self.seen = after, 0
-
-    def on_train_batch_end(self, batch, logs=None) -> None:
-        self.seen += 1
-        if self.seen == self.after:
-            raise KeyboardInterrupt

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import ENV, WORKERS, cli
+from helpers import ENV, WORKERS, Interrupt, cli
 
 import ckptkit
 from ckptkit.keras import CheckpointCallback
@@ -148,19 +148,6 @@ def fit(model: keras.Model, callbacks: list, epochs: int = 6, **kwargs) -> keras
         callbacks=callbacks,
         **kwargs,
     )
-
-
-class Interrupt(keras.callbacks.Callback):
-    """Stops fit with an exception after `after` batches, as a crash would."""
-
-    def __init__(self, after: int) -> None:
-        super().__init__()
-        self.after, self.seen = after, 0
-
-    def on_train_batch_end(self, batch, logs=None) -> None:
-        self.seen += 1
-        if self.seen == self.after:
-            raise KeyboardInterrupt
 
 
 class Inject(keras.callbacks.Callback):
