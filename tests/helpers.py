@@ -74,33 +74,35 @@ def worker_outcome(script: str, *args: str, timeout: float = 300) -> dict[str, A
     return outcome
 
 
-def start_cluster(script: str, *args: str, workers: int = 2) -> list[subprocess.Popen[str]]:
-    """Starts ``tests/workers/<script>`` as each worker of a cluster on 127.0.0.1 ports.
+def free_cluster(**jobs: int) -> dict[str, list[str]]:
+    """A cluster spec with that many tasks per job, on 127.0.0.1 ports free now."""
+    cluster: dict[str, list[str]] = {}
+    for job, tasks in jobs.items():
+        for _ in range(tasks):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                cluster.setdefault(job, []).append(f"127.0.0.1:{probe.getsockname()[1]}")
+    return cluster
 
-    Each process gets a `TF_CONFIG` naming all the workers and its own index; the ports are
-    picked free now.
-    """
-    ports = []
-    for _ in range(workers):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    return [
-        subprocess.Popen(
-            [sys.executable, str(WORKERS / script), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={
-                **ENV,
-                "TF_CONFIG": json.dumps(
-                    {"cluster": cluster, "task": {"type": "worker", "index": i}}
-                ),
-            },
-        )
-        for i in range(workers)
-    ]
+
+def start_task(
+    cluster: dict[str, list[str]], job: str, index: int, script: str, *args: str
+) -> subprocess.Popen[str]:
+    """Starts ``tests/workers/<script>`` as task `index` of `job`, its `TF_CONFIG` saying so."""
+    task = {"cluster": cluster, "task": {"type": job, "index": index}}
+    return subprocess.Popen(
+        [sys.executable, str(WORKERS / script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**ENV, "TF_CONFIG": json.dumps(task)},
+    )
+
+
+def start_cluster(script: str, *args: str, workers: int = 2) -> list[subprocess.Popen[str]]:
+    """Starts ``tests/workers/<script>`` as each worker of a cluster on 127.0.0.1 ports."""
+    cluster = free_cluster(worker=workers)
+    return [start_task(cluster, "worker", i, script, *args) for i in range(workers)]
 
 
 def finish_cluster(processes: list[subprocess.Popen[str]], timeout: float = 180) -> list[Any]:

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import Interrupt, finish_cluster, start_cluster
+from helpers import Interrupt, finish_cluster, free_cluster, start_cluster, start_task
 
 import ckptkit
 from ckptkit.keras import CheckpointCallback
@@ -221,3 +221,26 @@ def test_fit_under_a_single_host_strategy_resumes_mid_epoch_bitwise(tmp_path) ->
     assert callback.restored.step == 6
     for a, b in zip(reference.get_weights(), resumed.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_a_parameter_server_coordinator_saves_alone_and_restores(tmp_path) -> None:
+    directory = str(tmp_path / "run")
+    cluster = free_cluster(chief=1, worker=1, ps=1)
+    servers = [start_task(cluster, job, 0, "ps_cluster.py", "server") for job in ("worker", "ps")]
+    try:
+        runs = []
+        for _ in range(2):
+            coordinator = start_task(cluster, "chief", 0, "ps_cluster.py", "coordinator", directory)
+            runs.append(finish_cluster([coordinator])[0])
+    finally:
+        for server in servers:
+            server.kill()
+            server.communicate()
+    (code, first, err), (again, second, err_again) = runs
+    assert code == 0, err
+    assert again == 0, err_again
+    assert first == [{"restored": None, "value": 0.0, "saved": 5, "final": 5.0}]
+    assert second == [{"restored": 5, "value": 5.0, "saved": 10, "final": 10.0}]
+    assert [c.step for c in ckptkit.list_checkpoints(directory)] == [5, 10]
+    assert ckptkit.verify(directory).ok

@@ -36,10 +36,9 @@ class Cluster:
         self.num_workers, self.task, self.task_id = 1, "local", 0
         resolver = getattr(strategy, "cluster_resolver", None)
         jobs = resolver.cluster_spec().as_dict() if resolver is not None else {}
-        # With ParameterServerStrategy only the coordinator runs the program (and saves, after
-        # `coordinator.join()`); its workers and parameter servers run no Python of ours.
-        coordinated = isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy)
-        if resolver is not None and jobs and not coordinated:
+        # ParameterServerStrategy has no cluster_resolver here, and rightly counts as one
+        # process: only its coordinator runs the program (and saves, after coordinator.join()).
+        if resolver is not None and jobs:
             self.num_workers = sum(len(tasks) for job, tasks in jobs.items() if job != "ps")
             self.task = f"{resolver.task_type}:{resolver.task_id}"
             self.task_id = int(resolver.task_id or 0)
