@@ -23,6 +23,7 @@ from ckptkit.config import (
     RestorePolicy,
     Retention,
     Schedule,
+    Storage,
 )
 from ckptkit.errors import (
     CheckpointExistsError,
@@ -37,10 +38,12 @@ from ckptkit.errors import (
     InvalidMetadataError,
     InvalidStepError,
     KeyMapError,
+    MissingExtraError,
     RestoreMismatchError,
     SaveError,
     ShapeMismatchError,
     TrackableError,
+    UploadError,
 )
 from ckptkit.status import Mismatch, RestoreReport, RestoreResult
 
@@ -121,6 +124,7 @@ __all__ = [
     "KeyChange",
     "KeyMapError",
     "Mismatch",
+    "MissingExtraError",
     "Preemption",
     "Problem",
     "RestoreMismatchError",
@@ -131,7 +135,9 @@ __all__ = [
     "SaveError",
     "Schedule",
     "ShapeMismatchError",
+    "Storage",
     "TrackableError",
+    "UploadError",
     "VariableInfo",
     "VerifyReport",
     "__version__",

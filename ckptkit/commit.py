@@ -13,8 +13,14 @@ function that writes the files (the backend's `write`, or the `write` of a snaps
    one and drop those: the commit, the moment the checkpoint becomes visible;
 5. only then are the dropped checkpoints' files removed.
 
+For a staged directory (an fsspec URL TensorFlow cannot reach, see `tiers`), step 3 writes
+into the local tier, uploads the files, and writes the manifest remotely (and beside the local
+copy); the state file is then written remotely as above. Training waits for none of it in an
+async save.
+
 A failure before the commit removes the partial files and raises a typed error (`SaveError`,
-`DiskFullError`, `DirectoryLockedError`); earlier checkpoints are untouched. A background save's
+`DiskFullError`, `UploadError`, `DirectoryLockedError`); earlier checkpoints are untouched, and
+after an `UploadError` the staged local copy stays. A background save's
 error is kept until `wait` or `check` raises it: it is never lost. The `DirectoryView` changes
 only after the state file on disk says the same, so a listing never shows an uncommitted save.
 """
@@ -29,10 +35,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ckptkit import fs, storage
+from ckptkit import fs, storage, tiers
 from ckptkit.config import CheckpointConfig
 from ckptkit.directory_view import DirectoryView
-from ckptkit.errors import DirectoryLockedError, SaveError
+from ckptkit.errors import DirectoryLockedError, SaveError, UploadError
+from ckptkit.lease import Lease
 from ckptkit.lock import WriterLock
 from ckptkit.manifest import MANIFEST_SUFFIX, build_manifest, write_manifest
 from ckptkit.retention import plan_deletions
@@ -65,7 +72,7 @@ class CommitPipeline:
     Args:
         config: The manager's config (directory, prefix, retention, durability).
         view: The manager's view of the directory, which a commit updates.
-        lock: The directory's writer lock (None where there is none: remote storage).
+        lock: The directory's writer lock or lease (None on a cluster's other workers).
         tensorflow_version: Recorded in each manifest.
     """
 
@@ -73,7 +80,7 @@ class CommitPipeline:
         self,
         config: CheckpointConfig,
         view: DirectoryView,
-        lock: WriterLock | None,
+        lock: WriterLock | Lease | None,
         tensorflow_version: str,
     ) -> None:
         self._config = config
@@ -105,10 +112,14 @@ class CommitPipeline:
         path = request.path
         durable = self._config.durable
         directory = self._config.directory
+        staged = fs.staged(path)
         try:
             self._check_lock()  # before TensorFlow writes: the directory may be another's now
             storage.mark_pending(path)
-            written = request.write(path)
+            target = tiers.local_copy(path) if staged else path
+            if staged:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+            written = request.write(target)
             now = time.time()
             files = [
                 f for f in storage.checkpoint_files(written) if not f.endswith(MANIFEST_SUFFIX)
@@ -122,6 +133,10 @@ class CommitPipeline:
                 user=request.user,
                 durable=durable,
             )
+            if staged:
+                tiers.upload(written, path)
+                write_manifest(written, manifest)  # the local copy, as the cache matches it
+                written = path
             write_manifest(written, manifest, durable=durable)
             storage.unmark_pending(path)
             with self._committing:
@@ -136,12 +151,24 @@ class CommitPipeline:
         except OSError as e:
             with contextlib.suppress(OSError):
                 storage.delete_checkpoint(path)
+                if staged and not isinstance(e, UploadError):
+                    tiers.evict(path)  # a whole staged copy stays for a retry; a partial goes
             if isinstance(e, SaveError):
                 raise
             raise storage.save_error(path, directory, e) from e
         for old in deleted:
             self._delete_files(old, written)
+        if staged:
+            self._trim_local(written)
         return written
+
+    def _trim_local(self, committed: str) -> None:
+        """Keeps the local copies of the newest `Storage.keep_local` committed checkpoints."""
+        keep = [p for p, _ in self._view.entries][::-1][: self._config.storage.keep_local]
+        try:
+            tiers.trim(self._config.directory, self._config.prefix, keep)
+        except OSError as e:
+            warn(f"{committed} is committed, but its local cache could not be trimmed ({e})")
 
     def _commit(self, written: str, now: float, user: Mapping[str, Any]) -> list[str]:
         """Replaces the state file to list `written` and drop what retention lets go.

@@ -34,11 +34,15 @@ __all__ = [
     "RestorePolicy",
     "Retention",
     "Schedule",
+    "Storage",
     "as_config",
 ]
 
 Assertion = Literal["consumed", "existing_objects_matched", "nontrivial_match", "partial", "none"]
 """How strictly a restore must match the program (see `RestorePolicy`)."""
+
+GFILE_SCHEMES = ("gs", "ram", "file")
+"""URL schemes that `tf.io.gfile` reaches in every supported TensorFlow (others go to fsspec)."""
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.\-]*$")
 
@@ -227,11 +231,65 @@ class Preemption(BaseModel):
     exit: StrictBool = True
 
 
+class Storage(BaseModel):
+    """How a remote `CheckpointConfig.directory` is reached, staged, cached and locked.
+
+    Two ways reach storage. ``gs://``, ``ram://`` and ``file://`` URLs go through TensorFlow's
+    `tf.io.gfile`, which TensorFlow writes to directly. Every other URL (``s3://``, ``az://``,
+    ``memory://``, any fsspec protocol, and ``gs://`` too with ``transport="fsspec"``) goes
+    through fsspec, which TensorFlow cannot reach: TensorFlow writes each checkpoint into a
+    local staging folder, ckptkit uploads it, and the folder stays as a cache that restores
+    read first when it matches the remote copy. Local paths ignore these settings but
+    `lease_secs` (they are locked with `flock` instead of a lease).
+
+    Attributes:
+        transport: ``"auto"`` (the rule above), ``"gfile"`` or ``"fsspec"``.
+        options: Keyword arguments for the fsspec filesystem, e.g.
+            ``{"endpoint_url": "http://127.0.0.1:9000"}`` for s3fs; credentials come from the
+            usual places (``AWS_*`` variables, ``~/.aws``) when not given here.
+        cache_dir: Local folder that stages saves and caches restores of this directory;
+            None: ``$CKPTKIT_CACHE_DIR`` (else ``~/.cache/ckptkit``) / a hash of the URL.
+        keep_local: How many of the newest committed checkpoints keep their local copy;
+            0 removes each staged copy once uploaded (restores then download).
+        lease_secs: How long the writer lease on a remote directory lasts without renewal;
+            a writer renews it while it lives, so a killed writer's lease frees the directory
+            this long after its last renewal.
+
+    Example:
+        >>> Storage(options={"endpoint_url": "http://127.0.0.1:9000"}).keep_local
+        1
+    """
+
+    model_config = _MODEL_CONFIG
+
+    transport: Literal["auto", "gfile", "fsspec"] = "auto"
+    options: dict[str, Any] = Field(default_factory=dict)
+    cache_dir: str | None = None
+    keep_local: int = Field(1, ge=0)
+    lease_secs: float = Field(60.0, gt=0, allow_inf_nan=False)
+
+    @field_validator("cache_dir", mode="before")
+    @classmethod
+    def _cache_path_to_str(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _cache_is_local(cls, value: str | None) -> str | None:
+        if value is not None and ("://" in value or not value.strip()):
+            raise ValueError(
+                f"cache_dir must be a local folder (received cache_dir={value!r}); it holds "
+                "the copies TensorFlow reads and writes, which cannot be remote"
+            )
+        return value
+
+
 class CheckpointConfig(BaseModel):
     """Everything `CheckpointManager` needs to know, loadable from JSON or a dict.
 
     Attributes:
-        directory: A local path or any `tf.io.gfile` URI (``ram://``, ``gs://``, ...).
+        directory: A local path, a `tf.io.gfile` URL (``gs://``, ``ram://``) or an fsspec URL
+            (``s3://bucket/run``, with the ``ckptkit[s3]`` extra); see `Storage`.
         prefix: Checkpoint file prefix; checkpoints are named ``<prefix>-<step>``.
         schedule: When `maybe_save` saves.
         retention: Which checkpoints are kept.
@@ -245,6 +303,7 @@ class CheckpointConfig(BaseModel):
             call. Graph mode (`CheckpointManager.for_session`) always saves synchronously.
         async_timeout_secs: How long `close`, the ``with`` block's end and interpreter exit
             wait for a background save before leaving it uncommitted (with an error naming it).
+        storage: How a remote directory is reached, staged, cached and locked.
         allow_outside_paths: Follow paths in the ``checkpoint`` state file that point outside
             `directory`. Off by default: a crafted state file could otherwise make restores
             read, and retention delete, files elsewhere.
@@ -267,6 +326,7 @@ class CheckpointConfig(BaseModel):
     async_save: StrictBool = False
     async_timeout_secs: float = Field(600.0, gt=0, allow_inf_nan=False)
     allow_outside_paths: StrictBool = False
+    storage: Storage = Field(default_factory=Storage)
 
     @field_validator("directory", mode="before")
     @classmethod
@@ -291,6 +351,17 @@ class CheckpointConfig(BaseModel):
                 f"(received prefix={value!r}); put folders in `directory` instead"
             )
         return value
+
+    @model_validator(mode="after")
+    def _transport_fits(self) -> CheckpointConfig:
+        scheme = self.directory.partition("://")[0].lower() if "://" in self.directory else ""
+        if self.storage.transport == "gfile" and scheme not in ("", *GFILE_SCHEMES):
+            raise ValueError(
+                f"storage.transport='gfile' cannot reach {self.directory!r}: TensorFlow's "
+                f"tf.io.gfile has only {', '.join(GFILE_SCHEMES)}; use transport='auto' (fsspec "
+                "for this URL, with the ckptkit[s3] extra for s3://)"
+            )
+        return self
 
     def tf_manager_kwargs(self) -> dict[str, Any]:
         """The `tf.train.CheckpointManager` keyword arguments for the same directory and policy."""

@@ -13,9 +13,11 @@ would already catch for that problem, so `except FileNotFoundError` keeps workin
     ├── InvalidMetadataError     (TypeError)          save() metadata that is not JSON
     ├── KeyMapError              (ValueError)         a key map that is malformed or ambiguous
     ├── InvalidStepError         (ValueError)         a step that is not a non-negative integer
+    ├── MissingExtraError        (ImportError)        a URL needs an optional extra (ckptkit[s3])
     ├── TrackableError           (TypeError)          an object TensorFlow cannot checkpoint
     ├── SaveError                (OSError)            a save failed; nothing was committed
-    │   └── DiskFullError                                 ... for lack of space (ENOSPC, EFBIG)
+    │   ├── DiskFullError                                 ... for lack of space (ENOSPC, EFBIG)
+    │   └── UploadError                                   ... copying to remote storage failed
     └── RestoreMismatchError     (AssertionError)     program and checkpoint disagree
         └── ShapeMismatchError   (ValueError)         a variable's shape or dtype differs
 
@@ -44,10 +46,12 @@ __all__ = [
     "InvalidMetadataError",
     "InvalidStepError",
     "KeyMapError",
+    "MissingExtraError",
     "RestoreMismatchError",
     "SaveError",
     "ShapeMismatchError",
     "TrackableError",
+    "UploadError",
 ]
 
 
@@ -101,6 +105,10 @@ class InvalidStepError(CkptkitError, ValueError):
     """A step that is not a non-negative integer."""
 
 
+class MissingExtraError(CkptkitError, ImportError):
+    """A URL needs an optional dependency that is not installed (``pip install ckptkit[s3]``)."""
+
+
 class TrackableError(CkptkitError, TypeError):
     """An object given to `CheckpointManager` that TensorFlow cannot checkpoint."""
 
@@ -111,6 +119,10 @@ class SaveError(CkptkitError, OSError):
 
 class DiskFullError(SaveError):
     """A save ran out of space (ENOSPC, or EFBIG from a file-size limit); nothing was committed."""
+
+
+class UploadError(SaveError):
+    """Copying a staged checkpoint to remote storage failed; the staged local copy stays."""
 
 
 class CheckpointSkippedWarning(UserWarning):

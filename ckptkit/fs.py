@@ -12,8 +12,11 @@ everywhere:
   glob the paths they are given; `tf_path` gives them a glob-free alias.
 
 Local paths use `os` directly, without importing TensorFlow (so `ckptkit ls` starts fast).
-URLs (``gs://``, ``ram://``, ...) go through `tf.io.gfile`, whose filesystems have no links or
-special files; its errors come back as `OSError`.
+``gs://``, ``ram://`` and ``file://`` URLs go through `tf.io.gfile`, and other URLs through
+fsspec (`fsspec_files`); see `routes`. Neither has links or special files, and their errors
+come back as `OSError`. On object stores (``gs://``, fsspec URLs) a write is a single object
+put, never a rename: an object appears whole or not at all, and a rename there is a copy and
+a delete.
 """
 
 from __future__ import annotations
@@ -31,8 +34,11 @@ from collections.abc import Iterator
 from stat import S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFMT, S_IFSOCK, S_ISDIR, S_ISREG
 from typing import Any, NamedTuple
 
+from ckptkit import fsspec_files, routes
+
 __all__ = [
     "Stat",
+    "create",
     "exists",
     "fsync",
     "is_regular_file",
@@ -42,6 +48,7 @@ __all__ = [
     "makedirs",
     "read_bytes",
     "remove",
+    "staged",
     "stat",
     "tf_path",
     "write_atomic",
@@ -72,8 +79,13 @@ def _tf() -> Any:
 
 
 def is_remote(path: str) -> bool:
-    """Whether `path` is a URL handled by a `tf.io.gfile` filesystem rather than a local path."""
+    """Whether `path` is a URL rather than a local path."""
     return "://" in path
+
+
+def staged(path: str) -> bool:
+    """Whether `path` is reached through fsspec, which TensorFlow cannot read or write."""
+    return routes.transport(path) == "fsspec"
 
 
 @contextlib.contextmanager
@@ -106,13 +118,16 @@ def read_bytes(path: str, *, limit: int | None = None) -> bytes:
         FileNotFoundError: Nothing is there.
         OSError: It is not a regular file, is larger than `limit`, or cannot be read.
     """
-    if is_remote(path):
+    data: bytes
+    if staged(path):
+        data = fsspec_files.read_bytes(path, limit=limit)
+    elif is_remote(path):
         gfile = _tf().io.gfile
         with _as_oserror(path):
             if gfile.isdir(path):
                 raise OSError(errno.EISDIR, "a directory, not a regular file", path)
             with gfile.GFile(path, "rb") as f:
-                data: bytes = f.read(-1 if limit is None else limit + 1)
+                data = f.read(-1 if limit is None else limit + 1)
     else:
         _no_nul(path)
         # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting.
@@ -143,6 +158,8 @@ def _remote_is(test: str, path: str) -> bool:
 
 def exists(path: str, *, follow_links: bool = False) -> bool:
     """Whether the name `path` exists; a dangling link counts unless `follow_links`."""
+    if staged(path):
+        return fsspec_files.exists(path)
     if is_remote(path):
         return _remote_is("exists", path)
     try:
@@ -154,6 +171,8 @@ def exists(path: str, *, follow_links: bool = False) -> bool:
 
 def isdir(path: str) -> bool:
     """Whether `path` is a directory (or a link to one); False when missing."""
+    if staged(path):
+        return fsspec_files.isdir(path)
     if is_remote(path):
         return _remote_is("isdir", path)
     try:
@@ -168,6 +187,8 @@ def stat(path: str) -> Stat:
     Raises:
         OSError: It is missing or cannot be read.
     """
+    if staged(path):
+        return Stat(*fsspec_files.stat(path))
     if is_remote(path):
         with _as_oserror(path):
             info = _tf().io.gfile.stat(path)
@@ -183,6 +204,9 @@ def makedirs(path: str) -> None:
     Raises:
         OSError: It cannot be created (a file in the way, permissions, a full disk).
     """
+    if staged(path):
+        fsspec_files.makedirs(path)
+        return
     if is_remote(path):
         with _as_oserror(path):
             _tf().io.gfile.makedirs(path)
@@ -193,6 +217,8 @@ def makedirs(path: str) -> None:
 
 def is_regular_file(path: str) -> bool:
     """Whether `path` is a regular file (or a link to one); False when missing."""
+    if staged(path):
+        return fsspec_files.exists(path) and not fsspec_files.isdir(path)
     if is_remote(path):
         return _remote_is("exists", path) and not _remote_is("isdir", path)
     try:
@@ -203,6 +229,8 @@ def is_regular_file(path: str) -> bool:
 
 def listdir(directory: str) -> list[str]:
     """The names in `directory`, sorted; empty when it does not exist or cannot be listed."""
+    if staged(directory):
+        return fsspec_files.listdir(directory)
     if is_remote(directory):
         tf = _tf()
         try:
@@ -224,6 +252,8 @@ def remove(path: str) -> bool:
     Raises:
         OSError: It exists and could not be removed.
     """
+    if staged(path):
+        return fsspec_files.remove(path)
     if is_remote(path):
         tf = _tf()
         with _as_oserror(path):
@@ -251,14 +281,24 @@ def _temp_name(final: str) -> str:
 
 
 def write_atomic(final: str, data: bytes, *, durable: bool = False) -> None:
-    """Replaces `final` with `data` atomically: a temporary file, then a rename.
+    """Replaces `final` with `data` atomically.
 
-    With `durable`, the file and its directory are fsync'ed. On failure the temporary file
-    is removed and `final` is as it was.
+    On an object store (``gs://``, fsspec URLs): one object put, which the store makes
+    visible whole or not at all (a rename there would be a copy and a delete). Elsewhere
+    (local paths, ``ram://``, ``file://``): a temporary file, then a rename; with `durable`,
+    the file and its directory are fsync'ed; on failure the temporary file is removed and
+    `final` is as it was.
 
     Raises:
-        OSError: Writing failed (ENOSPC for a full disk, ...).
+        OSError: Writing failed (ENOSPC for a full disk, a network error, ...).
     """
+    if staged(final):
+        fsspec_files.write(final, data)
+        return
+    if final.lower().startswith("gs://"):
+        with _as_oserror(final), _tf().io.gfile.GFile(final, "wb") as f:
+            f.write(data)
+        return
     temp = _temp_name(final)
     try:
         if is_remote(final):
@@ -290,6 +330,34 @@ def write_atomic(final: str, data: bytes, *, durable: bool = False) -> None:
         raise
     if durable:
         fsync(os.path.dirname(final) or ".")
+
+
+def create(path: str, data: bytes) -> None:
+    """Writes the file `path` only if nothing is there.
+
+    Atomic locally (``O_EXCL``) and on fsspec stores with conditional writes (S3's
+    ``If-None-Match: *``). `tf.io.gfile` offers no such write, so on ``gs://`` and ``ram://``
+    this checks, then writes: two writers starting within one request of each other can both
+    succeed.
+
+    Raises:
+        FileExistsError: Something is at `path`.
+        OSError: Writing failed.
+    """
+    if staged(path):
+        fsspec_files.create(path, data)
+        return
+    if is_remote(path):
+        if exists(path):
+            raise FileExistsError(errno.EEXIST, "exists", path)
+        write_atomic(path, data)
+        return
+    _no_nul(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def fsync(path: str) -> None:

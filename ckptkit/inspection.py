@@ -23,7 +23,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf.trackable_object_graph_pb2 import TrackableObjectGraph
 
-from ckptkit import fs
+from ckptkit import fs, tiers
 from ckptkit.errors import CheckpointKeyError, CorruptCheckpointError, FormatError, first_line
 from ckptkit.index_file import check_index
 from ckptkit.keras_files import is_keras_file, keras_datasets, read_keras_tensor
@@ -167,12 +167,13 @@ def open_reader(path: str) -> tuple[str, Any]:
         shards, reader = readers[prefix]
         _check_shards(prefix, shards)
         return prefix, reader
-    shards = check_index(f"{prefix}.index")
-    _check_shards(prefix, shards)
+    local = tiers.readable(prefix)  # a staged checkpoint's local copy, checked
+    shards = check_index(f"{local}.index")
+    _check_shards(local, shards)
     try:
         # Not tf.train.load_checkpoint: it re-resolves the prefix, and some filesystems
         # (ram://) call a prefix of existing files a directory.
-        reader = tf.compat.v1.train.NewCheckpointReader(fs.tf_path(prefix))
+        reader = tf.compat.v1.train.NewCheckpointReader(local)
     except (tf.errors.OpError, ValueError) as e:
         raise CorruptCheckpointError(
             f"cannot read checkpoint index {prefix}.index: {first_line(e)}. The file is "

@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ckptkit import fs, storage
+from ckptkit import fs, routes, storage, tiers
 from ckptkit.backends.base import Backend
 from ckptkit.backends.object_based import ObjectBasedBackend
 from ckptkit.commit import CommitPipeline, SaveRequest, write_scratch
@@ -36,6 +36,7 @@ from ckptkit.errors import (
     first_line,
 )
 from ckptkit.inspection import sharing_readers
+from ckptkit.lease import Lease
 from ckptkit.lock import WriterLock
 from ckptkit.manifest import read_manifest, user_fields
 from ckptkit.preemption import SignalCatcher
@@ -160,14 +161,20 @@ class CheckpointManager:
     ) -> None:
         self._config = config
         self._directory = config.directory
+        routes.register(config.directory, config.storage)
         self._backend = backend
         self._view = DirectoryView()
         self._read_directory()
         self._swept = False  # set by the first save, which takes the lock and clears leftovers
         self._cluster = _cluster_of(backend, config)
         # Only the chief of a cluster writes to the directory; the other workers never lock it.
-        local = not fs.is_remote(self._directory) and not self._follower
-        self._lock = WriterLock(self._directory) if local else None
+        self._lock: WriterLock | Lease | None = None
+        if self._follower:
+            pass
+        elif fs.is_remote(self._directory):
+            self._lock = Lease(self._directory, config.storage.lease_secs)
+        else:
+            self._lock = WriterLock(self._directory)
         self._signals = (
             None if config.preemption is None else SignalCatcher(config.preemption.signals)
         )
@@ -566,7 +573,9 @@ class CheckpointManager:
 
         on_chief(cluster, prepare, lambda: None, doing=doing)
         request = SaveRequest(path, step, extra, self._backend.write)
-        scratch = os.path.join(self._directory, f".workertemp-{cluster.task_id}")
+        # TensorFlow cannot write a staged directory: there the scratch is in the local tier.
+        near = tiers.cache_dir(self._directory) if fs.staged(path) else self._directory
+        scratch = os.path.join(near, f".workertemp-{cluster.task_id}")
         on_chief(
             cluster,
             lambda: (self._pipeline.run(request), 0),

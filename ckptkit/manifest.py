@@ -30,6 +30,7 @@ __all__ = [
     "crc32_of",
     "file_problems",
     "manifest_path",
+    "parse_manifest",
     "read_manifest",
     "user_fields",
     "write_manifest",
@@ -145,6 +146,17 @@ def read_manifest(checkpoint: str) -> Manifest | None:
         return None
     except OSError as e:
         raise CorruptCheckpointError(f"cannot read manifest {path}: {e.strerror or e}") from e
+    return parse_manifest(raw, checkpoint)
+
+
+def parse_manifest(raw: bytes, checkpoint: str) -> Manifest:
+    """The manifest of `checkpoint` from the bytes `raw` of its file.
+
+    Raises:
+        CorruptCheckpointError: They are malformed, fail the checksum, or describe another
+            checkpoint.
+    """
+    path = manifest_path(checkpoint)
     try:
         body = json.loads(raw)
         if not isinstance(body, dict):

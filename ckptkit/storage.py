@@ -554,6 +554,11 @@ def lock_error(path: str, error: OSError) -> SaveError:
             f"cannot create the writer lock {path}: {reason}. Nothing was saved; free space "
             "(or inodes) on that filesystem",
         )
+    if fs.is_remote(path):
+        return SaveError(
+            f"cannot take the writer lease {path} ({reason}). Nothing was saved; check that "
+            "the storage is reachable and writable with these credentials"
+        )
     return SaveError(
         f"cannot take the writer lock {path}: it must be a regular file ckptkit can write "
         f"({reason}). Nothing was saved; remove or fix that file"

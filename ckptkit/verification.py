@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from ckptkit import fs, storage
 from ckptkit.errors import CheckpointNotFoundError, CorruptCheckpointError, FormatError
+from ckptkit.index_file import check_index
 from ckptkit.inspection import open_reader
 from ckptkit.keras_files import is_keras_file
 from ckptkit.manifest import Manifest, file_problems, manifest_path, read_manifest
@@ -106,6 +107,12 @@ def _check_readable(path: str, *, full: bool, check_shards: bool) -> list[Proble
     index = path + ".index"
     if not fs.exists(index, follow_links=True):
         return [Problem(index, "missing")]
+    if fs.staged(path) and not full:  # checked where it lies, not downloaded for TensorFlow
+        try:
+            check_index(index)
+        except CorruptCheckpointError as e:
+            return [Problem(index, f"unreadable index: {e}")]
+        return _missing_shards(path) if check_shards else []
     try:
         _, reader = open_reader(path)
     except (CorruptCheckpointError, CheckpointNotFoundError) as e:

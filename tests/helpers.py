@@ -178,3 +178,42 @@ class Dense(tf.Module):
         super().__init__()
         self.kernel = tf.Variable(tf.fill((n_in, n_out), 0.5), name="kernel")
         self.bias = tf.Variable(tf.zeros((n_out,)), name="bias")
+
+
+class S3Server:
+    """A real S3 endpoint: moto's server mode on a free 127.0.0.1 port, stoppable and restartable.
+
+    The objects live in this process's moto backend, so they outlast a stop: a restart on
+    the same port is a network outage that ends, not a new server.
+    """
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._buckets = 0
+
+    def start(self) -> None:
+        self._server.start()
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def bucket(self) -> str:
+        """A new, empty bucket's name."""
+        import boto3
+
+        self._buckets += 1
+        name = f"bucket-{self._buckets}"
+        boto3.client("s3", endpoint_url=self.endpoint).create_bucket(Bucket=name)
+        return name
+
+    def client(self) -> Any:
+        """An s3fs filesystem of its own, to look at and damage objects as another program."""
+        import s3fs
+
+        return s3fs.S3FileSystem(endpoint_url=self.endpoint, skip_instance_cache=True)

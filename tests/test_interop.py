@@ -95,11 +95,11 @@ def test_any_tf_io_gfile_filesystem_works(tmp_path) -> None:
     directory = f"ram://{tmp_path.name}/run"
     cfg = ckptkit.CheckpointConfig(directory=directory, retention=Retention(max_to_keep=2))
     v = tf.Variable(0.0)
-    mgr = ckptkit.CheckpointManager(cfg, v=v)
-    for step in (1, 2, 3):
-        v.assign(float(step))
-        mgr.save(step)
-    assert [c.step for c in mgr.checkpoints] == [2, 3]
+    with ckptkit.CheckpointManager(cfg, v=v) as mgr:  # its lease keeps other writers out
+        for step in (1, 2, 3):
+            v.assign(float(step))
+            mgr.save(step)
+        assert [c.step for c in mgr.checkpoints] == [2, 3]
     assert tf.train.latest_checkpoint(directory) == f"{directory}/ckpt-3"
     v.assign(0.0)
     assert ckptkit.CheckpointManager(cfg, v=v).restore_or_initialize(assertion="consumed").step == 3

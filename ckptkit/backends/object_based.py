@@ -14,7 +14,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from ckptkit import fs, inspection, storage
+from ckptkit import inspection, storage, tiers
 from ckptkit.backends.cluster import Cluster
 from ckptkit.errors import CorruptCheckpointError, FormatError, TrackableError
 from ckptkit.matching import CheckpointGraph, NamedValue, ValueSpec, match, walk_paths
@@ -152,7 +152,7 @@ class ObjectBasedBackend:
     def restore(self, path: str, *, expect_partial: bool) -> Any:
         """Loads `path` (eagerly where variables exist, deferred where they will be created)."""
         try:
-            status = self.checkpoint.restore(fs.tf_path(path))
+            status = self.checkpoint.restore(tiers.readable(path))
         except (tf.errors.OpError, ValueError) as e:
             raise CorruptCheckpointError(
                 f"TensorFlow could not load checkpoint {path}: {e}; its data may be damaged"

@@ -14,7 +14,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from ckptkit import fs, inspection, storage
+from ckptkit import inspection, storage, tiers
 from ckptkit.errors import CorruptCheckpointError, TrackableError
 from ckptkit.keymap import compile_key_map
 from ckptkit.matching import NamedValue, NameMatch, ValueSpec, match_names
@@ -146,7 +146,7 @@ class SaverBackend:
         try:
             if saver is not None:
                 with self.graph.as_default():
-                    saver.restore(self.session, fs.tf_path(path))
+                    saver.restore(self.session, tiers.readable(path))
         except (tf.errors.OpError, ValueError) as e:
             raise CorruptCheckpointError(
                 f"TensorFlow could not load checkpoint {path}: {e}; its data may be damaged"

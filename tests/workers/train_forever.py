@@ -1,10 +1,11 @@
 """A training loop that saves every step; every variable equals the step it was saved at.
 
-Usage: train_forever.py DIR [--keep N] [--mib M] [--async]. Prints "resumed N" (or "fresh"),
+Usage: train_forever.py DIR [--keep N] [--mib M] [--async] [--cache C] [--lease-secs S]. Prints "resumed N" (or "fresh"),
 then "committed N" once a save of step N is committed: when its save returns, or with `--async`
 (saves in the background) when the next one returns, which waits for it first. `--keep` sets max_to_keep (3), `--mib` adds a variable
-of that many MiB so that a save takes long enough to be caught in the act. Run and SIGKILLed
-by tests/test_faults.py and tests/test_lock.py.
+of that many MiB so that a save takes long enough to be caught in the act; `--cache` and
+`--lease-secs` set `Storage` for a remote DIR. Run and SIGKILLed by tests/test_faults.py,
+tests/test_lock.py and tests/test_remote.py.
 """
 
 from __future__ import annotations
@@ -41,10 +42,15 @@ def main() -> None:
     parser.add_argument("--keep", type=int, default=3)
     parser.add_argument("--mib", type=int, default=0)
     parser.add_argument("--async", dest="background", action="store_true")
+    parser.add_argument("--cache")
+    parser.add_argument("--lease-secs", type=float, default=60.0)
     args = parser.parse_args()
     state = variables(args.mib)
     step = tf.Variable(0, dtype=tf.int64)
-    cfg = config(args.directory, args.keep).model_copy(update={"async_save": args.background})
+    storage = ckptkit.Storage(cache_dir=args.cache, lease_secs=args.lease_secs)
+    cfg = config(args.directory, args.keep).model_copy(
+        update={"async_save": args.background, "storage": storage}
+    )
     mgr = ckptkit.CheckpointManager(cfg, step=step, **state)
     result = mgr.restore_or_initialize()
     print(f"resumed {result.step}" if result.restored else "fresh", flush=True)

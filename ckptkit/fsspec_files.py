@@ -1,0 +1,191 @@
+"""File primitives over fsspec, for URLs TensorFlow cannot reach (``s3://``, ...).
+
+The same operations as `fs`, with the same contract: errors come back as `OSError`
+(`FileNotFoundError` for a missing object, `FileExistsError` for a create-only write that
+found one), whatever the filesystem's client raised (botocore's connection errors, ...).
+Object stores have no directories and no rename, so a write is one object put, which the
+store makes visible whole or not at all, and `create` is a conditional put (S3's
+``If-None-Match: *``). Listings and metadata are always fetched anew: another process may
+have written since, and fsspec's listing cache would hide it.
+
+fsspec and the protocol's package (s3fs, gcsfs, ...) are optional: ``pip install ckptkit[s3]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ckptkit import routes
+from ckptkit.errors import MissingExtraError
+
+__all__ = [
+    "create",
+    "download",
+    "exists",
+    "isdir",
+    "listdir",
+    "makedirs",
+    "read_bytes",
+    "remove",
+    "stat",
+    "upload",
+    "write",
+]
+
+_EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
+
+
+def _filesystem(path: str) -> tuple[Any, str]:
+    """The fsspec filesystem for `path` (with registered options), and the path it takes."""
+    try:
+        from fsspec.core import url_to_fs
+    except ImportError as e:
+        raise _missing(path, e) from e
+    try:
+        found: tuple[Any, str] = url_to_fs(path, **routes.settings(path).options)
+    except ImportError as e:
+        raise _missing(path, e) from e
+    except ValueError as e:  # an unknown protocol
+        raise OSError(errno.EINVAL, f"no fsspec filesystem for this URL ({e})", path) from e
+    return found
+
+
+def _missing(path: str, error: ImportError) -> MissingExtraError:
+    scheme = path.partition("://")[0].lower()
+    extra = _EXTRAS.get(scheme)
+    install = f"pip install 'ckptkit[{extra}]'" if extra else "install fsspec and its package"
+    return MissingExtraError(f"{path} needs fsspec's support for {scheme}:// ({error}); {install}")
+
+
+@contextlib.contextmanager
+def _as_oserror(path: str) -> Iterator[None]:
+    """Client errors that are not `OSError` (connection failures, ...) become one."""
+    try:
+        yield
+    except (OSError, MissingExtraError):
+        raise
+    except Exception as e:
+        raise OSError(errno.EIO, f"{type(e).__name__}: {e}", path) from e
+
+
+def read_bytes(path: str, *, limit: int | None = None) -> bytes:
+    """The bytes of the object `path`; `limit` refuses larger ones (see `fs.read_bytes`)."""
+    fs, name = _filesystem(path)
+    with _as_oserror(path):
+        fs.invalidate_cache(name)
+        return bytes(fs.cat_file(name, end=None if limit is None else limit + 1))
+
+
+def exists(path: str) -> bool:
+    """Whether an object or a folder (a common prefix) `path` exists; False where the store errs."""
+    fs, name = _filesystem(path)
+    try:
+        with _as_oserror(path):
+            fs.invalidate_cache(name)
+            return bool(fs.exists(name))
+    except OSError:
+        return False
+
+
+def isdir(path: str) -> bool:
+    """Whether `path` is a folder: a bucket, or a prefix some object has."""
+    fs, name = _filesystem(path)
+    try:
+        with _as_oserror(path):
+            fs.invalidate_cache(name)
+            return bool(fs.isdir(name))
+    except OSError:
+        return False
+
+
+def stat(path: str) -> tuple[int, float]:
+    """The size and modification time of the object `path`."""
+    fs, name = _filesystem(path)
+    with _as_oserror(path):
+        fs.invalidate_cache(name)
+        info = fs.info(name)
+        if info.get("type") == "directory":
+            raise OSError(errno.EISDIR, "a directory, not a regular file", path)
+        try:
+            mtime = fs.modified(name).timestamp()
+        except (NotImplementedError, OSError):
+            mtime = 0.0
+    return int(info.get("size") or 0), float(mtime)
+
+
+def makedirs(path: str) -> None:
+    """Creates the folder `path` where the store has folders (a no-op on S3's prefixes)."""
+    fs, name = _filesystem(path)
+    with _as_oserror(path):
+        fs.makedirs(name, exist_ok=True)
+
+
+def listdir(directory: str) -> list[str]:
+    """The names in `directory`, sorted, fetched anew; empty when there are none."""
+    fs, name = _filesystem(directory)
+    try:
+        with _as_oserror(directory):
+            fs.invalidate_cache(name)
+            found = fs.ls(name, detail=False, refresh=True)
+    except OSError:
+        return []
+    return sorted({os.path.basename(str(p).rstrip("/")) for p in found} - {""})
+
+
+def remove(path: str) -> bool:
+    """Removes the object `path`, or the folder and everything under it; False when gone."""
+    fs, name = _filesystem(path)
+    with _as_oserror(path):
+        fs.invalidate_cache(name)
+        try:
+            if fs.isdir(name):
+                fs.rm(name, recursive=True)
+            else:
+                fs.rm_file(name)
+        except FileNotFoundError:
+            return False
+    return True
+
+
+def write(path: str, data: bytes) -> None:
+    """Replaces the object `path` with `data` in one put."""
+    fs, name = _filesystem(path)
+    with _as_oserror(path):
+        fs.pipe_file(name, data)
+
+
+def create(path: str, data: bytes) -> None:
+    """Writes the object `path` only if none is there (a conditional put where the store has one).
+
+    Raises:
+        FileExistsError: An object `path` exists.
+    """
+    fs, name = _filesystem(path)
+    with _as_oserror(path):
+        try:
+            fs.pipe_file(name, data, mode="create")
+        except TypeError:  # an fsspec filesystem without create-only writes: check, then put
+            if fs.exists(name):
+                raise FileExistsError(errno.EEXIST, "exists", path) from None
+            fs.pipe_file(name, data)
+
+
+def upload(pairs: Sequence[tuple[str, str]]) -> None:
+    """Copies local files to objects, ``(local, remote)`` each, concurrently where it can."""
+    if not pairs:
+        return
+    fs, _ = _filesystem(pairs[0][1])
+    remote = [_filesystem(r)[1] for _, r in pairs]
+    with _as_oserror(pairs[0][1]):
+        fs.put([local for local, _ in pairs], remote)
+
+
+def download(path: str, local: str) -> None:
+    """Copies the object `path` to the local file `local`."""
+    fs, name = _filesystem(path)
+    with _as_oserror(path):
+        fs.get_file(name, local)

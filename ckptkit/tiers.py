@@ -1,0 +1,186 @@
+"""The local tier of a staged directory: where saves are written before upload, and restores read.
+
+TensorFlow cannot reach a directory on an fsspec URL (``s3://...``, see `routes`). For such a
+directory each checkpoint lives in two tiers:
+
+- local: a cache folder (`Storage.cache_dir`, by default ``~/.cache/ckptkit/<hash of the
+  URL>``) where TensorFlow writes a save at local-disk speed, and from which restores read;
+- remote: the directory itself, where `upload` copies the files (the commit pipeline then
+  writes the manifest and the state file there, see `commit`).
+
+`readable` is how anything hands a checkpoint to TensorFlow. For a staged checkpoint it uses
+the nearest intact copy: the local one when its manifest is byte for byte the remote one and
+its files match it; otherwise it downloads the checkpoint into a fresh folder, checks every
+file against the remote manifest, and only then moves it into the cache. So a damaged or
+missing object is caught before TensorFlow reads anything, and a restore walks back past it.
+Any other path is returned as TensorFlow can take it (`fs.tf_path`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+import uuid
+
+from ckptkit import fs, fsspec_files, routes, storage
+from ckptkit.errors import CorruptCheckpointError, UploadError
+from ckptkit.manifest import MANIFEST_SUFFIX, Manifest, file_problems, manifest_path, parse_manifest
+
+__all__ = ["cache_dir", "evict", "local_copy", "readable", "trim", "upload"]
+
+_MANIFEST_MAX_BYTES = 16 << 20
+
+
+def cache_dir(directory: str) -> str:
+    """The local folder of the staged `directory`'s checkpoints."""
+    chosen = routes.settings(directory).cache_dir
+    if chosen is not None:
+        return chosen
+    root = os.environ.get("CKPTKIT_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "ckptkit"
+    )
+    digest = hashlib.sha256(directory.rstrip("/").encode()).hexdigest()[:16]
+    return os.path.join(root, digest)
+
+
+def local_copy(path: str) -> str:
+    """Where the local tier keeps the staged checkpoint `path` (it may not be there)."""
+    directory, name = os.path.split(path)
+    return os.path.join(cache_dir(directory), name)
+
+
+def upload(local: str, remote: str) -> list[str]:
+    """Copies the files of the local checkpoint `local` but its manifest to `remote`'s folder.
+
+    Returns:
+        The files uploaded, by their remote names.
+
+    Raises:
+        UploadError: A file could not be copied; nothing is committed, the local copy stays.
+    """
+    directory = os.path.dirname(remote)
+    name = os.path.basename(remote)
+    pairs = [
+        (f, os.path.join(directory, name + os.path.basename(f)[len(os.path.basename(local)) :]))
+        for f in storage.checkpoint_files(local)
+        if not f.endswith(MANIFEST_SUFFIX)
+    ]
+    try:
+        fsspec_files.upload(pairs)
+    except OSError as e:
+        raise UploadError(
+            f"uploading checkpoint {remote} failed ({e.strerror or e}). Nothing was "
+            f"committed there, the earlier checkpoints in {directory} are intact, and the "
+            f"staged copy stays at {local}; the next save retries once {directory} is "
+            "reachable"
+        ) from e
+    return [remote_name for _, remote_name in pairs]
+
+
+def readable(path: str) -> str:
+    """The path TensorFlow reads checkpoint `path` from (see the module docstring).
+
+    Raises:
+        CorruptCheckpointError: A staged checkpoint whose remote files are missing or differ
+            from its manifest, or that could not be downloaded.
+        CheckpointNotFoundError: A staged checkpoint with no manifest or index remotely.
+    """
+    if not fs.staged(path):
+        return fs.tf_path(path)
+    remote_manifest = _read_remote_manifest(path)
+    local = local_copy(path)
+    if remote_manifest is not None and _matches(local, remote_manifest):
+        return local
+    return _download(path, local, remote_manifest)
+
+
+def _read_remote_manifest(path: str) -> tuple[bytes, Manifest] | None:
+    try:
+        raw = fs.read_bytes(manifest_path(path), limit=_MANIFEST_MAX_BYTES)
+    except FileNotFoundError:
+        return None  # a checkpoint some other tool uploaded: taken as it is
+    except OSError as e:
+        raise CorruptCheckpointError(
+            f"cannot read the manifest of {path} ({e.strerror or e}); check that the storage "
+            "is reachable, or restore another checkpoint"
+        ) from e
+    return raw, parse_manifest(raw, path)
+
+
+def _matches(local: str, remote: tuple[bytes, Manifest]) -> bool:
+    """Whether the local copy has the remote manifest's bytes and files as it records them."""
+    try:
+        same = fs.read_bytes(manifest_path(local), limit=_MANIFEST_MAX_BYTES) == remote[0]
+    except OSError:
+        return False
+    return same and not file_problems(local, remote[1])
+
+
+def _download(path: str, local: str, manifest: tuple[bytes, Manifest] | None) -> str:
+    """Downloads `path` into a fresh folder, checks it against `manifest`, moves it to `local`."""
+    directory, name = os.path.split(path)
+    if manifest is not None:
+        names = list(manifest[1].files)
+    else:
+        names = [os.path.basename(f) for f in storage.checkpoint_files(path)]
+    cache = os.path.dirname(local)
+    fresh = os.path.join(cache, f".download-{uuid.uuid4().hex}")
+    os.makedirs(fresh)
+    try:
+        for file in names:
+            try:
+                fsspec_files.download(os.path.join(directory, file), os.path.join(fresh, file))
+            except FileNotFoundError:
+                continue  # reported below, as missing
+            except OSError as e:
+                raise CorruptCheckpointError(
+                    f"cannot download {os.path.join(directory, file)} ({e.strerror or e}); "
+                    "check that the storage is reachable, or restore another checkpoint"
+                ) from e
+        staged = os.path.join(fresh, name)
+        if manifest is not None:
+            with open(manifest_path(staged), "wb") as f:
+                f.write(manifest[0])
+            problems = file_problems(staged, manifest[1])
+            if problems:
+                raise CorruptCheckpointError(
+                    f"checkpoint {path} does not match its manifest: "
+                    + "; ".join(
+                        f"{os.path.join(directory, os.path.basename(f))}: {why}"
+                        for f, why in problems
+                    )
+                )
+        elif not os.path.exists(staged + ".index"):
+            raise CorruptCheckpointError(f"checkpoint {path} has no index file")
+        evict(path)
+        for file in sorted(os.listdir(fresh), key=lambda n: n.endswith(MANIFEST_SUFFIX)):
+            os.replace(os.path.join(fresh, file), os.path.join(cache, file))
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+    return local
+
+
+def evict(path: str) -> None:
+    """Removes the local copy of the staged checkpoint `path` (its manifest last)."""
+    storage.delete_checkpoint(local_copy(path))
+
+
+def trim(directory: str, prefix: str, keep: list[str]) -> None:
+    """Removes local copies of ``<prefix>-<step>`` checkpoints but `keep`'s, and leftovers.
+
+    Raises:
+        OSError: A file could not be removed.
+    """
+    kept = {os.path.basename(p) for p in keep}
+    cache = cache_dir(directory)
+    for name in fs.listdir(cache):
+        folder = os.path.join(cache, name)
+        # What a killed download left; a recent one may be another reader's, still running.
+        if name.startswith(".download-") and fs.stat(folder).mtime < time.time() - 3600:
+            shutil.rmtree(folder, ignore_errors=True)
+    storage.remove_leftovers(cache, prefix, set())
+    for local in storage.uncommitted(cache, prefix):
+        if os.path.basename(local) not in kept:
+            storage.delete_checkpoint(local)
