@@ -103,5 +103,5 @@ def faults(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Times ckptkit against plain tf.train.CheckpointManager in one process; prints ratios."""
-    session.install("-e", ".")
+    session.install("-e", ".[s3]", "moto[s3]>=5.1", "flask", "flask-cors")  # (g): S3 on loopback
     session.run("python", "benchmarks/bench.py", *session.posargs)

@@ -15,11 +15,14 @@ steps (not on its last), async and sync, against the same loop without saves; an
 extra host memory (RSS) while an async save is in flight, as a multiple of the state's size.
 (f) saves on a 2-worker MultiWorkerMirroredStrategy cluster of two processes on this machine
 (256 MiB each), against TensorFlow's chief + ``workertemp`` pattern (see `cluster_case.py`).
+(g) saves of the state of (a) to an S3 server on this machine (moto, its own process): staged
+through ckptkit against a local write plus a raw fsspec put, and the blocking time of an async
+save there against one to a local directory (see `remote_case.py`).
 
 Dirty pages are flushed (`os.sync`) before every timed repetition, outside the timed region,
 so that one case's writeback does not land in the next one's time.
 
-    python benchmarks/bench.py [--reps 7] [--quick] [--only e|f]
+    python benchmarks/bench.py [--reps 7] [--quick] [--only e|f|g]
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf
 from cluster_case import bench_cluster
+from remote_case import bench_remote
 
 import ckptkit
 
@@ -58,6 +62,8 @@ GOALS = {
     "e_commit": 1.1,  # an async save's time until committed, over a sync save's
     "e_loop_async": 1 / 0.9,  # seconds per step with async saves every K, over no saves
     "f_cluster": 1.1,  # a 2-worker cluster's save, over TensorFlow's chief + workertemp pattern
+    "g_staged_save": 1 / 0.8,  # a save to s3:// over a local write + raw fsspec put (>= 0.8x)
+    "g_async_blocked": 1.2,  # an async save's blocking time to s3://, over one to a local dir
 }
 
 
@@ -417,7 +423,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7, help="repetitions per measurement")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--only", choices=["e", "f"], help="run one case only")
+    parser.add_argument("--only", choices=["e", "f", "g"], help="run one case only")
     parser.add_argument("--rss-probe", choices=["none", "async"], help=argparse.SUPPRESS)
     parser.add_argument("--width", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--every", type=int, help=argparse.SUPPRESS)
@@ -441,6 +447,8 @@ def main() -> None:
             ratios |= {f"e_{k}": v for k, v in async_ratios.items()}
         if args.only in (None, "f"):
             ratios["f_cluster"] = bench_cluster(args.reps, root, mib=16 if args.quick else 256)
+        if args.only in (None, "g"):
+            ratios |= bench_remote(args.reps, root, large_elems)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print("\nratio goals (ckptkit over the first baseline of each line):")

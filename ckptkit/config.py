@@ -20,9 +20,17 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from ckptkit.retention import Mode, direction
 from ckptkit.run_config import DEFAULT_EVERY_SECS, ESTIMATOR_PREFIX, RunConfigFields
@@ -45,6 +53,11 @@ GFILE_SCHEMES = ("gs", "ram", "file")
 """URL schemes that `tf.io.gfile` reaches in every supported TensorFlow (others go to fsspec)."""
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.\-]*$")
+
+# A path given as a str or an os.PathLike (pathlib.Path), kept as a str.
+_PathStr = Annotated[
+    str, BeforeValidator(lambda v: os.fspath(v) if isinstance(v, os.PathLike) else v)
+]
 
 _MODEL_CONFIG = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
@@ -264,14 +277,9 @@ class Storage(BaseModel):
 
     transport: Literal["auto", "gfile", "fsspec"] = "auto"
     options: dict[str, Any] = Field(default_factory=dict)
-    cache_dir: str | None = None
+    cache_dir: _PathStr | None = None
     keep_local: int = Field(1, ge=0)
     lease_secs: float = Field(60.0, gt=0, allow_inf_nan=False)
-
-    @field_validator("cache_dir", mode="before")
-    @classmethod
-    def _cache_path_to_str(cls, value: Any) -> Any:
-        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     @field_validator("cache_dir")
     @classmethod
@@ -316,7 +324,7 @@ class CheckpointConfig(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    directory: str
+    directory: _PathStr
     prefix: str = "ckpt"
     schedule: Schedule = Field(default_factory=Schedule)
     retention: Retention = Field(default_factory=Retention)
@@ -327,11 +335,6 @@ class CheckpointConfig(BaseModel):
     async_timeout_secs: float = Field(600.0, gt=0, allow_inf_nan=False)
     allow_outside_paths: StrictBool = False
     storage: Storage = Field(default_factory=Storage)
-
-    @field_validator("directory", mode="before")
-    @classmethod
-    def _path_to_str(cls, value: Any) -> Any:
-        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     @field_validator("directory")
     @classmethod
