@@ -20,9 +20,9 @@ async save.
 
 A failure before the commit removes the partial files and raises a typed error (`SaveError`,
 `DiskFullError`, `UploadError`, `DirectoryLockedError`); earlier checkpoints are untouched, and
-after an `UploadError` the staged local copy stays. A background save's
-error is kept until `wait` or `check` raises it: it is never lost. The `DirectoryView` changes
-only after the state file on disk says the same, so a listing never shows an uncommitted save.
+after an `UploadError` the staged local copy stays. A background save's error is kept until
+`wait` or `check` raises it: it is never lost. The `DirectoryView` changes only after the state
+file on disk says the same, so a listing never shows an uncommitted save.
 """
 
 from __future__ import annotations

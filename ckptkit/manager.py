@@ -169,12 +169,10 @@ class CheckpointManager:
         self._cluster = _cluster_of(backend, config)
         # Only the chief of a cluster writes to the directory; the other workers never lock it.
         self._lock: WriterLock | Lease | None = None
-        if self._follower:
-            pass
-        elif fs.is_remote(self._directory):
-            self._lock = Lease(self._directory, config.storage.lease_secs)
-        else:
-            self._lock = WriterLock(self._directory)
+        if not self._follower:  # object stores have no flock: a lease object instead
+            remote = fs.is_remote(self._directory)
+            lease = config.storage.lease_secs
+            self._lock = Lease(self._directory, lease) if remote else WriterLock(self._directory)
         self._signals = (
             None if config.preemption is None else SignalCatcher(config.preemption.signals)
         )
