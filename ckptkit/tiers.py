@@ -60,10 +60,9 @@ def upload(local: str, remote: str) -> list[str]:
     Raises:
         UploadError: A file could not be copied; nothing is committed, the local copy stays.
     """
-    directory = os.path.dirname(remote)
-    name = os.path.basename(remote)
+    directory = os.path.dirname(remote)  # the local copy has the same name (`local_copy`)
     pairs = [
-        (f, os.path.join(directory, name + os.path.basename(f)[len(os.path.basename(local)) :]))
+        (f, os.path.join(directory, os.path.basename(f)))
         for f in storage.checkpoint_files(local)
         if not f.endswith(MANIFEST_SUFFIX)
     ]
