@@ -53,7 +53,8 @@ def test_ls_json_is_pure_json(directory) -> None:
     assert done.stderr == ""
 
 
-def test_ls_table_lists_newest_last(directory, capsys) -> None:
+def test_ls_table_lists_newest_last(directory, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)  # piped: a table as wide as its rows
     assert main(["ls", directory]) == 0
     out = capsys.readouterr().out
     steps = re.findall(r"^│ (\d+) ", out, flags=re.MULTILINE)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
-from helpers import ENV, equal_to, worker_outcome
+from helpers import ForkedWorker, equal_to, worker_outcome
 
 import ckptkit
 
@@ -35,14 +35,8 @@ TRIALS = int(os.environ.get("CKPTKIT_FAULT_TRIALS", "30"))
 MODES = pytest.mark.parametrize("mode", ["sync", "async"])
 
 
-def worker(directory: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(WORKERS / "train_forever.py"), directory, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=ENV,
-    )
+def worker(directory: str, *args: str) -> ForkedWorker:
+    return ForkedWorker("train_forever.py", directory, *args)
 
 
 def assert_nothing_leaks(directory: str) -> None:

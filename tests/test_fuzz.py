@@ -12,36 +12,27 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers import ForkedWorker
 
 pytestmark = pytest.mark.slow  # a worker process over 150 crafted files: `nox -s slow`
 
-WORKER = Path(__file__).with_name("workers") / "fuzz_files.py"
 CASES = int(os.environ.get("CKPTKIT_FUZZ_CASES", "150"))
 
 
 def test_crafted_files_give_results_or_typed_errors_and_never_abort(tmp_path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(WORKER), str(tmp_path), "0", str(CASES)],
-        capture_output=True,
-        text=True,
-        timeout=60 + CASES,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        cwd=WORKER.parent,
-    )
-    cases = [line for line in done.stdout.splitlines() if line.startswith("case ")]
-    if done.returncode < 0:
-        crash = signal.Signals(-done.returncode).name
+    worker = ForkedWorker("fuzz_files.py", str(tmp_path), "0", str(CASES))
+    stdout, stderr = worker.communicate(timeout=60 + CASES)
+    cases = [line for line in stdout.splitlines() if line.startswith("case ")]
+    if worker.returncode < 0:
+        crash = signal.Signals(-worker.returncode).name
         raise AssertionError(
-            f"{crash} in {cases[-1] if cases else 'setup'}; stderr: {done.stderr[-2000:]}"
+            f"{crash} in {cases[-1] if cases else 'setup'}; stderr: {stderr[-2000:]}"
         )
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["untyped"] == [], summary["untyped"][:10]
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert worker.returncode == 0, stderr[-2000:]
     assert len(cases) == CASES
     outcomes = summary["outcomes"]
     # Both outcomes occur, or the damage is too mild (or too wild) to test anything.

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import ENV, WORKERS, Interrupt, cli
+from helpers import ForkedWorker, Interrupt, cli
 
 import ckptkit
 from ckptkit.keras import CheckpointCallback
@@ -23,14 +21,12 @@ def run_worker(
     directory: Path, out: Path, *, kill_after: int | None = None, background: bool = False
 ) -> str:
     """Runs workers/keras_fit.py; SIGKILLs it once it reports `kill_after` trained batches."""
-    command = [sys.executable, str(WORKERS / "keras_fit.py"), str(directory), str(out)]
+    args = [str(directory), str(out)]
     if background:
-        command.append("--async")
+        args.append("--async")
     if kill_after is not None:
-        command.append("--slow")
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=ENV
-    ) as worker:
+        args.append("--slow")
+    with ForkedWorker("keras_fit.py", *args) as worker:
         assert worker.stdout is not None
         first = worker.stdout.readline().strip()
         if kill_after is not None:

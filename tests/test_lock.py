@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import ForkedWorker
 
 import ckptkit
 from ckptkit.keras import CheckpointCallback
-
-WORKER = Path(__file__).with_name("workers") / "train_forever.py"
 
 
 def test_a_second_writer_gets_a_clear_error(config) -> None:
@@ -73,14 +69,7 @@ def test_the_context_manager_releases_the_lock(config) -> None:
 @pytest.mark.slow
 def test_a_writer_in_another_process_holds_the_lock_until_it_is_killed(tmp_path) -> None:
     directory = str(tmp_path / "run")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    with subprocess.Popen(
-        [sys.executable, str(WORKER), directory],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    ) as worker:
+    with ForkedWorker("train_forever.py", directory) as worker:
         assert worker.stdout is not None
         assert worker.stdout.readline().strip() == "fresh"
         assert worker.stdout.readline().startswith("committed")

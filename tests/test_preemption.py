@@ -4,28 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import tensorflow as tf
+from helpers import ForkedWorker
 
 import ckptkit
 
-WORKER = Path(__file__).with_name("workers") / "preemptible.py"
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
-
-def start(directory: str, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(WORKER), directory, *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-    )
+def start(directory: str, *extra: str) -> ForkedWorker:
+    return ForkedWorker("preemptible.py", directory, *extra)
 
 
 @pytest.mark.slow

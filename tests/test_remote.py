@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 
 import pytest
 import tensorflow as tf
-from helpers import ENV, WORKERS, cli, equal_to, fill, state
+from helpers import WORKERS, ForkedWorker, cli, equal_to, fill, state
 
 import ckptkit
 from ckptkit import tiers
@@ -251,20 +250,8 @@ def test_local_tier_path_is_per_url(tmp_path) -> None:
     assert tiers.local_copy("s3://a/run/ckpt-3").endswith("/ckpt-3")
 
 
-def _start_writer(directory: str, cache, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            str(WORKERS / "train_forever.py"),
-            directory,
-            "--cache",
-            str(cache),
-            *args,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**ENV, **{k: v for k, v in os.environ.items() if k.startswith(("AWS_", "CKPTKIT_"))}},
-    )
+def _start_writer(directory: str, cache, *args: str) -> ForkedWorker:
+    return ForkedWorker("train_forever.py", directory, "--cache", str(cache), *args)
 
 
 def _worker_state(mib: int) -> dict[str, tf.Variable]:
@@ -275,14 +262,14 @@ def _worker_state(mib: int) -> dict[str, tf.Variable]:
     return {"step": tf.Variable(0, dtype=tf.int64), **variables(mib)}
 
 
-def _kill(process: subprocess.Popen[str]) -> None:
+def _kill(process: ForkedWorker) -> None:
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.stdout is not None
     process.stdout.close()
 
 
-def _wait_for(process: subprocess.Popen[str], line: str) -> None:
+def _wait_for(process: ForkedWorker, line: str) -> None:
     assert process.stdout is not None
     for got in process.stdout:
         if got.strip() == line:
