@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 # uv installs each distinct set of packages once into its cache and links it into every session's
 # environment (TensorFlow: seconds instead of minutes a session); plain venv + pip without uv.
 nox.options.default_venv_backend = "uv|venv"
+# uv, unlike pip, does not compile the installed modules; where PYTHONDONTWRITEBYTECODE is set,
+# every process would then compile TensorFlow's ~1,800 modules at import (3.5 s -> 7.5 s).
+os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
 nox.options.reuse_venv = "yes"
 nox.options.sessions = ["lint", "typecheck", "tests", "slow", "examples", "oldest"]
 

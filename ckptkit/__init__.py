@@ -15,6 +15,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ckptkit._version import __version__
+
 # Light modules (pydantic and the standard library only) are imported at once.
 from ckptkit.config import (
     Assertion,
@@ -98,8 +100,6 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(__all__)
 
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Assertion",

@@ -38,12 +38,11 @@ from typing import Any
 from ckptkit import fs, storage, tiers
 from ckptkit.config import CheckpointConfig
 from ckptkit.directory_view import DirectoryView
-from ckptkit.errors import DirectoryLockedError, SaveError, UploadError
-from ckptkit.lease import Lease
-from ckptkit.lock import WriterLock
+from ckptkit.errors import CheckpointExistsError, DirectoryLockedError, SaveError, UploadError
 from ckptkit.manifest import MANIFEST_SUFFIX, build_manifest, write_manifest
 from ckptkit.retention import plan_deletions
 from ckptkit.warn import warn
+from ckptkit.writer import DirectoryWriter
 
 __all__ = ["CommitPipeline", "SaveRequest", "write_scratch"]
 
@@ -72,7 +71,7 @@ class CommitPipeline:
     Args:
         config: The manager's config (directory, prefix, retention, durability).
         view: The manager's view of the directory, which a commit updates.
-        lock: The directory's writer lock or lease (None on a cluster's other workers).
+        writer: This manager's claim on the directory, checked before each write.
         tensorflow_version: Recorded in each manifest.
     """
 
@@ -80,12 +79,12 @@ class CommitPipeline:
         self,
         config: CheckpointConfig,
         view: DirectoryView,
-        lock: WriterLock | Lease | None,
+        writer: DirectoryWriter,
         tensorflow_version: str,
     ) -> None:
         self._config = config
         self._view = view
-        self._lock = lock
+        self._writer = writer
         self._tensorflow = tensorflow_version
         self._thread: threading.Thread | None = None
         self._in_flight: str | None = None
@@ -101,6 +100,45 @@ class CommitPipeline:
             return None
         return path
 
+    def admit(self, path: str, step: int) -> None:
+        """Before a save of `path`: become the writer, and refuse to replace a good checkpoint.
+
+        A committed checkpoint of `step` that a restore found damaged is un-listed, so that
+        this save replaces it.
+
+        Raises:
+            CheckpointExistsError: An intact committed checkpoint of `step` exists.
+            DirectoryLockedError: Another manager is writing to this directory.
+        """
+        self._writer.become()
+        if self._view.listed(path):
+            if path not in self._view.damaged:
+                raise CheckpointExistsError(
+                    f"checkpoint {path} for step {step} is already committed; it is not "
+                    "overwritten. Save at a new step, or use a new directory to retrain from "
+                    "an earlier step"
+                )
+            self.uncommit(path)
+
+    def uncommit(self, path: str) -> None:
+        """Un-lists the committed checkpoint `path` in the state file, then removes its files.
+
+        Raises:
+            DirectoryLockedError: Another writer has taken the directory.
+            SaveError: The state file or the files could not be changed.
+        """
+        self._writer.check()
+        entries = tuple(e for e in self._view.entries if e[0] != path)
+        try:
+            storage.write_state(self._config.directory, entries, self._view.last_preserved)
+            self._view.drop(path)
+            storage.delete_checkpoint(path)
+        except OSError as e:
+            raise SaveError(
+                f"removing checkpoint {path} failed ({e.strerror or e}); the state file may "
+                "still list it. Check the directory's permissions and space, then retry"
+            ) from e
+
     def run(self, request: SaveRequest) -> str:
         """Writes and commits `request` on this thread; returns the checkpoint's path.
 
@@ -114,7 +152,7 @@ class CommitPipeline:
         directory = self._config.directory
         staged = fs.staged(path)
         try:
-            self._check_lock()  # before TensorFlow writes: the directory may be another's now
+            self._writer.check()  # before TensorFlow writes: the directory may be another's now
             storage.mark_pending(path)
             target = tiers.local_copy(path) if staged else path
             if staged:
@@ -201,7 +239,7 @@ class CommitPipeline:
         )
         doomed = set(plan.delete)
         entries = [e for e in entries if e[0] not in doomed]
-        self._check_lock()
+        self._writer.check()
         storage.write_state(
             self._config.directory,
             tuple(entries),
@@ -223,10 +261,6 @@ class CommitPipeline:
                 f"lists, could not all be removed ({e.strerror or e}); the next writer of "
                 f"{self._config.directory} removes them"
             )
-
-    def _check_lock(self) -> None:
-        if self._lock is not None:
-            self._lock.check()
 
     def start(self, request: SaveRequest) -> None:
         """Runs `request` on a background thread; `wait` first if a save is in flight."""

@@ -2,7 +2,7 @@
 
 The committed checkpoints (oldest first, each with its time), the monitored metric of each
 (for `Retention.best_k`), the keep-every-n-hours mark, and the checkpoints a restore found
-damaged. The manager refreshes it when it re-reads the directory, and changes it once the
+damaged. `refresh` re-reads it from the directory; the save pipeline changes it once the
 state file on disk says the same.
 """
 
@@ -13,7 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ckptkit import fs, storage
+from ckptkit.errors import CorruptCheckpointError
+from ckptkit.manifest import read_manifest
 from ckptkit.retention import best_k
+from ckptkit.warn import warn
 
 __all__ = ["DirectoryView"]
 
@@ -23,6 +27,9 @@ class DirectoryView:
     """A manager's view of the committed checkpoints of its directory.
 
     Attributes:
+        directory: The checkpoint directory.
+        allow_outside: Whether the state file may list checkpoints in other directories.
+        monitor: The metric whose values `scores` holds (`Retention.monitor`), or None.
         entries: ``(path, time)`` of each committed checkpoint, oldest first.
         scores: `Retention.monitor`'s value by checkpoint path (None: not recorded).
         last_preserved: The keep-every-n-hours mark. As in `tf.train.CheckpointManager`,
@@ -33,11 +40,47 @@ class DirectoryView:
             them).
     """
 
+    directory: str
+    allow_outside: bool = False
+    monitor: str | None = None
     entries: list[tuple[str, float]] = field(default_factory=list)
     scores: dict[str, float | None] = field(default_factory=dict)
     last_preserved: float = field(default_factory=lambda: time.time() - 1.0)
     future_mark: float | None = None
     damaged: set[str] = field(default_factory=set)
+
+    def refresh(self) -> None:
+        """Reads the committed checkpoints of `directory` (nothing when it does not exist).
+
+        The keep-every-n-hours mark is the state file's, as in `tf.train.CheckpointManager`:
+        without one the window started when the view was created; one in the future (the
+        clock went back) restarts the window now, with a warning, and no checkpoint counts as
+        newer than now.
+        """
+        directory = self.directory
+        if not fs.isdir(directory):
+            return
+        # Entries whose files are gone stay, so that restore() reports them as skipped.
+        entries, last_preserved = storage.committed(
+            directory, include_missing=True, allow_outside=self.allow_outside
+        )
+        now = time.time()
+        self.entries = [(p, min(t, now)) for p, t in entries]
+        if last_preserved is None or last_preserved == self.future_mark:
+            pass  # the window opened at creation, or was restarted at an earlier read
+        elif last_preserved > now:
+            self.future_mark = last_preserved
+            self.last_preserved = now
+            warn(
+                f"time.time() returned a value {last_preserved - now:.0f} seconds behind the "
+                f"last preserved checkpoint timestamp in {directory}; the "
+                "keep_every_n_hours window restarts now, as tf.train.CheckpointManager does"
+            )
+        else:
+            self.last_preserved = last_preserved
+        monitor = self.monitor
+        if monitor is not None:
+            self.scores = {p: _score(p, monitor) for p, _ in self.entries}
 
     def listed(self, path: str) -> bool:
         """Whether `path` is a committed checkpoint."""
@@ -70,3 +113,11 @@ class DirectoryView:
         self.entries = [e for e in self.entries if e[0] != path]
         self.scores.pop(path, None)
         self.damaged.discard(path)
+
+
+def _score(path: str, monitor: str) -> float | None:
+    try:
+        manifest = read_manifest(path)
+    except CorruptCheckpointError:
+        return None
+    return None if manifest is None else manifest.metrics.get(monitor)

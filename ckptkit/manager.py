@@ -1,51 +1,44 @@
 """`CheckpointManager`: one save / restore / inspect interface over TensorFlow checkpoints.
 
 The facade ties the pieces together and owns no policy of its own: `schedule` says when to
-save, `commit` how a save is written and committed (inline or in the background), `retention`
-what to keep, `storage` where files go and what is committed, the backend how TensorFlow moves
-the tensors, and `status` whether a restore matches.
+save, `commit` how a save is written and committed (inline or in the background), `restore`
+how a checkpoint is picked, checked and loaded, `retention` what to keep, `writer` who may
+write the directory, `storage` where files go and what is committed, `preemption` what a
+termination signal does, `distribute` how a cluster's workers save and restore together, the
+backend how TensorFlow moves the tensors, and `status` whether a restore matches.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
 import time
 import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ckptkit import fs, routes, storage, tiers
+from ckptkit import fs, routes, storage
 from ckptkit.backends.base import Backend
 from ckptkit.backends.object_based import ObjectBasedBackend
-from ckptkit.commit import CommitPipeline, SaveRequest, write_scratch
+from ckptkit.commit import CommitPipeline, SaveRequest
 from ckptkit.config import Assertion, CheckpointConfig, as_config
 from ckptkit.directory_view import DirectoryView
+from ckptkit.distribute.choreography import NO_ASYNC, cluster_of, restore_together, save_together
 from ckptkit.errors import (
-    CheckpointExistsError,
-    CheckpointNotFoundError,
-    CheckpointSkippedWarning,
-    CkptkitError,
-    CorruptCheckpointError,
-    DirectoryLockedError,
     InvalidStepError,
     SaveError,
     TrackableError,
     first_line,
 )
 from ckptkit.inspection import sharing_readers
-from ckptkit.lease import Lease
-from ckptkit.lock import WriterLock
-from ckptkit.manifest import read_manifest, user_fields
-from ckptkit.preemption import SignalCatcher
+from ckptkit.manifest import user_fields
+from ckptkit.preemption import PreemptionGuard
+from ckptkit.restore import RestorePipeline, ranked
 from ckptkit.schedule import SaveTimer
-from ckptkit.status import RestoreReport, RestoreResult, check_assertion
+from ckptkit.status import RestoreReport, RestoreResult
 from ckptkit.storage import CheckpointInfo
-from ckptkit.verification import CheckpointVerdict, verify_checkpoint
 from ckptkit.warn import warn
-from ckptkit.workers import Peers, PreemptionWatch, on_chief
+from ckptkit.writer import DirectoryWriter
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -163,31 +156,33 @@ class CheckpointManager:
         self._directory = config.directory
         routes.register(config.directory, config.storage)
         self._backend = backend
-        self._view = DirectoryView()
-        self._read_directory()
-        self._swept = False  # set by the first save, which takes the lock and clears leftovers
-        self._cluster = _cluster_of(backend, config)
-        # Only the chief of a cluster writes to the directory; the other workers never lock it.
-        self._lock: WriterLock | Lease | None = None
-        if not self._follower:  # object stores have no flock: a lease object instead
-            remote = fs.is_remote(self._directory)
-            lease = config.storage.lease_secs
-            self._lock = Lease(self._directory, lease) if remote else WriterLock(self._directory)
-        self._signals = (
-            None if config.preemption is None else SignalCatcher(config.preemption.signals)
+        self._view = DirectoryView(
+            config.directory,
+            allow_outside=config.allow_outside_paths,
+            monitor=config.retention.monitor,
         )
-        self._preemption: PreemptionWatch | None = None
-        if self._signals is not None and self._cluster is not None and self._cluster.multi_worker:
-            signals = self._signals
-            self._preemption = self._cluster.watch_preemption(
-                lambda: signals.received is not None, self._save_on_preemption, self._leave
-            )
+        self._view.refresh()
+        self._cluster = cluster_of(backend, config)
+        # Only the chief of a cluster writes to the directory; the other workers never lock it.
+        self._writer = DirectoryWriter(config, self._view, follower=self._follower)
         newest = self._view.newest
         latest_step = None if newest is None else storage.parse_step(newest)
         self._timer = SaveTimer(
             config.schedule, last_step=latest_step, clock=clock or time.monotonic
         )
-        self._pipeline = CommitPipeline(config, self._view, self._lock, backend.tensorflow_version)
+        self._pipeline = CommitPipeline(
+            config, self._view, self._writer, backend.tensorflow_version
+        )
+        self._restorer = RestorePipeline(
+            config, self._view, backend, reread=self._writer.reread, on_restored=self._timer.record
+        )
+        self._guard = PreemptionGuard(
+            config.preemption,
+            self._cluster,
+            save_now=self._save_now,
+            wait=self._pipeline.wait,
+            close=self.close,
+        )
         self._exit_wait: weakref.finalize[Any, Any] | None = None
 
     @property
@@ -205,44 +200,10 @@ class CheckpointManager:
         """The checkpoint directory."""
         return self._directory
 
-    def _read_directory(self) -> None:
-        """Loads the committed checkpoints from disk (at start, and on becoming the writer).
-
-        The keep-every-n-hours mark is the state file's, as in `tf.train.CheckpointManager`:
-        without one the window started when this manager was created; one in the future (the
-        clock went back) restarts the window now, with a warning, and no checkpoint counts as
-        newer than now.
-        """
-        if not fs.isdir(self._directory):
-            return
-        # Entries whose files are gone stay, so that restore() reports them as skipped.
-        entries, last_preserved = storage.committed(
-            self._directory,
-            include_missing=True,
-            allow_outside=self._config.allow_outside_paths,
-        )
-        now = time.time()
-        self._view.entries = [(p, min(t, now)) for p, t in entries]
-        if last_preserved is None or last_preserved == self._view.future_mark:
-            pass  # the window opened at creation, or was restarted at an earlier read
-        elif last_preserved > now:
-            self._view.future_mark = last_preserved
-            self._view.last_preserved = now
-            warn(
-                f"time.time() returned a value {last_preserved - now:.0f} seconds behind the "
-                f"last preserved checkpoint timestamp in {self._directory}; the "
-                "keep_every_n_hours window restarts now, as tf.train.CheckpointManager does"
-            )
-        else:
-            self._view.last_preserved = last_preserved
-        monitor = self._config.retention.monitor
-        if monitor is not None:
-            self._view.scores = {p: _score(p, monitor) for p, _ in self._view.entries}
-
     @property
     def preempted(self) -> str | None:
         """The name of the termination signal received (with `Preemption`), or None."""
-        return None if self._signals is None else self._signals.name
+        return self._guard.name
 
     def close(self, *, tidy: bool = False) -> None:
         """Waits for a background save, then releases the writer lock and signal handlers.
@@ -268,20 +229,8 @@ class CheckpointManager:
     def _release(self, *, tidy: bool) -> None:
         if self._exit_wait is not None:
             self._exit_wait.detach()
-        wrote = self._swept or (self._lock is not None and self._lock.held)
-        tidy = tidy and wrote and not self._view.entries
-        if tidy:
-            with contextlib.suppress(OSError):
-                storage.remove_state(self._directory)
-        if self._lock is not None:
-            self._lock.release(remove=tidy)
-        if tidy and not fs.is_remote(self._directory):
-            with contextlib.suppress(OSError):
-                os.rmdir(self._directory)  # only when empty: exports and others' files stay
-        if self._signals is not None:
-            self._signals.release()
-        if self._preemption is not None:
-            self._preemption.close()
+        self._writer.release(tidy=tidy)
+        self._guard.release()
 
     def __enter__(self) -> CheckpointManager:
         return self
@@ -350,19 +299,9 @@ class CheckpointManager:
         times = dict(self._view.entries)
         return [
             storage.describe(path, times[path])
-            for path in self._ranked()
+            for path in ranked(self._view, self._config)
             if fs.exists(f"{path}.index", follow_links=True)
         ]
-
-    def _ranked(self) -> tuple[str, ...]:
-        """Checkpoints with a value of `Retention.monitor`, best first."""
-        direction = self._config.retention.direction
-        if direction is None:
-            raise TypeError(
-                "ranking checkpoints needs the metric to rank by: set "
-                "CheckpointConfig(retention=Retention(monitor='val_loss', ...))"
-            )
-        return self._view.ranked(direction)
 
     def maybe_save(
         self,
@@ -395,10 +334,9 @@ class CheckpointManager:
                 `wait`); raised even on a step that does not save.
         """
         step = self._step(step)
-        if self._preemption is not None:
-            self._preemption.step(step)  # at the step the workers agreed on: save, then leave
-        elif self._received() is not None:
-            return self._save_for_preemption(step, metadata, metrics)
+        saved = self._guard.at_step(step, metadata, metrics)
+        if saved is not None:
+            return saved
         self._pipeline.check()
         if not self._due(step):
             return None
@@ -437,42 +375,16 @@ class CheckpointManager:
 
     def due(self, step: Any) -> bool:
         """Whether `maybe_save(step)` would save: the schedule calls for it, or a signal came."""
-        return self._received() is not None or self._due(self._step(step))
+        return self._guard.pending or self._due(self._step(step))
 
-    def _received(self) -> int | None:
-        """The signal to act on now; on a cluster, TensorFlow's handler picks the step instead."""
-        if self._signals is None or self._preemption is not None:
-            return None
-        return self._signals.received
-
-    def _save_on_preemption(self, step: int) -> None:
-        if not self._view.listed(self._path_for(step)):
-            self.save(step, async_save=False)
-
-    def _leave(self) -> None:
-        """After the preemption save on a cluster: exit as `Preemption.exit` says."""
-        policy = self._config.preemption
-        if policy is None or not policy.exit or self._signals is None:
-            return
-        number = self._signals.received or signal.SIGTERM.value  # the workers not signalled
-        self.close()
-        raise SystemExit(128 + number)
-
-    def _save_for_preemption(
+    def _save_now(
         self, step: int, metadata: Mapping[str, Any] | None, metrics: Mapping[str, float] | None
     ) -> str:
-        try:
-            self._pipeline.wait()
-        except SaveError as e:  # the save of this step, below, matters more now
-            warn(f"a background save failed before the preemption save: {first_line(e)}")
+        """Saves `step` synchronously unless it is committed already (for a signal)."""
         path = self._path_for(step)
-        if not self._view.listed(path):
-            path = self.save(step, metadata=metadata, metrics=metrics, async_save=False)
-        number, policy = self._received(), self._config.preemption
-        if number is None or policy is None or not policy.exit:
+        if self._view.listed(path):
             return path
-        self.close()
-        raise SystemExit(128 + number)
+        return self.save(step, metadata=metadata, metrics=metrics, async_save=False)
 
     def save(
         self,
@@ -527,9 +439,12 @@ class CheckpointManager:
         path = self._path_for(step)
         if self._cluster is not None and self._cluster.multi_worker:
             if background:
-                raise TrackableError(_NO_ASYNC_ON_CLUSTER)
-            return self._save_on_cluster(self._cluster, path, step, extra)
-        self._prepare(path, step)
+                raise TrackableError(NO_ASYNC)
+            request = SaveRequest(path, step, extra, self._backend.write)
+            save_together(self._cluster, request, self._pipeline, reread=self._view.refresh)
+            self._timer.record(step)
+            return path
+        self._pipeline.admit(path, step)
         if not background:
             written = self._pipeline.run(SaveRequest(path, step, extra, self._backend.write))
             self._timer.record(step)
@@ -540,48 +455,6 @@ class CheckpointManager:
                 self, _wait_at_exit, self._pipeline, self._config.async_timeout_secs
             )
         self._pipeline.start(request)
-        self._timer.record(step)
-        return path
-
-    def _prepare(self, path: str, step: int) -> None:
-        """Before a save of `path`: become the writer, and refuse to replace a good checkpoint."""
-        self._become_writer()
-        if self._view.listed(path):
-            if path not in self._view.damaged:
-                raise CheckpointExistsError(
-                    f"checkpoint {path} for step {step} is already committed; it is not "
-                    "overwritten. Save at a new step, or use a new directory to retrain from "
-                    "an earlier step"
-                )
-            self._uncommit(path)  # found damaged by restore(): replaced by this save
-
-    def _save_on_cluster(
-        self, cluster: Peers, path: str, step: int, extra: Mapping[str, Any]
-    ) -> str:
-        """Every worker writes (the strategy's reads are collectives); the chief commits.
-
-        Two agreements: that the chief may save (lock, no committed checkpoint of `step`), then
-        whether its save committed; a failure of the chief's is raised on every worker.
-        """
-        doing = f"save {path}"
-
-        def prepare() -> tuple[None, int]:
-            self._prepare(path, step)
-            return None, 0
-
-        on_chief(cluster, prepare, lambda: None, doing=doing)
-        request = SaveRequest(path, step, extra, self._backend.write)
-        # TensorFlow cannot write a staged directory: there the scratch is in the local tier.
-        near = tiers.cache_dir(self._directory) if fs.staged(path) else self._directory
-        scratch = os.path.join(near, f".workertemp-{cluster.task_id}")
-        on_chief(
-            cluster,
-            lambda: (self._pipeline.run(request), 0),
-            lambda: write_scratch(request, scratch),
-            doing=doing,
-        )
-        if not cluster.is_chief:
-            self._read_directory()  # the chief has committed: list what it lists
         self._timer.record(step)
         return path
 
@@ -605,40 +478,8 @@ class CheckpointManager:
         """The checkpoint a background save is writing and has not committed yet, or None."""
         return self._pipeline.in_flight
 
-    def _check_lock(self) -> None:
-        if self._lock is not None:
-            self._lock.check()
-
     def _path_for(self, step: int) -> str:
         return os.path.join(self._directory, f"{self._config.prefix}-{step}")
-
-    def _become_writer(self) -> None:
-        """On the first save: create the directory, take the lock, re-read, clear leftovers."""
-        if self._swept:
-            return
-        try:
-            fs.makedirs(self._directory)
-        except OSError as e:
-            raise storage.save_error(self._directory, self._directory, e) from e
-        if self._lock is not None:
-            try:
-                self._lock.acquire()
-            except CkptkitError:
-                raise
-            except OSError as e:
-                raise storage.lock_error(self._lock.path, e) from e
-        # Another writer may have committed since this manager read the directory.
-        self._read_directory()
-        try:
-            storage.remove_leftovers(
-                self._directory, self._config.prefix, {p for p, _ in self._view.entries}
-            )
-        except OSError as e:
-            warn(
-                f"could not remove all leftovers of interrupted saves in {self._directory} "
-                f"({e.strerror or e}); saving goes on, and the next writer tries again"
-            )
-        self._swept = True
 
     def delete(self, step: int) -> None:
         """Deletes the committed checkpoint of `step`: unlisted first, then its files removed.
@@ -653,22 +494,9 @@ class CheckpointManager:
         if self._follower:
             return
         self._pipeline.wait()
-        path = self._select(step, None)
-        self._become_writer()
-        self._uncommit(path)
-
-    def _uncommit(self, path: str) -> None:
-        self._check_lock()
-        entries = tuple(e for e in self._view.entries if e[0] != path)
-        try:
-            storage.write_state(self._directory, entries, self._view.last_preserved)
-            self._view.drop(path)
-            storage.delete_checkpoint(path)
-        except OSError as e:
-            raise SaveError(
-                f"removing checkpoint {path} failed ({e.strerror or e}); the state file may "
-                "still list it. Check the directory's permissions and space, then retry"
-            ) from e
+        path = self._restorer.select(step, None)
+        self._writer.become()
+        self._pipeline.uncommit(path)
 
     def check_compatibility(
         self, *, step: int | None = None, path: str | None = None
@@ -683,7 +511,7 @@ class CheckpointManager:
             Matched entries, unused checkpoint values, unrestored program variables and
             shape/dtype mismatches, each by name.
         """
-        return self._backend.compare(self._select(step, path))
+        return self._backend.compare(self._restorer.select(step, path))
 
     def restore(
         self,
@@ -723,164 +551,16 @@ class CheckpointManager:
         mode = assertion or self._config.restore.assertion
         with sharing_readers():  # verification and matching read each index once
             if self._cluster is not None and self._cluster.multi_worker:
-                return self._restore_on_cluster(self._cluster, step, path, best, mode)
-            return self._restore(step, path, best, mode)
-
-    def _restore_on_cluster(
-        self,
-        cluster: Peers,
-        step: int | None,
-        path: str | None,
-        best: bool,
-        mode: Assertion,
-        *,
-        fresh: bool = False,
-    ) -> RestoreResult:
-        """The chief picks the checkpoint (walking back past damaged ones); every worker loads it.
-
-        With `fresh` (`restore_or_initialize`), an empty directory on the chief is a fresh
-        start on every worker.
-        """
-
-        def chief() -> tuple[RestoreResult, int]:
-            if fresh:
-                self._lock_early()
-                if not self._view.entries:
-                    return self._fresh_start(), 0
-            result = self._restore(step, path, best, mode)
-            if path is not None:
-                return result, 1  # every worker restores the path it was given
-            if result.step is None:
-                raise CheckpointNotFoundError(
-                    f"{result.path} has no step in its name, and the other workers find the "
-                    "chief's checkpoint by its step; restore it with path= on every worker"
+                return restore_together(
+                    self._cluster,
+                    self._restorer,
+                    step,
+                    path,
+                    best,
+                    mode,
+                    reread=self._view.refresh,
                 )
-            return result, result.step + 1
-
-        result, chosen = on_chief(cluster, chief, lambda: None, doing="restore")
-        if chosen == 0:
-            return RestoreResult(restored=False)  # a fresh start, on every worker
-        error: CkptkitError | None = None
-        if not cluster.is_chief:
-            try:
-                if step is None and path is None:
-                    self._read_directory()
-                    step = chosen - 1
-                result = self._restore(step, path, False, mode)
-            except CkptkitError as e:
-                error = e
-        failed = cluster.count(error is not None)
-        if error is not None:
-            raise error
-        assert result is not None
-        if failed:
-            raise CorruptCheckpointError(
-                f"{failed} other worker(s) could not restore {result.path}, which this worker "
-                f"({cluster.task}) restored; their output says why. Check that every worker "
-                "sees the same directory"
-            )
-        return result
-
-    def _restore(
-        self, step: int | None, path: str | None, best: bool, mode: Assertion
-    ) -> RestoreResult:
-        if step is not None or path is not None:
-            target = self._select(step, path)
-            verdict = self._verify(target)
-            if verdict is not None and not verdict.ok:
-                raise CorruptCheckpointError(
-                    f"checkpoint {target} is damaged: {_why(verdict)}; restore another one "
-                    "(ckptkit.verify lists which are intact)"
-                )
-            return self._load(target, mode, verdict, skipped=())
-        if not self._view.entries:
-            raise CheckpointNotFoundError(
-                f"no checkpoint to restore in {self._directory}; "
-                "use restore_or_initialize() to start fresh when there is none"
-            )
-        if best and not self._ranked():
-            raise CheckpointNotFoundError(
-                f"no checkpoint in {self._directory} has a value of "
-                f"{self._config.retention.monitor!r} to rank by; pass it to save(metrics=...)"
-            )
-        skipped: list[tuple[str, str]] = []
-        tried: set[str] = set()
-        rereads = 0
-        while True:
-            order = self._ranked() if best else [p for p, _ in reversed(self._view.entries)]
-            pending = [p for p in order if p not in tried]
-            if not pending:
-                break
-            target = pending[0]
-            tried.add(target)
-            verdict = self._verify(target)
-            problems = _why(verdict)
-            if not problems:
-                try:
-                    result = self._load(target, mode, verdict, skipped=tuple(skipped))
-                except (CorruptCheckpointError, CheckpointNotFoundError) as e:
-                    problems = first_line(e)
-                else:
-                    if skipped:
-                        warn(
-                            CheckpointSkippedWarning(
-                                f"restored {target} after skipping damaged checkpoint(s): "
-                                + "; ".join(f"{p} ({why})" for p, why in skipped)
-                            )
-                        )
-                    return result
-            if rereads < _MAX_REREADS and self._retired(target):
-                rereads += 1
-                continue  # deleted by the writer's retention while read: not damage
-            skipped.append((target, problems))
-            self._view.damaged.add(target)
-        raise CorruptCheckpointError(
-            f"every {'ranked ' if best else ''}checkpoint in {self._directory} is damaged; "
-            "nothing was restored: " + "; ".join(f"{p} ({why})" for p, why in skipped)
-        )
-
-    def _retired(self, target: str) -> bool:
-        """Whether `target`, which failed to load, is no longer committed (re-reads the state).
-
-        A reader races the writer's retention: a checkpoint listed when the reader looked can
-        be deleted before it is loaded. Only a reader re-reads; a writer's own list is current.
-        """
-        if self._swept:
-            return False
-        self._read_directory()
-        return not self._view.listed(target)
-
-    def _verify(self, target: str) -> CheckpointVerdict | None:
-        """Verifies `target` as `RestorePolicy.verify` says; None when verification is off."""
-        level = self._config.restore.verify
-        return None if level == "off" else verify_checkpoint(target, full=level == "full")
-
-    def _load(
-        self,
-        target: str,
-        mode: Assertion,
-        verdict: CheckpointVerdict | None,
-        *,
-        skipped: tuple[tuple[str, str], ...],
-    ) -> RestoreResult:
-        report = self._backend.compare(target)
-        check_assertion(report, mode)
-        status = self._backend.restore(target, expect_partial=mode != "none")
-        restored_step = storage.parse_step(target)
-        if restored_step is not None:
-            self._timer.record(restored_step)
-        manifest = read_manifest(target) if verdict is None else verdict.manifest
-        return RestoreResult(
-            restored=True,
-            path=target,
-            step=restored_step,
-            report=report,
-            skipped=skipped,
-            metadata={} if manifest is None else dict(manifest.metadata),
-            metrics={} if manifest is None else dict(manifest.metrics),
-            tf_status=status,
-            _recheck=lambda: self._backend.compare(target, status),
-        )
+            return self._restorer.run(step, path, best, mode)
 
     def restore_or_initialize(self, *, assertion: Assertion | None = None) -> RestoreResult:
         """Restores the newest checkpoint if there is one; otherwise leaves the program as is.
@@ -899,57 +579,23 @@ class CheckpointManager:
         if self._cluster is not None and self._cluster.multi_worker:
             mode = assertion or self._config.restore.assertion
             with sharing_readers():
-                return self._restore_on_cluster(self._cluster, None, None, False, mode, fresh=True)
-        self._lock_early()
-        if not self._view.entries:
-            return self._fresh_start()
-        return self.restore(assertion=assertion)
-
-    def _fresh_start(self) -> RestoreResult:
-        left = storage.uncommitted(self._directory, self._config.prefix)
-        if left:
-            warn(
-                CheckpointSkippedWarning(
-                    f"starting fresh: {self._directory} holds no committed checkpoint. "
-                    f"{', '.join(os.path.basename(p) for p in left)}: never committed (a "
-                    "save interrupted before its state file was written), not restored; "
-                    "the first save removes what ckptkit wrote of it"
+                return restore_together(
+                    self._cluster,
+                    self._restorer,
+                    None,
+                    None,
+                    False,
+                    mode,
+                    reread=self._view.refresh,
+                    start=self._claim,
                 )
-            )
-        return RestoreResult(restored=False)
+        fresh = self._claim()
+        return self.restore(assertion=assertion) if fresh is None else fresh
 
-    def _lock_early(self) -> None:
-        if self._lock is None or self._lock.held:
-            return
-        try:
-            fs.makedirs(self._directory)
-            self._lock.acquire()
-        except DirectoryLockedError:
-            raise
-        except OSError:
-            return  # e.g. a read-only directory: a save would fail anyway, and says why
-        self._read_directory()  # another writer may have committed since this manager read it
-
-    def _select(self, step: int | None, path: str | None) -> str:
-        if step is not None and path is not None:
-            raise TypeError("pass step or path, not both")
-        if path is not None:
-            return storage.resolve_checkpoint(os.fspath(path))
-        if step is not None:
-            for candidate, _ in self._view.entries:
-                if storage.parse_step(candidate) == step:
-                    return candidate
-            have = [storage.parse_step(p) for p, _ in self._view.entries]
-            raise CheckpointNotFoundError(
-                f"no checkpoint for step {step} in {self._directory}; steps available: {have}"
-            )
-        newest = self._view.newest
-        if newest is None:
-            raise CheckpointNotFoundError(
-                f"no checkpoint to restore in {self._directory}; "
-                "use restore_or_initialize() to start fresh when there is none"
-            )
-        return newest
+    def _claim(self) -> RestoreResult | None:
+        """Takes the writer lock early; a fresh start when nothing is committed, else None."""
+        self._writer.claim_early()
+        return None if self._view.entries else self._restorer.fresh_start()
 
 
 class _SessionManager(CheckpointManager):
@@ -965,26 +611,6 @@ class _SessionManager(CheckpointManager):
             )
             config = config.model_copy(update={"async_save": False})
         self._start(config, backend, clock)
-
-
-_NO_ASYNC_ON_CLUSTER = (
-    "async saves are not supported under a multi-worker strategy: every worker must read the "
-    "variables for the same save at the same point of training (the strategy's reads are "
-    "collectives), which a background save cannot promise; set async_save=False"
-)
-
-
-def _cluster_of(backend: Backend, config: CheckpointConfig) -> Peers | None:
-    """The backend's cluster, with what cannot work across workers refused up front."""
-    cluster = backend.cluster
-    if cluster is not None and cluster.multi_worker and config.async_save:
-        raise TrackableError(_NO_ASYNC_ON_CLUSTER)
-    return cluster
-
-
-def _why(verdict: CheckpointVerdict | None) -> str:
-    """What verification found wrong ("" when intact or not verified)."""
-    return "" if verdict is None else "; ".join(str(p) for p in verdict.problems)
 
 
 def _wait_at_exit(pipeline: CommitPipeline, timeout: float) -> None:
@@ -1004,14 +630,3 @@ def _as_step(step: Any) -> int:
     if as_int < 0 or as_int != value:
         raise InvalidStepError(f"step must be a non-negative integer (received step={step!r})")
     return as_int
-
-
-def _score(path: str, monitor: str) -> float | None:
-    try:
-        manifest = read_manifest(path)
-    except CorruptCheckpointError:
-        return None
-    return None if manifest is None else manifest.metrics.get(monitor)
-
-
-_MAX_REREADS = 20  # a reader re-reads the state this often per restore when files vanish

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ckptkit import fs
+from ckptkit._version import __version__
 from ckptkit.errors import CorruptCheckpointError, InvalidMetadataError, first_line
 
 __all__ = [
@@ -233,7 +234,7 @@ def build_manifest(
         time=time,
         files=records,
         tensorflow=tensorflow,
-        ckptkit=_version(),
+        ckptkit=__version__,
         **user,
     )
 
@@ -255,9 +256,3 @@ def user_fields(
             f"save() metadata and metrics must be JSON (metrics: finite numbers): {e}"
         ) from e
     return extra
-
-
-def _version() -> str:
-    from ckptkit import __version__
-
-    return __version__

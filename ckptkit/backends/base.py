@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ckptkit.distribute.workers import Peers
 from ckptkit.status import RestoreReport
-from ckptkit.workers import Peers
 
 __all__ = ["Backend"]
 

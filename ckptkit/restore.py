@@ -1,0 +1,232 @@
+"""The restore pipeline: select, verify, match, load; walk back past damage.
+
+One restore picks its checkpoint (a step, a path, the newest or the best), verifies it as
+`RestorePolicy.verify` says, matches it against the program (`Backend.compare`) and checks the
+assertion before anything is loaded, then loads it. Without a step or a path, a checkpoint that
+fails any of this is skipped for the next newest (or next best), with a
+`CheckpointSkippedWarning` naming what was skipped and why; `RestoreResult.skipped` says the
+same. A reader racing the writer's retention re-reads the state file when a checkpoint vanishes
+under it: a checkpoint deleted by retention is not damage.
+
+The pipeline reads the manager's `DirectoryView` and marks damaged checkpoints there; it calls
+back for what belongs to the manager (re-reading the directory, recording the restored step).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from ckptkit import storage
+from ckptkit.backends.base import Backend
+from ckptkit.config import Assertion, CheckpointConfig
+from ckptkit.directory_view import DirectoryView
+from ckptkit.errors import (
+    CheckpointNotFoundError,
+    CheckpointSkippedWarning,
+    CorruptCheckpointError,
+    first_line,
+)
+from ckptkit.manifest import read_manifest
+from ckptkit.status import RestoreResult, check_assertion
+from ckptkit.verification import CheckpointVerdict, verify_checkpoint
+from ckptkit.warn import warn
+
+__all__ = ["RestorePipeline", "ranked"]
+
+_MAX_REREADS = 20  # a reader re-reads the state this often per restore when files vanish
+
+
+class RestorePipeline:
+    """Restores the checkpoints of one directory into one backend's objects.
+
+    Args:
+        config: The manager's config (directory, restore policy, retention's monitor).
+        view: The manager's view of the directory; damaged checkpoints are marked there.
+        backend: Compares checkpoints with the program and loads them.
+        reread: Re-reads the directory into `view` unless this manager is its writer (whose
+            view is current); returns whether it re-read.
+        on_restored: Called with the step of each checkpoint loaded (for the save schedule).
+    """
+
+    def __init__(
+        self,
+        config: CheckpointConfig,
+        view: DirectoryView,
+        backend: Backend,
+        *,
+        reread: Callable[[], bool],
+        on_restored: Callable[[int], None],
+    ) -> None:
+        self._config = config
+        self._directory = config.directory
+        self._view = view
+        self._backend = backend
+        self._reread = reread
+        self._on_restored = on_restored
+
+    def run(self, step: int | None, path: str | None, best: bool, mode: Assertion) -> RestoreResult:
+        """Restores the checkpoint of `step`, at `path`, the best or the newest intact one."""
+        if step is not None or path is not None:
+            target = self.select(step, path)
+            verdict = self._verify(target)
+            if verdict is not None and not verdict.ok:
+                raise CorruptCheckpointError(
+                    f"checkpoint {target} is damaged: {_why(verdict)}; restore another one "
+                    "(ckptkit.verify lists which are intact)"
+                )
+            return self._load(target, mode, verdict, skipped=())
+        if not self._view.entries:
+            raise CheckpointNotFoundError(
+                f"no checkpoint to restore in {self._directory}; "
+                "use restore_or_initialize() to start fresh when there is none"
+            )
+        if best and not ranked(self._view, self._config):
+            raise CheckpointNotFoundError(
+                f"no checkpoint in {self._directory} has a value of "
+                f"{self._config.retention.monitor!r} to rank by; pass it to save(metrics=...)"
+            )
+        return self._walk_back(best, mode)
+
+    def fresh_start(self) -> RestoreResult:
+        """Nothing to restore: warns about what interrupted saves left uncommitted, if any."""
+        left = storage.uncommitted(self._directory, self._config.prefix)
+        if left:
+            warn(
+                CheckpointSkippedWarning(
+                    f"starting fresh: {self._directory} holds no committed checkpoint. "
+                    f"{', '.join(os.path.basename(p) for p in left)}: never committed (a "
+                    "save interrupted before its state file was written), not restored; "
+                    "the first save removes what ckptkit wrote of it"
+                )
+            )
+        return RestoreResult(restored=False)
+
+    def select(self, step: int | None, path: str | None) -> str:
+        """The checkpoint of `step`, at `path`, or the newest one.
+
+        Raises:
+            CheckpointNotFoundError: No such checkpoint (or none at all).
+        """
+        if step is not None and path is not None:
+            raise TypeError("pass step or path, not both")
+        if path is not None:
+            return storage.resolve_checkpoint(os.fspath(path))
+        if step is not None:
+            for candidate, _ in self._view.entries:
+                if storage.parse_step(candidate) == step:
+                    return candidate
+            have = [storage.parse_step(p) for p, _ in self._view.entries]
+            raise CheckpointNotFoundError(
+                f"no checkpoint for step {step} in {self._directory}; steps available: {have}"
+            )
+        newest = self._view.newest
+        if newest is None:
+            raise CheckpointNotFoundError(
+                f"no checkpoint to restore in {self._directory}; "
+                "use restore_or_initialize() to start fresh when there is none"
+            )
+        return newest
+
+    def _walk_back(self, best: bool, mode: Assertion) -> RestoreResult:
+        """Loads the newest (or best) checkpoint that is intact and fits, skipping the others."""
+        skipped: list[tuple[str, str]] = []
+        tried: set[str] = set()
+        rereads = 0
+        while True:
+            if best:
+                order = list(ranked(self._view, self._config))
+            else:
+                order = [p for p, _ in reversed(self._view.entries)]
+            pending = [p for p in order if p not in tried]
+            if not pending:
+                break
+            target = pending[0]
+            tried.add(target)
+            verdict = self._verify(target)
+            problems = _why(verdict)
+            if not problems:
+                try:
+                    result = self._load(target, mode, verdict, skipped=tuple(skipped))
+                except (CorruptCheckpointError, CheckpointNotFoundError) as e:
+                    problems = first_line(e)
+                else:
+                    if skipped:
+                        warn(
+                            CheckpointSkippedWarning(
+                                f"restored {target} after skipping damaged checkpoint(s): "
+                                + "; ".join(f"{p} ({why})" for p, why in skipped)
+                            )
+                        )
+                    return result
+            if rereads < _MAX_REREADS and self._retired(target):
+                rereads += 1
+                continue  # deleted by the writer's retention while read: not damage
+            skipped.append((target, problems))
+            self._view.damaged.add(target)
+        raise CorruptCheckpointError(
+            f"every {'ranked ' if best else ''}checkpoint in {self._directory} is damaged; "
+            "nothing was restored: " + "; ".join(f"{p} ({why})" for p, why in skipped)
+        )
+
+    def _retired(self, target: str) -> bool:
+        """Whether `target`, which failed to load, is no longer committed (re-reads the state).
+
+        A reader races the writer's retention: a checkpoint listed when the reader looked can
+        be deleted before it is loaded. Only a reader re-reads; a writer's own list is current.
+        """
+        return self._reread() and not self._view.listed(target)
+
+    def _verify(self, target: str) -> CheckpointVerdict | None:
+        """Verifies `target` as `RestorePolicy.verify` says; None when verification is off."""
+        level = self._config.restore.verify
+        return None if level == "off" else verify_checkpoint(target, full=level == "full")
+
+    def _load(
+        self,
+        target: str,
+        mode: Assertion,
+        verdict: CheckpointVerdict | None,
+        *,
+        skipped: tuple[tuple[str, str], ...],
+    ) -> RestoreResult:
+        """Matches `target` against the program, checks the assertion, then loads it."""
+        backend = self._backend
+        report = backend.compare(target)
+        check_assertion(report, mode)
+        status = backend.restore(target, expect_partial=mode != "none")
+        restored_step = storage.parse_step(target)
+        if restored_step is not None:
+            self._on_restored(restored_step)
+        manifest = read_manifest(target) if verdict is None else verdict.manifest
+        return RestoreResult(
+            restored=True,
+            path=target,
+            step=restored_step,
+            report=report,
+            skipped=skipped,
+            metadata={} if manifest is None else dict(manifest.metadata),
+            metrics={} if manifest is None else dict(manifest.metrics),
+            tf_status=status,
+            _recheck=lambda: backend.compare(target, status),
+        )
+
+
+def ranked(view: DirectoryView, config: CheckpointConfig) -> tuple[str, ...]:
+    """The checkpoints of `view` with a value of `Retention.monitor`, best first.
+
+    Raises:
+        TypeError: The config's `Retention` has no `monitor`.
+    """
+    direction = config.retention.direction
+    if direction is None:
+        raise TypeError(
+            "ranking checkpoints needs the metric to rank by: set "
+            "CheckpointConfig(retention=Retention(monitor='val_loss', ...))"
+        )
+    return view.ranked(direction)
+
+
+def _why(verdict: CheckpointVerdict | None) -> str:
+    """What verification found wrong ("" when intact or not verified)."""
+    return "" if verdict is None else "; ".join(str(p) for p in verdict.problems)
