@@ -50,7 +50,9 @@ from ckptkit.errors import (
 from ckptkit.status import Mismatch, RestoreReport, RestoreResult
 
 if TYPE_CHECKING:
-    from ckptkit.inspection import (
+    from ckptkit.manager import CheckpointManager
+    from ckptkit.migration import convert, migrate
+    from ckptkit.reading.inspection import (
         CheckpointContents,
         CheckpointDiff,
         KeyChange,
@@ -59,32 +61,30 @@ if TYPE_CHECKING:
         inspect,
         read_tensor,
     )
-    from ckptkit.manager import CheckpointManager
-    from ckptkit.migration import convert, migrate
+    from ckptkit.reading.verification import CheckpointVerdict, Problem, VerifyReport, verify
     from ckptkit.session_hook import CheckpointHook
-    from ckptkit.storage import CheckpointInfo, list_checkpoints
-    from ckptkit.verification import CheckpointVerdict, Problem, VerifyReport, verify
+    from ckptkit.storage.layout import CheckpointInfo, list_checkpoints
 
 # Names whose modules import TensorFlow load on first use, so that `import ckptkit` (and the
 # `ckptkit` command's start-up) does not pay for TensorFlow before it is needed.
 _LAZY = {
-    "CheckpointContents": "ckptkit.inspection",
-    "CheckpointDiff": "ckptkit.inspection",
-    "CheckpointInfo": "ckptkit.storage",
+    "CheckpointContents": "ckptkit.reading.inspection",
+    "CheckpointDiff": "ckptkit.reading.inspection",
+    "CheckpointInfo": "ckptkit.storage.layout",
     "CheckpointHook": "ckptkit.session_hook",
     "CheckpointManager": "ckptkit.manager",
-    "CheckpointVerdict": "ckptkit.verification",
-    "KeyChange": "ckptkit.inspection",
-    "VariableInfo": "ckptkit.inspection",
+    "CheckpointVerdict": "ckptkit.reading.verification",
+    "KeyChange": "ckptkit.reading.inspection",
+    "VariableInfo": "ckptkit.reading.inspection",
     "convert": "ckptkit.migration",
-    "diff": "ckptkit.inspection",
-    "inspect": "ckptkit.inspection",
-    "list_checkpoints": "ckptkit.storage",
+    "diff": "ckptkit.reading.inspection",
+    "inspect": "ckptkit.reading.inspection",
+    "list_checkpoints": "ckptkit.storage.layout",
     "migrate": "ckptkit.migration",
-    "Problem": "ckptkit.verification",
-    "read_tensor": "ckptkit.inspection",
-    "verify": "ckptkit.verification",
-    "VerifyReport": "ckptkit.verification",
+    "Problem": "ckptkit.reading.verification",
+    "read_tensor": "ckptkit.reading.inspection",
+    "verify": "ckptkit.reading.verification",
+    "VerifyReport": "ckptkit.reading.verification",
 }
 
 

@@ -31,9 +31,9 @@ from ckptkit.errors import CkptkitError, first_line
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ckptkit.inspection import CheckpointContents, CheckpointDiff
-    from ckptkit.storage import CheckpointInfo
-    from ckptkit.verification import VerifyReport
+    from ckptkit.reading.inspection import CheckpointContents, CheckpointDiff
+    from ckptkit.reading.verification import VerifyReport
+    from ckptkit.storage.layout import CheckpointInfo
 
 __all__ = ["main"]
 
@@ -122,21 +122,21 @@ def _quiet_stderr() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     args = _parser().parse_args(argv)
-    from ckptkit import storage  # no TensorFlow: `ls` and missing paths answer at once
+    from ckptkit.storage import layout  # no TensorFlow: `ls` and missing paths answer at once
 
     try:
         if args.command == "ls":
-            infos = storage.list_checkpoints(args.directory)
+            infos = layout.list_checkpoints(args.directory)
             if not infos:
-                raise storage.no_checkpoint(args.directory)
+                raise layout.no_checkpoint(args.directory)
             _ls(infos, as_json=args.json)
             return 0
         for given in _paths(args):
             if not _present(given):
-                storage.resolve_checkpoint(given)  # raises the error that names the path
+                layout.resolve_checkpoint(given)  # raises the error that names the path
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         with _quiet_stderr():
-            from ckptkit import inspection, verification
+            from ckptkit.reading import inspection, verification
         if args.command == "verify":
             report = verification.verify(args.path, full=args.full)
             _verify(report, as_json=args.json)
@@ -171,7 +171,7 @@ def _paths(args: argparse.Namespace) -> list[str]:
 
 def _present(path: str) -> bool:
     """Whether something is at `path`, or at its ``.index`` (a checkpoint prefix)."""
-    from ckptkit import fs
+    from ckptkit.storage import fs
 
     return fs.exists(path, follow_links=True) or fs.exists(f"{path}.index", follow_links=True)
 
@@ -216,7 +216,7 @@ def _human_bytes(n: int) -> str:
 
 def _ls(infos: list[CheckpointInfo], *, as_json: bool) -> None:
     from ckptkit.errors import CorruptCheckpointError
-    from ckptkit.manifest import read_manifest
+    from ckptkit.storage.manifest import read_manifest
 
     manifests = []
     for info in infos:
@@ -283,7 +283,7 @@ def _verify(report: VerifyReport, *, as_json: bool) -> None:
 
 
 def _inspect(contents: CheckpointContents, graph: Any, *, as_json: bool) -> None:
-    from ckptkit.inspection import object_paths
+    from ckptkit.reading.inspection import object_paths
 
     # The object paths of each stored value: where it is stored, then the other routes to it.
     routes: dict[str, tuple[list[str], str]] = {}
@@ -359,7 +359,7 @@ def _routes_of(key: str, routes: dict[str, tuple[list[str], str]]) -> dict[str, 
 def _tensor(path: str, key: str, *, as_json: bool) -> None:
     import numpy as np
 
-    from ckptkit.inspection import read_tensor
+    from ckptkit.reading.inspection import read_tensor
 
     value = read_tensor(path, key)
     if as_json:

@@ -35,14 +35,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ckptkit import fs, storage, tiers
 from ckptkit.config import CheckpointConfig
-from ckptkit.directory_view import DirectoryView
 from ckptkit.errors import CheckpointExistsError, DirectoryLockedError, SaveError, UploadError
-from ckptkit.manifest import MANIFEST_SUFFIX, build_manifest, write_manifest
 from ckptkit.retention import plan_deletions
+from ckptkit.storage import fs, layout, tiers
+from ckptkit.storage.directory_view import DirectoryView
+from ckptkit.storage.manifest import MANIFEST_SUFFIX, build_manifest, write_manifest
+from ckptkit.storage.writer import DirectoryWriter
 from ckptkit.warn import warn
-from ckptkit.writer import DirectoryWriter
 
 __all__ = ["CommitPipeline", "SaveRequest", "write_scratch"]
 
@@ -130,9 +130,9 @@ class CommitPipeline:
         self._writer.check()
         entries = tuple(e for e in self._view.entries if e[0] != path)
         try:
-            storage.write_state(self._config.directory, entries, self._view.last_preserved)
+            layout.write_state(self._config.directory, entries, self._view.last_preserved)
             self._view.drop(path)
-            storage.delete_checkpoint(path)
+            layout.delete_checkpoint(path)
         except OSError as e:
             raise SaveError(
                 f"removing checkpoint {path} failed ({e.strerror or e}); the state file may "
@@ -153,15 +153,13 @@ class CommitPipeline:
         staged = fs.staged(path)
         try:
             self._writer.check()  # before TensorFlow writes: the directory may be another's now
-            storage.mark_pending(path)
+            layout.mark_pending(path)
             target = tiers.local_copy(path) if staged else path
             if staged:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
             written = request.write(target)
             now = time.time()
-            files = [
-                f for f in storage.checkpoint_files(written) if not f.endswith(MANIFEST_SUFFIX)
-            ]
+            files = [f for f in layout.checkpoint_files(written) if not f.endswith(MANIFEST_SUFFIX)]
             manifest = build_manifest(
                 written,
                 files,
@@ -176,7 +174,7 @@ class CommitPipeline:
                 write_manifest(written, manifest)  # the local copy, as the cache matches it
                 written = path
             write_manifest(written, manifest, durable=durable)
-            storage.unmark_pending(path)
+            layout.unmark_pending(path)
             with self._committing:
                 if self._abandoned:
                     raise SaveError(
@@ -188,12 +186,12 @@ class CommitPipeline:
             raise  # the files may be another writer's now: leave them
         except OSError as e:
             with contextlib.suppress(OSError):
-                storage.delete_checkpoint(path)
+                layout.delete_checkpoint(path)
                 if staged and not isinstance(e, UploadError):
                     tiers.evict(path)  # a whole staged copy stays for a retry; a partial goes
             if isinstance(e, SaveError):
                 raise
-            raise storage.save_error(path, directory, e) from e
+            raise layout.save_error(path, directory, e) from e
         for old in deleted:
             self._delete_files(old, written)
         if staged:
@@ -225,7 +223,7 @@ class CommitPipeline:
         candidates = [
             e
             for e in entries
-            if e[1] > view.last_preserved and storage.named(e[0], self._config.prefix)
+            if e[1] > view.last_preserved and layout.named(e[0], self._config.prefix)
         ]
         best: tuple[str, ...] = ()
         if retention.best_k is not None and retention.direction is not None:
@@ -240,7 +238,7 @@ class CommitPipeline:
         doomed = set(plan.delete)
         entries = [e for e in entries if e[0] not in doomed]
         self._writer.check()
-        storage.write_state(
+        layout.write_state(
             self._config.directory,
             tuple(entries),
             plan.last_preserved,
@@ -254,7 +252,7 @@ class CommitPipeline:
     def _delete_files(self, old: str, committed: str) -> None:
         """Removes a checkpoint's files retention dropped; a failure warns, the commit stands."""
         try:
-            storage.delete_checkpoint(old)
+            layout.delete_checkpoint(old)
         except OSError as e:
             warn(
                 f"{committed} is committed, but the files of {old}, which retention no longer "

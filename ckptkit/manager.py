@@ -17,12 +17,10 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ckptkit import fs, routes, storage
 from ckptkit.backends.base import Backend
 from ckptkit.backends.object_based import ObjectBasedBackend
 from ckptkit.commit import CommitPipeline, SaveRequest
 from ckptkit.config import Assertion, CheckpointConfig, as_config
-from ckptkit.directory_view import DirectoryView
 from ckptkit.distribute.choreography import NO_ASYNC, cluster_of, restore_together, save_together
 from ckptkit.errors import (
     InvalidStepError,
@@ -30,15 +28,17 @@ from ckptkit.errors import (
     TrackableError,
     first_line,
 )
-from ckptkit.inspection import sharing_readers
-from ckptkit.manifest import user_fields
 from ckptkit.preemption import PreemptionGuard
+from ckptkit.reading.inspection import sharing_readers
 from ckptkit.restore import RestorePipeline, ranked
 from ckptkit.schedule import SaveTimer
 from ckptkit.status import RestoreReport, RestoreResult
-from ckptkit.storage import CheckpointInfo
+from ckptkit.storage import fs, layout, routes
+from ckptkit.storage.directory_view import DirectoryView
+from ckptkit.storage.layout import CheckpointInfo
+from ckptkit.storage.manifest import user_fields
+from ckptkit.storage.writer import DirectoryWriter
 from ckptkit.warn import warn
-from ckptkit.writer import DirectoryWriter
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -166,7 +166,7 @@ class CheckpointManager:
         # Only the chief of a cluster writes to the directory; the other workers never lock it.
         self._writer = DirectoryWriter(config, self._view, follower=self._follower)
         newest = self._view.newest
-        latest_step = None if newest is None else storage.parse_step(newest)
+        latest_step = None if newest is None else layout.parse_step(newest)
         self._timer = SaveTimer(
             config.schedule, last_step=latest_step, clock=clock or time.monotonic
         )
@@ -267,7 +267,7 @@ class CheckpointManager:
     def checkpoints(self) -> list[CheckpointInfo]:
         """Committed checkpoints whose index file exists, oldest first (sizes are stat'ed)."""
         return [
-            storage.describe(path, t)
+            layout.describe(path, t)
             for path, t in self._view.entries
             if fs.exists(f"{path}.index", follow_links=True)
         ]
@@ -277,7 +277,7 @@ class CheckpointManager:
         """The newest committed checkpoint whose index file exists, or None."""
         for path, t in reversed(self._view.entries):
             if fs.exists(f"{path}.index", follow_links=True):
-                return storage.describe(path, t)
+                return layout.describe(path, t)
         return None
 
     @property
@@ -298,7 +298,7 @@ class CheckpointManager:
         """
         times = dict(self._view.entries)
         return [
-            storage.describe(path, times[path])
+            layout.describe(path, times[path])
             for path in ranked(self._view, self._config)
             if fs.exists(f"{path}.index", follow_links=True)
         ]

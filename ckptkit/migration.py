@@ -18,16 +18,17 @@ from typing import Any
 
 import tensorflow as tf
 
-from ckptkit import inspection, storage
 from ckptkit.backends.object_based import ObjectBasedBackend
+from ckptkit.backends.tf_internals import AutoTrackable
 from ckptkit.config import Assertion, CheckpointConfig
 from ckptkit.errors import KeyMapError, TrackableError
-from ckptkit.inspection import VALUE_SUFFIX
 from ckptkit.keymap import KeyMap, Rename, compile_key_map
 from ckptkit.manager import CheckpointManager
 from ckptkit.matching import ValueSpec, match_names
+from ckptkit.reading import inspection
+from ckptkit.reading.inspection import VALUE_SUFFIX
 from ckptkit.status import RestoreResult, check_assertion
-from ckptkit.tf_internals import AutoTrackable
+from ckptkit.storage import layout
 
 __all__ = ["convert", "migrate"]
 
@@ -93,7 +94,7 @@ def migrate(
     return RestoreResult(
         restored=True,
         path=prefix,
-        step=storage.parse_step(prefix),
+        step=layout.parse_step(prefix),
         report=report,
         _recheck=lambda: report,  # values were assigned, nothing is pending
     )
@@ -139,7 +140,7 @@ def convert(
     config = CheckpointConfig(directory=os.fspath(destination))
     with CheckpointManager(config, **trackables) as manager:
         written = manager.save(_step_of(prefix, reader), metadata={"converted_from": prefix})
-    return dataclasses.replace(result, path=written, step=storage.parse_step(written))
+    return dataclasses.replace(result, path=written, step=layout.parse_step(written))
 
 
 def _backend(trackables: Mapping[str, Any]) -> ObjectBasedBackend:
@@ -163,7 +164,7 @@ def _names(prefix: str) -> dict[str, tuple[str, ValueSpec]]:
 
 
 def _step_of(prefix: str, reader: Any) -> int:
-    step = storage.parse_step(prefix)
+    step = layout.parse_step(prefix)
     if step is not None:
         return step
     if reader.has_tensor("global_step"):

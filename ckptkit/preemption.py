@@ -15,8 +15,8 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
+from ckptkit.backends.base import Peers, PreemptionWatch
 from ckptkit.config import Preemption
-from ckptkit.distribute.workers import Peers, PreemptionWatch
 from ckptkit.errors import SaveError, first_line
 from ckptkit.warn import warn
 

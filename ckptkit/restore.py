@@ -17,19 +17,19 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from ckptkit import storage
 from ckptkit.backends.base import Backend
 from ckptkit.config import Assertion, CheckpointConfig
-from ckptkit.directory_view import DirectoryView
 from ckptkit.errors import (
     CheckpointNotFoundError,
     CheckpointSkippedWarning,
     CorruptCheckpointError,
     first_line,
 )
-from ckptkit.manifest import read_manifest
+from ckptkit.reading.verification import CheckpointVerdict, verify_checkpoint
 from ckptkit.status import RestoreResult, check_assertion
-from ckptkit.verification import CheckpointVerdict, verify_checkpoint
+from ckptkit.storage import layout
+from ckptkit.storage.directory_view import DirectoryView
+from ckptkit.storage.manifest import read_manifest
 from ckptkit.warn import warn
 
 __all__ = ["RestorePipeline", "ranked"]
@@ -90,7 +90,7 @@ class RestorePipeline:
 
     def fresh_start(self) -> RestoreResult:
         """Nothing to restore: warns about what interrupted saves left uncommitted, if any."""
-        left = storage.uncommitted(self._directory, self._config.prefix)
+        left = layout.uncommitted(self._directory, self._config.prefix)
         if left:
             warn(
                 CheckpointSkippedWarning(
@@ -111,12 +111,12 @@ class RestorePipeline:
         if step is not None and path is not None:
             raise TypeError("pass step or path, not both")
         if path is not None:
-            return storage.resolve_checkpoint(os.fspath(path))
+            return layout.resolve_checkpoint(os.fspath(path))
         if step is not None:
             for candidate, _ in self._view.entries:
-                if storage.parse_step(candidate) == step:
+                if layout.parse_step(candidate) == step:
                     return candidate
-            have = [storage.parse_step(p) for p, _ in self._view.entries]
+            have = [layout.parse_step(p) for p, _ in self._view.entries]
             raise CheckpointNotFoundError(
                 f"no checkpoint for step {step} in {self._directory}; steps available: {have}"
             )
@@ -195,7 +195,7 @@ class RestorePipeline:
         report = backend.compare(target)
         check_assertion(report, mode)
         status = backend.restore(target, expect_partial=mode != "none")
-        restored_step = storage.parse_step(target)
+        restored_step = layout.parse_step(target)
         if restored_step is not None:
             self._on_restored(restored_step)
         manifest = read_manifest(target) if verdict is None else verdict.manifest

@@ -180,7 +180,7 @@ def test_a_foreign_checkpoint_is_never_taken_for_a_leftover(config) -> None:
 @pytest.mark.parametrize("cut", ["before any deletion", "after the index went"])
 def test_checkpoints_left_by_a_killed_retention_are_removed_by_the_next_writer(run, cut) -> None:
     # Retention (max_to_keep=2) committed a state file without ckpt-1, then was killed.
-    ckptkit.storage.write_state(
+    ckptkit.storage.layout.write_state(
         run.directory,
         tuple((os.path.join(run.directory, f"ckpt-{s}"), float(s)) for s in (2, 3)),
         0.0,
@@ -199,7 +199,7 @@ def test_checkpoints_left_by_a_killed_retention_are_removed_by_the_next_writer(r
 
 def test_a_whole_checkpoint_killed_before_its_commit_is_not_a_leftover(run) -> None:
     # Killed after its manifest, before the state file: intact, not committed, not deleted.
-    ckptkit.storage.write_state(
+    ckptkit.storage.layout.write_state(
         run.directory,
         tuple((os.path.join(run.directory, f"ckpt-{s}"), float(s)) for s in (1, 2)),
         0.0,

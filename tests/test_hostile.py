@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import ckptkit
 from ckptkit import Retention, cli
-from ckptkit.manifest import manifest_path
+from ckptkit.storage.manifest import manifest_path
 
 
 def make_run(directory: Path, steps: tuple[int, ...] = (1, 2)) -> ckptkit.CheckpointConfig:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
@@ -71,6 +72,27 @@ def test_keras_surface_is_pinned() -> None:
     assert ckptkit.keras.__all__ == ["CheckpointCallback"]
 
 
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("ckptkit.keras", "CheckpointCallback"),
+        ("ckptkit.errors", "CkptkitError"),
+        ("ckptkit.config", "CheckpointConfig"),
+        ("ckptkit.manager", "CheckpointManager"),
+        ("ckptkit.status", "RestoreResult"),
+        ("ckptkit.session_hook", "CheckpointHook"),
+        ("ckptkit.migration", "migrate"),
+        ("ckptkit.run_config", "RunConfigFields"),
+        ("ckptkit.backends.object_based", "ObjectBasedBackend"),
+        ("ckptkit.backends.saver_v1", "SaverBackend"),
+        ("ckptkit.cli", "main"),
+    ],
+)
+def test_the_module_paths_users_import_stay(module: str, name: str) -> None:
+    value = getattr(importlib.import_module(module), name)
+    assert getattr(ckptkit, name, value) is value  # the same object as the package's
+
+
 def test_unknown_attribute_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = ckptkit.nope  # type: ignore[attr-defined]
@@ -103,7 +125,7 @@ def test_listing_and_missing_paths_do_not_import_tensorflow(config) -> None:
 def test_the_state_file_schema_is_tensorflows() -> None:
     from google.protobuf import descriptor_pb2
 
-    from ckptkit.state_proto import CheckpointState as Ours
+    from ckptkit.storage.state_proto import CheckpointState as Ours
 
     Theirs = type(tf.compat.v1.train.generate_checkpoint_state_proto("d", "d/ckpt-1"))
 

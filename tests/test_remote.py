@@ -15,13 +15,13 @@ import tensorflow as tf
 from helpers import WORKERS, ForkedWorker, cli, equal_to, fill, state
 
 import ckptkit
-from ckptkit import tiers
 from ckptkit.errors import (
     CheckpointSkippedWarning,
     DirectoryLockedError,
     SaveError,
     UploadError,
 )
+from ckptkit.storage import tiers
 
 
 def _config(directory: str, cache, **storage) -> ckptkit.CheckpointConfig:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ckptkit.distribute.workers import Peers
 from ckptkit.status import RestoreReport
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "Peers", "PreemptionWatch"]
 
 
 class Backend(Protocol):
@@ -63,4 +62,43 @@ class Backend(Protocol):
 
     def restore(self, path: str, *, expect_partial: bool) -> Any:
         """Loads `path` into the program; returns TensorFlow's load status."""
+        ...
+
+
+class Peers(Protocol):
+    """This worker's view of the others in a cluster (`ckptkit.backends.cluster.Cluster`)."""
+
+    is_chief: bool
+    task: str
+    task_id: int
+
+    @property
+    def multi_worker(self) -> bool:
+        """Whether several processes take part."""
+        ...
+
+    def agree(self, value: int) -> int:
+        """The chief's `value`, on every worker; every worker must call it at the same point."""
+        ...
+
+    def count(self, flag: bool) -> int:
+        """How many workers passed True; every worker must call it at the same point."""
+        ...
+
+    def watch_preemption(
+        self, noticed: Callable[[], bool], save: Callable[[int], object], leave: Callable[[], None]
+    ) -> PreemptionWatch:
+        """Saves on every worker at one step after any worker `noticed` a signal, then leaves."""
+        ...
+
+
+class PreemptionWatch(Protocol):
+    """What `Peers.watch_preemption` returns."""
+
+    def step(self, step: int) -> None:
+        """Called once per training step on every worker."""
+        ...
+
+    def close(self) -> None:
+        """Releases what it holds."""
         ...

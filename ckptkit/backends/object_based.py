@@ -14,18 +14,19 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from ckptkit import inspection, storage, tiers
 from ckptkit.backends.cluster import Cluster
-from ckptkit.errors import CorruptCheckpointError, FormatError, TrackableError
-from ckptkit.matching import CheckpointGraph, NamedValue, ValueSpec, match, walk_paths
-from ckptkit.status import RestoreReport
-from ckptkit.tf_internals import (
+from ckptkit.backends.tf_internals import (
     KERAS_VARIABLE,
     Snapshot,
     is_trackable,
     restored_into,
     saves_values,
 )
+from ckptkit.errors import CorruptCheckpointError, FormatError, TrackableError
+from ckptkit.matching import CheckpointGraph, NamedValue, ValueSpec, match, walk_paths
+from ckptkit.reading import inspection
+from ckptkit.status import RestoreReport
+from ckptkit.storage import layout, tiers
 
 __all__ = ["ObjectBasedBackend"]
 
@@ -167,7 +168,7 @@ def _writing(prefix: str, write: Callable[[], str]) -> str:
     try:
         return write()
     except tf.errors.OpError as e:
-        raise storage.save_error(prefix, os.path.dirname(prefix), e) from e
+        raise layout.save_error(prefix, os.path.dirname(prefix), e) from e
 
 
 def _children(obj: object) -> Mapping[str, object]:

@@ -14,12 +14,13 @@ from typing import Any
 
 import tensorflow as tf
 
-from ckptkit import inspection, storage, tiers
+from ckptkit.backends.tf_internals import name_saveables
 from ckptkit.errors import CorruptCheckpointError, TrackableError
 from ckptkit.keymap import compile_key_map
 from ckptkit.matching import NamedValue, NameMatch, ValueSpec, match_names
+from ckptkit.reading import inspection
 from ckptkit.status import RestoreReport
-from ckptkit.tf_internals import name_saveables
+from ckptkit.storage import layout, tiers
 
 __all__ = ["SaverBackend"]
 
@@ -103,7 +104,7 @@ class SaverBackend:
                     self.session, prefix, write_meta_graph=self._meta_graph, write_state=False
                 )
         except tf.errors.OpError as e:
-            raise storage.save_error(prefix, os.path.dirname(prefix), e) from e
+            raise layout.save_error(prefix, os.path.dirname(prefix), e) from e
         return str(written)
 
     def snapshot(self) -> Callable[[str], str]:

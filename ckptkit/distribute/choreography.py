@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from ckptkit import fs, tiers
-from ckptkit.backends.base import Backend
+from ckptkit.backends.base import Backend, Peers
 from ckptkit.commit import CommitPipeline, SaveRequest, write_scratch
 from ckptkit.config import Assertion, CheckpointConfig
-from ckptkit.distribute.workers import Peers, on_chief
+from ckptkit.distribute.workers import on_chief
 from ckptkit.errors import (
     CheckpointNotFoundError,
     CkptkitError,
@@ -25,6 +24,7 @@ from ckptkit.errors import (
 )
 from ckptkit.restore import RestorePipeline
 from ckptkit.status import RestoreResult
+from ckptkit.storage import fs, tiers
 
 __all__ = ["NO_ASYNC", "cluster_of", "restore_together", "save_together"]
 

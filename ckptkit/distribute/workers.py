@@ -10,8 +10,9 @@ another has stopped (which would leave it blocked in the next collective).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
+from ckptkit.backends.base import Peers
 from ckptkit.errors import (
     CheckpointExistsError,
     CheckpointNotFoundError,
@@ -23,7 +24,7 @@ from ckptkit.errors import (
     SaveError,
 )
 
-__all__ = ["Peers", "PreemptionWatch", "on_chief"]
+__all__ = ["on_chief"]
 
 T = TypeVar("T")
 
@@ -39,45 +40,6 @@ _KINDS: tuple[type[CkptkitError], ...] = (
     InvalidMetadataError,
     CkptkitError,  # the rest (a restore's mismatch errors carry a report, which cannot travel)
 )
-
-
-class Peers(Protocol):
-    """This worker's view of the others (`ckptkit.backends.cluster.Cluster`)."""
-
-    is_chief: bool
-    task: str
-    task_id: int
-
-    @property
-    def multi_worker(self) -> bool:
-        """Whether several processes take part."""
-        ...
-
-    def agree(self, value: int) -> int:
-        """The chief's `value`, on every worker; every worker must call it at the same point."""
-        ...
-
-    def count(self, flag: bool) -> int:
-        """How many workers passed True; every worker must call it at the same point."""
-        ...
-
-    def watch_preemption(
-        self, noticed: Callable[[], bool], save: Callable[[int], object], leave: Callable[[], None]
-    ) -> PreemptionWatch:
-        """Saves on every worker at one step after any worker `noticed` a signal, then leaves."""
-        ...
-
-
-class PreemptionWatch(Protocol):
-    """What `Peers.watch_preemption` returns."""
-
-    def step(self, step: int) -> None:
-        """Called once per training step on every worker."""
-        ...
-
-    def close(self) -> None:
-        """Releases what it holds."""
-        ...
 
 
 def on_chief(

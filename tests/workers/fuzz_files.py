@@ -157,7 +157,7 @@ def actions(directory: str) -> list[tuple[str, Callable[[], object]]]:
     cfg = ckptkit.CheckpointConfig(directory=directory)
     found = [
         ("inspect", lambda: ckptkit.inspect(two)),
-        ("load_graph", lambda: ckptkit.inspection.load_graph(two)),
+        ("load_graph", lambda: ckptkit.reading.inspection.load_graph(two)),
         ("diff", lambda: ckptkit.diff(one, two)),
         ("verify", lambda: ckptkit.verify(directory, full=True)),
         ("ls", lambda: ckptkit.list_checkpoints(directory)),

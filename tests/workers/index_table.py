@@ -3,7 +3,7 @@
 TensorFlow checks each block's crc32c before it parses anything, so a crafted index reaches the
 parts of TensorFlow that abort only when its checksums are right. `table` writes entries as a
 valid table; `fix_checksums` repairs the checksums of a table whose blocks were damaged.
-Written independently of `ckptkit.index_file`, so the tests do not check that module with
+Written independently of `ckptkit.reading.index_file`, so the tests do not check that module with
 itself.
 """
 

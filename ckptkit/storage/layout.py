@@ -30,15 +30,15 @@ from dataclasses import dataclass
 
 from google.protobuf import text_format
 
-from ckptkit import fs
 from ckptkit.errors import (
     CheckpointNotFoundError,
     CorruptCheckpointError,
     DiskFullError,
     SaveError,
 )
-from ckptkit.manifest import MANIFEST_SUFFIX, file_problems, read_manifest
-from ckptkit.state_proto import CheckpointState
+from ckptkit.storage import fs
+from ckptkit.storage.manifest import MANIFEST_SUFFIX, file_problems, read_manifest
+from ckptkit.storage.state_proto import CheckpointState
 from ckptkit.warn import warn
 
 __all__ = [

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from stat import S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFMT, S_IFSOCK, S_ISDIR, S_ISREG
 from typing import Any, NamedTuple
 
-from ckptkit import fsspec_files, routes
+from ckptkit.storage import fsspec_files, routes
 
 __all__ = [
     "Stat",

@@ -19,9 +19,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ckptkit import fs
 from ckptkit._version import __version__
 from ckptkit.errors import CorruptCheckpointError, InvalidMetadataError, first_line
+from ckptkit.storage import fs
 
 __all__ = [
     "MANIFEST_SUFFIX",

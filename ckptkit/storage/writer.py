@@ -14,12 +14,12 @@ from __future__ import annotations
 import contextlib
 import os
 
-from ckptkit import fs, storage
 from ckptkit.config import CheckpointConfig
-from ckptkit.directory_view import DirectoryView
 from ckptkit.errors import CkptkitError, DirectoryLockedError
-from ckptkit.lease import Lease
-from ckptkit.lock import WriterLock
+from ckptkit.storage import fs, layout
+from ckptkit.storage.directory_view import DirectoryView
+from ckptkit.storage.lease import Lease
+from ckptkit.storage.lock import WriterLock
 from ckptkit.warn import warn
 
 __all__ = ["DirectoryWriter"]
@@ -58,17 +58,17 @@ class DirectoryWriter:
         try:
             fs.makedirs(self._directory)
         except OSError as e:
-            raise storage.save_error(self._directory, self._directory, e) from e
+            raise layout.save_error(self._directory, self._directory, e) from e
         if self._lock is not None:
             try:
                 self._lock.acquire()
             except CkptkitError:
                 raise
             except OSError as e:
-                raise storage.lock_error(self._lock.path, e) from e
+                raise layout.lock_error(self._lock.path, e) from e
         self._view.refresh()  # another writer may have committed since this manager read it
         try:
-            storage.remove_leftovers(
+            layout.remove_leftovers(
                 self._directory, self._prefix, {p for p, _ in self._view.entries}
             )
         except OSError as e:
@@ -120,7 +120,7 @@ class DirectoryWriter:
         tidy = tidy and wrote and not self._view.entries
         if tidy:
             with contextlib.suppress(OSError):
-                storage.remove_state(self._directory)
+                layout.remove_state(self._directory)
         if self._lock is not None:
             self._lock.release(remove=tidy)
         if tidy and not fs.is_remote(self._directory):

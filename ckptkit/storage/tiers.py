@@ -24,9 +24,15 @@ import shutil
 import time
 import uuid
 
-from ckptkit import fs, fsspec_files, routes, storage
 from ckptkit.errors import CorruptCheckpointError, UploadError
-from ckptkit.manifest import MANIFEST_SUFFIX, Manifest, file_problems, manifest_path, parse_manifest
+from ckptkit.storage import fs, fsspec_files, layout, routes
+from ckptkit.storage.manifest import (
+    MANIFEST_SUFFIX,
+    Manifest,
+    file_problems,
+    manifest_path,
+    parse_manifest,
+)
 
 __all__ = ["cache_dir", "evict", "local_copy", "readable", "trim", "upload"]
 
@@ -63,7 +69,7 @@ def upload(local: str, remote: str) -> list[str]:
     directory = os.path.dirname(remote)  # the local copy has the same name (`local_copy`)
     pairs = [
         (f, os.path.join(directory, os.path.basename(f)))
-        for f in storage.checkpoint_files(local)
+        for f in layout.checkpoint_files(local)
         if not f.endswith(MANIFEST_SUFFIX)
     ]
     try:
@@ -123,7 +129,7 @@ def _download(path: str, local: str, manifest: tuple[bytes, Manifest] | None) ->
     if manifest is not None:
         names = list(manifest[1].files)
     else:
-        names = [os.path.basename(f) for f in storage.checkpoint_files(path)]
+        names = [os.path.basename(f) for f in layout.checkpoint_files(path)]
     cache = os.path.dirname(local)
     fresh = os.path.join(cache, f".download-{uuid.uuid4().hex}")
     os.makedirs(fresh)
@@ -163,7 +169,7 @@ def _download(path: str, local: str, manifest: tuple[bytes, Manifest] | None) ->
 
 def evict(path: str) -> None:
     """Removes the local copy of the staged checkpoint `path` (its manifest last)."""
-    storage.delete_checkpoint(local_copy(path))
+    layout.delete_checkpoint(local_copy(path))
 
 
 def trim(directory: str, prefix: str, keep: list[str]) -> None:
@@ -179,7 +185,7 @@ def trim(directory: str, prefix: str, keep: list[str]) -> None:
         # What a killed download left; a recent one may be another reader's, still running.
         if name.startswith(".download-") and fs.stat(folder).mtime < time.time() - 3600:
             shutil.rmtree(folder, ignore_errors=True)
-    storage.remove_leftovers(cache, prefix, set())
-    for local in storage.uncommitted(cache, prefix):
+    layout.remove_leftovers(cache, prefix, set())
+    for local in layout.uncommitted(cache, prefix):
         if os.path.basename(local) not in kept:
-            storage.delete_checkpoint(local)
+            layout.delete_checkpoint(local)

@@ -19,8 +19,8 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ckptkit import routes
 from ckptkit.errors import MissingExtraError
+from ckptkit.storage import routes
 
 __all__ = [
     "create",

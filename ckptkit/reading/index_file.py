@@ -24,8 +24,8 @@ from google.protobuf.message import DecodeError
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf.tensor_bundle_pb2 import BundleEntryProto, BundleHeaderProto
 
-from ckptkit import fs
 from ckptkit.errors import CorruptCheckpointError
+from ckptkit.storage import fs
 
 __all__ = ["check_index"]
 

@@ -23,12 +23,12 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf.trackable_object_graph_pb2 import TrackableObjectGraph
 
-from ckptkit import fs, tiers
 from ckptkit.errors import CheckpointKeyError, CorruptCheckpointError, FormatError, first_line
-from ckptkit.index_file import check_index
-from ckptkit.keras_files import is_keras_file, keras_datasets, read_keras_tensor
 from ckptkit.matching import CheckpointGraph, CheckpointNode, ValueSpec
-from ckptkit.storage import resolve_checkpoint
+from ckptkit.reading.index_file import check_index
+from ckptkit.reading.keras_files import is_keras_file, keras_datasets, read_keras_tensor
+from ckptkit.storage import fs, tiers
+from ckptkit.storage.layout import resolve_checkpoint
 
 __all__ = [
     "OBJECT_GRAPH_KEY",

@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ckptkit import fs, storage
 from ckptkit.errors import CorruptCheckpointError
-from ckptkit.manifest import read_manifest
 from ckptkit.retention import best_k
+from ckptkit.storage import fs, layout
+from ckptkit.storage.manifest import read_manifest
 from ckptkit.warn import warn
 
 __all__ = ["DirectoryView"]
@@ -61,7 +61,7 @@ class DirectoryView:
         if not fs.isdir(directory):
             return
         # Entries whose files are gone stay, so that restore() reports them as skipped.
-        entries, last_preserved = storage.committed(
+        entries, last_preserved = layout.committed(
             directory, include_missing=True, allow_outside=self.allow_outside
         )
         now = time.time()

@@ -28,8 +28,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ckptkit import fs
 from ckptkit.errors import DirectoryLockedError
+from ckptkit.storage import fs
 
 __all__ = ["LEASE_FILE", "Lease"]
 

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from ckptkit import fs, storage
 from ckptkit.errors import CheckpointNotFoundError, CorruptCheckpointError, FormatError
-from ckptkit.index_file import check_index
-from ckptkit.inspection import open_reader
-from ckptkit.keras_files import is_keras_file
-from ckptkit.manifest import Manifest, file_problems, manifest_path, read_manifest
+from ckptkit.reading.index_file import check_index
+from ckptkit.reading.inspection import open_reader
+from ckptkit.reading.keras_files import is_keras_file
+from ckptkit.storage import fs, layout
+from ckptkit.storage.manifest import Manifest, file_problems, manifest_path, read_manifest
 
 __all__ = ["CheckpointVerdict", "Problem", "VerifyReport", "verify", "verify_checkpoint"]
 
@@ -131,7 +131,7 @@ def _check_readable(path: str, *, full: bool, check_shards: bool) -> list[Proble
 
 
 def _missing_shards(path: str) -> list[Problem]:
-    shards = storage.checkpoint_files(path)
+    shards = layout.checkpoint_files(path)
     counts = {int(m.group(2)) for f in shards if (m := _SHARD_RE.search(f))}
     if not counts:
         return [Problem(path + ".data-00000-of-00001", "missing: no data file")]
@@ -164,12 +164,12 @@ def verify(path: str, *, full: bool = False) -> VerifyReport:
             "values against (TensorFlow checkpoints have ckptkit's manifest and per-tensor "
             f"crc32c); `ckptkit inspect {path}` shows whether it opens and what it holds"
         )
-    path = storage.check_path(path).removesuffix(".index")
+    path = layout.check_path(path).removesuffix(".index")
     if any(fs.exists(p, follow_links=True) for p in (path + ".index", manifest_path(path))):
         return VerifyReport((verify_checkpoint(path, full=full),))
     if not fs.isdir(path):
-        storage.resolve_checkpoint(path)  # raises the right "not found" error
-    entries, _ = storage.committed(path, include_missing=True)
+        layout.resolve_checkpoint(path)  # raises the right "not found" error
+    entries, _ = layout.committed(path, include_missing=True)
     if not entries:
         raise CheckpointNotFoundError(f"no checkpoint in directory {path!r} to verify")
     return VerifyReport(tuple(verify_checkpoint(p, full=full) for p, _ in entries))

@@ -28,16 +28,16 @@ from typing import Any, Literal
 
 import keras
 
-from ckptkit import fs
+from ckptkit.backends.tf_internals import set_initial_epoch
 from ckptkit.config import CheckpointConfig, Retention, Schedule, as_config
 from ckptkit.errors import CheckpointExistsError, CheckpointSkippedWarning
-from ckptkit.keras_export import KerasExport
-from ckptkit.keras_resume import Progress, batches_done, build_from, seed_states
+from ckptkit.keras.export import KerasExport
+from ckptkit.keras.resume import Progress, batches_done, build_from, seed_states
 from ckptkit.manager import CheckpointManager
 from ckptkit.retention import Mode
 from ckptkit.status import RestoreResult
-from ckptkit.storage import list_checkpoints, parse_step
-from ckptkit.tf_internals import set_initial_epoch
+from ckptkit.storage import fs
+from ckptkit.storage.layout import list_checkpoints, parse_step
 from ckptkit.warn import warn
 
 __all__ = ["CheckpointCallback"]

@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 import tensorflow as tf
 
-from ckptkit import fs
+from ckptkit.backends.tf_internals import keras_metric_direction
 from ckptkit.retention import Mode, direction, is_better
-from ckptkit.tf_internals import keras_metric_direction
+from ckptkit.storage import fs
 from ckptkit.warn import warn
 
 __all__ = ["KerasExport", "check_filepath"]
