@@ -36,11 +36,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ckptkit.config import CheckpointConfig
-from ckptkit.errors import CheckpointExistsError, DirectoryLockedError, SaveError, UploadError
+from ckptkit.errors import CheckpointExistsError, DirectoryLockedError, SaveError
 from ckptkit.retention import plan_deletions
 from ckptkit.storage import fs, layout, tiers
 from ckptkit.storage.directory_view import DirectoryView
-from ckptkit.storage.manifest import MANIFEST_SUFFIX, build_manifest, write_manifest
+from ckptkit.storage.manifest import MANIFEST_SUFFIX, build_manifest
 from ckptkit.storage.writer import DirectoryWriter
 from ckptkit.warn import warn
 
@@ -73,6 +73,9 @@ class CommitPipeline:
         view: The manager's view of the directory, which a commit updates.
         writer: This manager's claim on the directory, checked before each write.
         tensorflow_version: Recorded in each manifest.
+
+    Attributes:
+        tier: How a save reaches the directory (`tiers.Direct` or `tiers.Staged`).
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class CommitPipeline:
         self._config = config
         self._view = view
         self._writer = writer
+        self.tier = tiers.tier_of(config.directory)  # how a save reaches the directory
         self._tensorflow = tensorflow_version
         self._thread: threading.Thread | None = None
         self._in_flight: str | None = None
@@ -149,15 +153,11 @@ class CommitPipeline:
         """
         path = request.path
         durable = self._config.durable
-        directory = self._config.directory
-        staged = fs.staged(path)
+        tier = self.tier
         try:
             self._writer.check()  # before TensorFlow writes: the directory may be another's now
             layout.mark_pending(path)
-            target = tiers.local_copy(path) if staged else path
-            if staged:
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-            written = request.write(target)
+            written = request.write(tier.target(path))
             now = time.time()
             files = [f for f in layout.checkpoint_files(written) if not f.endswith(MANIFEST_SUFFIX)]
             manifest = build_manifest(
@@ -169,11 +169,7 @@ class CommitPipeline:
                 user=request.user,
                 durable=durable,
             )
-            if staged:
-                tiers.upload(written, path)
-                write_manifest(written, manifest)  # the local copy, as the cache matches it
-                written = path
-            write_manifest(written, manifest, durable=durable)
+            written = tier.publish(written, path, manifest, durable=durable)
             layout.unmark_pending(path)
             with self._committing:
                 if self._abandoned:
@@ -187,22 +183,20 @@ class CommitPipeline:
         except OSError as e:
             with contextlib.suppress(OSError):
                 layout.delete_checkpoint(path)
-                if staged and not isinstance(e, UploadError):
-                    tiers.evict(path)  # a whole staged copy stays for a retry; a partial goes
+                tier.discard(path, e)
             if isinstance(e, SaveError):
                 raise
-            raise layout.save_error(path, directory, e) from e
+            raise layout.save_error(path, self._config.directory, e) from e
         for old in deleted:
             self._delete_files(old, written)
-        if staged:
-            self._trim_local(written)
+        self._trim_local(written)
         return written
 
     def _trim_local(self, committed: str) -> None:
         """Keeps the local copies of the newest `Storage.keep_local` committed checkpoints."""
         keep = [p for p, _ in self._view.entries][::-1][: self._config.storage.keep_local]
         try:
-            tiers.trim(self._config.directory, self._config.prefix, keep)
+            self.tier.trim(self._config.prefix, keep)
         except OSError as e:
             warn(f"{committed} is committed, but its local cache could not be trimmed ({e})")
 

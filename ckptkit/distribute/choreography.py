@@ -24,7 +24,6 @@ from ckptkit.errors import (
 )
 from ckptkit.restore import RestorePipeline
 from ckptkit.status import RestoreResult
-from ckptkit.storage import fs, tiers
 
 __all__ = ["NO_ASYNC", "cluster_of", "restore_together", "save_together"]
 
@@ -69,9 +68,7 @@ def save_together(
 
     on_chief(cluster, admit, lambda: None, doing=doing)
     # TensorFlow cannot write a staged directory: there the scratch is in the local tier.
-    directory = os.path.dirname(path)
-    near = tiers.cache_dir(directory) if fs.staged(path) else directory
-    scratch = os.path.join(near, f".workertemp-{cluster.task_id}")
+    scratch = os.path.join(pipeline.tier.workspace(), f".workertemp-{cluster.task_id}")
     on_chief(
         cluster,
         lambda: (pipeline.run(request), 0),

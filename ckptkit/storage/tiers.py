@@ -8,8 +8,10 @@ directory each checkpoint lives in two tiers:
 - remote: the directory itself, where `upload` copies the files (the commit pipeline then
   writes the manifest and the state file there, see `commit`).
 
-`readable` is how anything hands a checkpoint to TensorFlow. For a staged checkpoint it uses
-the nearest intact copy: the local one when its manifest is byte for byte the remote one and
+A save goes through the directory's tier, chosen once (`tier_of`): `Direct` where TensorFlow
+writes the directory itself, `Staged` where it writes the local tier and the files are then
+uploaded. `readable` is how anything hands a checkpoint to TensorFlow. For a staged checkpoint
+it uses the nearest intact copy: the local one when its manifest is byte for byte the remote one and
 its files match it; otherwise it downloads the checkpoint into a fresh folder, checks every
 file against the remote manifest, and only then moves it into the cache. So a damaged or
 missing object is caught before TensorFlow reads anything, and a restore walks back past it.
@@ -32,11 +34,87 @@ from ckptkit.storage.manifest import (
     file_problems,
     manifest_path,
     parse_manifest,
+    write_manifest,
 )
 
-__all__ = ["cache_dir", "evict", "local_copy", "readable", "trim", "upload"]
+__all__ = [
+    "Direct",
+    "Staged",
+    "cache_dir",
+    "evict",
+    "local_copy",
+    "readable",
+    "tier_of",
+    "trim",
+    "upload",
+]
 
 _MANIFEST_MAX_BYTES = 16 << 20
+
+
+class Direct:
+    """A directory TensorFlow writes itself: a local folder, or a URL gfile reaches."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def workspace(self) -> str:
+        """A folder TensorFlow can write for this directory: the directory itself."""
+        return self.directory
+
+    def target(self, path: str) -> str:
+        """Where TensorFlow writes the checkpoint `path`: at `path`."""
+        return path
+
+    def publish(self, written: str, path: str, manifest: Manifest, *, durable: bool) -> str:
+        """Records the written checkpoint's manifest beside it; returns its path."""
+        write_manifest(written, manifest, durable=durable)
+        return written
+
+    def discard(self, path: str, error: OSError) -> None:
+        """After a failed save of `path`, whose files are removed: nothing else is kept."""
+
+    def trim(self, prefix: str, keep: list[str]) -> None:
+        """Nothing to trim: there is no local tier."""
+
+
+class Staged(Direct):
+    """A directory on an fsspec URL: written in the local tier, uploaded, then recorded there."""
+
+    def workspace(self) -> str:
+        """A folder TensorFlow can write for this directory: its local tier."""
+        return cache_dir(self.directory)
+
+    def target(self, path: str) -> str:
+        """Where TensorFlow writes the checkpoint `path`: its local copy."""
+        local = local_copy(path)
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        return local
+
+    def publish(self, written: str, path: str, manifest: Manifest, *, durable: bool) -> str:
+        """Uploads the local copy `written` to `path`, then writes the manifest in both tiers.
+
+        Raises:
+            UploadError: A file could not be uploaded; the local copy stays for a retry.
+        """
+        upload(written, path)
+        write_manifest(written, manifest)  # the local copy, as the cache matches it
+        write_manifest(path, manifest, durable=durable)
+        return path
+
+    def discard(self, path: str, error: OSError) -> None:
+        """After a failed save of `path`: a whole local copy stays for a retry, a partial goes."""
+        if not isinstance(error, UploadError):
+            evict(path)
+
+    def trim(self, prefix: str, keep: list[str]) -> None:
+        """Removes the local copies but `keep`'s (`trim`)."""
+        trim(self.directory, prefix, keep)
+
+
+def tier_of(directory: str) -> Direct:
+    """The tier a save of `directory` goes through: `Staged` on an fsspec URL, else `Direct`."""
+    return Staged(directory) if fs.staged(directory) else Direct(directory)
 
 
 def cache_dir(directory: str) -> str:
