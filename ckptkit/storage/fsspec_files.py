@@ -22,19 +22,7 @@ from typing import Any
 from ckptkit.errors import MissingExtraError
 from ckptkit.storage import routes
 
-__all__ = [
-    "create",
-    "download",
-    "exists",
-    "isdir",
-    "listdir",
-    "makedirs",
-    "read_bytes",
-    "remove",
-    "stat",
-    "upload",
-    "write",
-]
+__all__ = ["FsspecFiles", "download", "upload"]
 
 _EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
 
@@ -72,106 +60,108 @@ def _as_oserror(path: str) -> Iterator[None]:
         raise OSError(errno.EIO, f"{type(e).__name__}: {e}", path) from e
 
 
-def read_bytes(path: str, *, limit: int | None = None) -> bytes:
-    """The bytes of the object `path`; `limit` refuses larger ones (see `fs.read_bytes`)."""
-    fs, name = _filesystem(path)
-    with _as_oserror(path):
-        fs.invalidate_cache(name)
-        return bytes(fs.cat_file(name, end=None if limit is None else limit + 1))
+class FsspecFiles:
+    """The `fs` primitives over fsspec (see `ckptkit.storage.fs` for each one's contract)."""
 
-
-def exists(path: str) -> bool:
-    """Whether an object or a folder (a common prefix) `path` exists; False where the store errs."""
-    fs, name = _filesystem(path)
-    try:
+    def read_bytes(self, path: str, *, limit: int | None = None) -> bytes:
+        """The bytes of the object `path`; `limit` refuses larger ones (see `fs.read_bytes`)."""
+        fs, name = _filesystem(path)
         with _as_oserror(path):
             fs.invalidate_cache(name)
-            return bool(fs.exists(name))
-    except OSError:
-        return False
+            return bytes(fs.cat_file(name, end=None if limit is None else limit + 1))
 
-
-def isdir(path: str) -> bool:
-    """Whether `path` is a folder: a bucket, or a prefix some object has."""
-    fs, name = _filesystem(path)
-    try:
-        with _as_oserror(path):
-            fs.invalidate_cache(name)
-            return bool(fs.isdir(name))
-    except OSError:
-        return False
-
-
-def stat(path: str) -> tuple[int, float]:
-    """The size and modification time of the object `path`."""
-    fs, name = _filesystem(path)
-    with _as_oserror(path):
-        fs.invalidate_cache(name)
-        info = fs.info(name)
-        if info.get("type") == "directory":
-            raise OSError(errno.EISDIR, "a directory, not a regular file", path)
+    def exists(self, path: str, *, follow_links: bool = False) -> bool:
+        """Whether an object or a folder (a prefix) `path` exists; False where the store errs."""
+        fs, name = _filesystem(path)
         try:
-            mtime = fs.modified(name).timestamp()
-        except (NotImplementedError, OSError):
-            mtime = 0.0
-    return int(info.get("size") or 0), float(mtime)
-
-
-def makedirs(path: str) -> None:
-    """Creates the folder `path` where the store has folders (a no-op on S3's prefixes)."""
-    fs, name = _filesystem(path)
-    with _as_oserror(path):
-        fs.makedirs(name, exist_ok=True)
-
-
-def listdir(directory: str) -> list[str]:
-    """The names in `directory`, sorted, fetched anew; empty when there are none."""
-    fs, name = _filesystem(directory)
-    try:
-        with _as_oserror(directory):
-            fs.invalidate_cache(name)
-            found = fs.ls(name, detail=False, refresh=True)
-    except OSError:
-        return []
-    return sorted({os.path.basename(str(p).rstrip("/")) for p in found} - {""})
-
-
-def remove(path: str) -> bool:
-    """Removes the object `path`, or the folder and everything under it; False when gone."""
-    fs, name = _filesystem(path)
-    with _as_oserror(path):
-        fs.invalidate_cache(name)
-        try:
-            if fs.isdir(name):
-                fs.rm(name, recursive=True)
-            else:
-                fs.rm_file(name)
-        except FileNotFoundError:
+            with _as_oserror(path):
+                fs.invalidate_cache(name)
+                return bool(fs.exists(name))
+        except OSError:
             return False
-    return True
 
+    def is_regular_file(self, path: str) -> bool:
+        """Whether an object (not a folder) `path` exists."""
+        return self.exists(path) and not self.isdir(path)
 
-def write(path: str, data: bytes) -> None:
-    """Replaces the object `path` with `data` in one put."""
-    fs, name = _filesystem(path)
-    with _as_oserror(path):
-        fs.pipe_file(name, data)
-
-
-def create(path: str, data: bytes) -> None:
-    """Writes the object `path` only if none is there (a conditional put where the store has one).
-
-    Raises:
-        FileExistsError: An object `path` exists.
-    """
-    fs, name = _filesystem(path)
-    with _as_oserror(path):
+    def isdir(self, path: str) -> bool:
+        """Whether `path` is a folder: a bucket, or a prefix some object has."""
+        fs, name = _filesystem(path)
         try:
-            fs.pipe_file(name, data, mode="create")
-        except TypeError:  # an fsspec filesystem without create-only writes: check, then put
-            if fs.exists(name):
-                raise FileExistsError(errno.EEXIST, "exists", path) from None
+            with _as_oserror(path):
+                fs.invalidate_cache(name)
+                return bool(fs.isdir(name))
+        except OSError:
+            return False
+
+    def stat(self, path: str) -> tuple[int, float]:
+        """The size and modification time of the object `path`."""
+        fs, name = _filesystem(path)
+        with _as_oserror(path):
+            fs.invalidate_cache(name)
+            info = fs.info(name)
+            if info.get("type") == "directory":
+                raise OSError(errno.EISDIR, "a directory, not a regular file", path)
+            try:
+                mtime = fs.modified(name).timestamp()
+            except (NotImplementedError, OSError):
+                mtime = 0.0
+        return int(info.get("size") or 0), float(mtime)
+
+    def makedirs(self, path: str) -> None:
+        """Creates the folder `path` where the store has folders (a no-op on S3's prefixes)."""
+        fs, name = _filesystem(path)
+        with _as_oserror(path):
+            fs.makedirs(name, exist_ok=True)
+
+    def listdir(self, directory: str) -> list[str]:
+        """The names in `directory`, sorted, fetched anew; empty when there are none."""
+        fs, name = _filesystem(directory)
+        try:
+            with _as_oserror(directory):
+                fs.invalidate_cache(name)
+                found = fs.ls(name, detail=False, refresh=True)
+        except OSError:
+            return []
+        return sorted({os.path.basename(str(p).rstrip("/")) for p in found} - {""})
+
+    def remove(self, path: str) -> bool:
+        """Removes the object `path`, or the folder and everything under it; False when gone."""
+        fs, name = _filesystem(path)
+        with _as_oserror(path):
+            fs.invalidate_cache(name)
+            try:
+                if fs.isdir(name):
+                    fs.rm(name, recursive=True)
+                else:
+                    fs.rm_file(name)
+            except FileNotFoundError:
+                return False
+        return True
+
+    def write_atomic(self, path: str, data: bytes, *, durable: bool = False) -> None:
+        """Replaces the object `path` with `data` in one put, which appears whole or not at all."""
+        fs, name = _filesystem(path)
+        with _as_oserror(path):
             fs.pipe_file(name, data)
+
+    def create(self, path: str, data: bytes) -> None:
+        """Writes the object `path` only if none is there (a conditional put where there is one).
+
+        Raises:
+            FileExistsError: An object `path` exists.
+        """
+        fs, name = _filesystem(path)
+        with _as_oserror(path):
+            try:
+                fs.pipe_file(name, data, mode="create")
+            except TypeError:  # an fsspec filesystem without create-only writes: check, then put
+                if fs.exists(name):
+                    raise FileExistsError(errno.EEXIST, "exists", path) from None
+                fs.pipe_file(name, data)
+
+    def fsync(self, path: str) -> None:
+        """Nothing: object stores make their own durability promises."""
 
 
 def upload(pairs: Sequence[tuple[str, str]]) -> None:
