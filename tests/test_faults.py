@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
-from helpers import ForkedWorker, equal_to, worker_outcome
+from forked import ForkedWorker
+from helpers import equal_to, worker_outcome
 
 import ckptkit
 

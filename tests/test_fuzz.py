@@ -14,7 +14,7 @@ import os
 import signal
 
 import pytest
-from helpers import ForkedWorker
+from forked import ForkedWorker
 
 pytestmark = pytest.mark.slow  # a worker process over 150 crafted files: `nox -s slow`
 

@@ -11,7 +11,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import ForkedWorker, Interrupt, cli
+from forked import ForkedWorker
+from helpers import Interrupt, cli
 
 import ckptkit
 from ckptkit.keras import CheckpointCallback

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import ForkedWorker
+from forked import ForkedWorker
 
 import ckptkit
 from ckptkit.keras import CheckpointCallback

@@ -8,7 +8,7 @@ import time
 
 import pytest
 import tensorflow as tf
-from helpers import ForkedWorker
+from forked import ForkedWorker
 
 import ckptkit
 

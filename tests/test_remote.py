@@ -12,7 +12,8 @@ import time
 
 import pytest
 import tensorflow as tf
-from helpers import WORKERS, ForkedWorker, cli, equal_to, fill, state
+from forked import WORKERS, ForkedWorker
+from helpers import cli, equal_to, fill, state
 
 import ckptkit
 from ckptkit.errors import (
