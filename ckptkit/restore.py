@@ -77,10 +77,7 @@ class RestorePipeline:
                 )
             return self._load(target, mode, verdict, skipped=())
         if not self._view.entries:
-            raise CheckpointNotFoundError(
-                f"no checkpoint to restore in {self._directory}; "
-                "use restore_or_initialize() to start fresh when there is none"
-            )
+            raise self._nothing_to_restore()
         if best and not ranked(self._view, self._config):
             raise CheckpointNotFoundError(
                 f"no checkpoint in {self._directory} has a value of "
@@ -122,11 +119,14 @@ class RestorePipeline:
             )
         newest = self._view.newest
         if newest is None:
-            raise CheckpointNotFoundError(
-                f"no checkpoint to restore in {self._directory}; "
-                "use restore_or_initialize() to start fresh when there is none"
-            )
+            raise self._nothing_to_restore()
         return newest
+
+    def _nothing_to_restore(self) -> CheckpointNotFoundError:
+        return CheckpointNotFoundError(
+            f"no checkpoint to restore in {self._directory}; "
+            "use restore_or_initialize() to start fresh when there is none"
+        )
 
     def _walk_back(self, best: bool, mode: Assertion) -> RestoreResult:
         """Loads the newest (or best) checkpoint that is intact and fits, skipping the others."""

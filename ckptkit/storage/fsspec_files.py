@@ -49,6 +49,17 @@ def _missing(path: str, error: ImportError) -> MissingExtraError:
     return MissingExtraError(f"{path} needs fsspec's support for {scheme}:// ({error}); {install}")
 
 
+def _is(test: str, path: str) -> bool:
+    """The store's `test` (``exists``, ``isdir``) of `path`, fetched anew; False where it errs."""
+    fs, name = _filesystem(path)
+    try:
+        with _as_oserror(path):
+            fs.invalidate_cache(name)
+            return bool(getattr(fs, test)(name))
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
 def _as_oserror(path: str) -> Iterator[None]:
     """Client errors that are not `OSError` (connection failures, ...) become one."""
@@ -72,13 +83,7 @@ class FsspecFiles:
 
     def exists(self, path: str, *, follow_links: bool = False) -> bool:
         """Whether an object or a folder (a prefix) `path` exists; False where the store errs."""
-        fs, name = _filesystem(path)
-        try:
-            with _as_oserror(path):
-                fs.invalidate_cache(name)
-                return bool(fs.exists(name))
-        except OSError:
-            return False
+        return _is("exists", path)
 
     def is_regular_file(self, path: str) -> bool:
         """Whether an object (not a folder) `path` exists."""
@@ -86,13 +91,7 @@ class FsspecFiles:
 
     def isdir(self, path: str) -> bool:
         """Whether `path` is a folder: a bucket, or a prefix some object has."""
-        fs, name = _filesystem(path)
-        try:
-            with _as_oserror(path):
-                fs.invalidate_cache(name)
-                return bool(fs.isdir(name))
-        except OSError:
-            return False
+        return _is("isdir", path)
 
     def stat(self, path: str) -> tuple[int, float]:
         """The size and modification time of the object `path`."""
