@@ -1,6 +1,7 @@
 """The ``ckptkit`` command: list, inspect and compare checkpoints from the shell.
 
-    ckptkit ls DIR                 one row per checkpoint, newest last
+    ckptkit ls DIR [--all]         one row per checkpoint, newest last (--all: and those on
+                                   disk that the state file does not list)
     ckptkit inspect PATH           format, variables, totals, object tree (also .keras files)
     ckptkit inspect PATH --tensor KEY
     ckptkit diff A B               keys only in A / only in B, shape, dtype and value changes
@@ -54,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ls = sub.add_parser("ls", help="list the checkpoints of a directory, newest last")
     ls.add_argument("directory")
+    ls.add_argument(
+        "--all",
+        action="store_true",
+        help="also list whole checkpoints on disk that the state file does not list",
+    )
     inspect = sub.add_parser("inspect", help="show what a checkpoint holds")
     inspect.add_argument(
         "path", help="checkpoint prefix, its .index file, a directory, or a .weights.h5/.keras file"
@@ -127,9 +133,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "ls":
             infos = layout.list_checkpoints(args.directory)
-            if not infos:
+            hidden = [
+                layout.describe(p)
+                for p in layout.unlisted(args.directory, (i.path for i in infos))
+                if args.all
+            ]
+            if not infos and not hidden:
                 raise layout.no_checkpoint(args.directory)
-            _ls(infos, as_json=args.json)
+            _ls(infos, hidden, as_json=args.json)
             return 0
         for given in _paths(args):
             if not _present(given):
@@ -214,10 +225,13 @@ def _human_bytes(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _ls(infos: list[CheckpointInfo], *, as_json: bool) -> None:
+def _ls(infos: list[CheckpointInfo], hidden: list[CheckpointInfo], *, as_json: bool) -> None:
+    """Prints the listed checkpoints, then those on disk the state file leaves out (`hidden`)."""
     from ckptkit.errors import CorruptCheckpointError
     from ckptkit.storage.manifest import read_manifest
 
+    listed = len(infos)
+    infos = infos + hidden
     manifests = []
     for info in infos:
         try:
@@ -234,8 +248,9 @@ def _ls(infos: list[CheckpointInfo], *, as_json: bool) -> None:
                     "time": i.time,
                     "metrics": m.metrics if m else None,
                     "metadata": m.metadata if m else None,
+                    "listed": n < listed,
                 }
-                for i, m in zip(infos, manifests, strict=True)
+                for n, (i, m) in enumerate(zip(infos, manifests, strict=True))
             ]
         )
         return
@@ -243,17 +258,20 @@ def _ls(infos: list[CheckpointInfo], *, as_json: bool) -> None:
 
     table = Table("step", "size", "time", "metrics", "path")
     rows = []
-    for info, manifest in zip(infos, manifests, strict=True):
+    for n, (info, manifest) in enumerate(zip(infos, manifests, strict=True)):
         when = datetime.datetime.fromtimestamp(info.time).isoformat(sep=" ", timespec="seconds")
         step = "-" if info.step is None else str(info.step)
         metrics = " ".join(
             f"{k}={v:.4g}" for k, v in (manifest.metrics if manifest else {}).items()
         )
-        rows.append([step, _human_bytes(info.size_bytes), when, metrics, info.path])
+        path = info.path if n < listed else f"{info.path} (not in the state file)"
+        rows.append([step, _human_bytes(info.size_bytes), when, metrics, path])
         table.add_row(*rows[-1])
     console = _console()
     _print_table(console, table, rows)
-    console.print(f"{len(infos)} checkpoint(s)")
+    console.print(
+        f"{listed} checkpoint(s)" + (f", {len(hidden)} not in the state file" if hidden else "")
+    )
 
 
 def _verify(report: VerifyReport, *, as_json: bool) -> None:

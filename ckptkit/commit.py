@@ -9,9 +9,12 @@ function that writes the files (the backend's `write`, or the `write` of a snaps
 2. a ``.pending`` mark, so that whatever an interrupted save leaves is known as ckptkit's;
 3. TensorFlow writes the files; a manifest records them (sizes, the index's crc32, step, time,
    versions, user fields); the mark goes;
-4. retention plans which older checkpoints go, and the state file is replaced to list the new
-   one and drop those: the commit, the moment the checkpoint becomes visible;
-5. only then are the dropped checkpoints' files removed.
+4. retention plans which older checkpoints go and marks each ``.dropped``; the state file is
+   replaced to list the new one and drop those: the commit, the moment the checkpoint becomes
+   visible;
+5. only then are the dropped checkpoints' files removed, each mark last. A writer finishes
+   what a kill cut short: it deletes marked checkpoints, and never one the state file merely
+   does not list.
 
 For a staged directory (an fsspec URL TensorFlow cannot reach, see `tiers`), step 3 writes
 into the local tier, uploads the files, and writes the manifest remotely (and beside the local
@@ -134,6 +137,7 @@ class CommitPipeline:
         self._writer.check()
         entries = tuple(e for e in self._view.entries if e[0] != path)
         try:
+            layout.mark_dropped(path)
             layout.write_state(self._config.directory, entries, self._view.last_preserved)
             self._view.drop(path)
             layout.delete_checkpoint(path)
@@ -232,6 +236,8 @@ class CommitPipeline:
         doomed = set(plan.delete)
         entries = [e for e in entries if e[0] not in doomed]
         self._writer.check()
+        for path in plan.delete:
+            layout.mark_dropped(path)  # so that a kill before the deletion is finished later
         layout.write_state(
             self._config.directory,
             tuple(entries),

@@ -87,8 +87,11 @@ class RestorePipeline:
 
     def fresh_start(self) -> RestoreResult:
         """Nothing to restore: warns about what interrupted saves left uncommitted, if any."""
+        hidden = self._hidden()
+        if hidden:
+            warn(CheckpointSkippedWarning(f"starting fresh: {self._directory}{hidden}"))
         left = layout.uncommitted(self._directory, self._config.prefix)
-        if left:
+        if left and not hidden:
             warn(
                 CheckpointSkippedWarning(
                     f"starting fresh: {self._directory} holds no committed checkpoint. "
@@ -124,8 +127,20 @@ class RestorePipeline:
 
     def _nothing_to_restore(self) -> CheckpointNotFoundError:
         return CheckpointNotFoundError(
-            f"no checkpoint to restore in {self._directory}; "
-            "use restore_or_initialize() to start fresh when there is none"
+            f"no checkpoint to restore in {self._directory}"
+            + (self._hidden() or "; use restore_or_initialize() to start fresh when there is none")
+        )
+
+    def _hidden(self) -> str:
+        """What the state file leaves out of the checkpoints on disk, and how to get it back."""
+        found = layout.unlisted(self._directory, (p for p, _ in self._view.entries))
+        if not found:
+            return ""
+        return (
+            "; found on disk but not in the state file: "
+            + ", ".join(os.path.basename(p) for p in found)
+            + ". They are kept: restore one with restore(path=...), and see them with "
+            "`ckptkit ls --all`"
         )
 
     def _walk_back(self, best: bool, mode: Assertion) -> RestoreResult:
@@ -166,7 +181,9 @@ class RestorePipeline:
             self._view.damaged.add(target)
         raise CorruptCheckpointError(
             f"every {'ranked ' if best else ''}checkpoint in {self._directory} is damaged; "
-            "nothing was restored: " + "; ".join(f"{p} ({why})" for p, why in skipped)
+            "nothing was restored: "
+            + "; ".join(f"{p} ({why})" for p, why in skipped)
+            + self._hidden()
         )
 
     def _retired(self, target: str) -> bool:

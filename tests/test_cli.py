@@ -62,6 +62,21 @@ def test_ls_table_lists_newest_last(directory, capsys, monkeypatch) -> None:
     assert "2 checkpoint(s)" in out
 
 
+def test_ls_all_shows_checkpoints_the_state_file_leaves_out(directory, capsys) -> None:
+    # A hand-edited state file that lists only ckpt-20: ckpt-10 is on disk, whole, unlisted.
+    with open(os.path.join(directory, "checkpoint"), "w") as f:
+        f.write('model_checkpoint_path: "ckpt-20"\n')
+    assert main(["ls", directory, "--json"]) == 0
+    assert [r["step"] for r in json.loads(capsys.readouterr().out)] == [20]
+    assert main(["ls", directory, "--all", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["step"], r["listed"]) for r in rows] == [(20, True), (10, False)]
+    assert main(["ls", directory, "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "ckpt-10 (not in the state file)" in out
+    assert "1 checkpoint(s), 1 not in the state file" in out
+
+
 def test_inspect_json_schema(directory) -> None:
     done = run("inspect", directory, "--json")
     assert done.returncode == 0, done.stderr

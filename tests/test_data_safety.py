@@ -179,8 +179,11 @@ def test_a_foreign_checkpoint_is_never_taken_for_a_leftover(config) -> None:
 
 @pytest.mark.parametrize("cut", ["before any deletion", "after the index went"])
 def test_checkpoints_left_by_a_killed_retention_are_removed_by_the_next_writer(run, cut) -> None:
-    # Retention (max_to_keep=2) committed a state file without ckpt-1, then was killed.
-    ckptkit.storage.layout.write_state(
+    # Retention (max_to_keep=2) marked ckpt-1 dropped, committed a state file without it, and
+    # was killed before (or while) removing its files.
+    layout = ckptkit.storage.layout
+    layout.mark_dropped(os.path.join(run.directory, "ckpt-1"))
+    layout.write_state(
         run.directory,
         tuple((os.path.join(run.directory, f"ckpt-{s}"), float(s)) for s in (2, 3)),
         0.0,
@@ -195,6 +198,71 @@ def test_checkpoints_left_by_a_killed_retention_are_removed_by_the_next_writer(r
     assert "ckpt-0.index" in names
     assert steps_listed(run.directory) == [2, 3, 4]
     assert ckptkit.verify(run.directory).ok
+
+
+def test_retention_leaves_no_mark_behind(config) -> None:
+    cfg = config(retention=Retention(max_to_keep=1))
+    saved(cfg, (1, 2, 3))
+    assert files_of(cfg.directory) == [
+        ".ckptkit.lock", "checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index",
+        "ckpt-3.manifest.json",
+    ]  # fmt: skip
+
+
+def write_state_listing(directory: str, *names: str) -> None:
+    """Replaces the state file by hand, as a user editing it would."""
+    lines = [f'model_checkpoint_path: "{names[-1]}"'] + [
+        f'all_model_checkpoint_paths: "{n}"' for n in names
+    ]
+    Path(directory, "checkpoint").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def hundreds(config) -> ckptkit.CheckpointConfig:
+    """Committed, intact ckpt-100, -200, -300 (max_to_keep=3); every variable equals its step."""
+    cfg = config(retention=Retention(max_to_keep=3))
+    saved(cfg, (100, 200, 300))
+    return cfg
+
+
+def test_a_state_file_naming_a_missing_checkpoint_loses_nothing(hundreds) -> None:
+    d = hundreds.directory
+    write_state_listing(d, "ckpt-999999")
+    before = files_of(d)
+    variables = state()
+    mgr = ckptkit.CheckpointManager(hundreds, **variables)
+    with pytest.raises(
+        ckptkit.CorruptCheckpointError,
+        match=r"found on disk but not in the state file: ckpt-100, ckpt-200, ckpt-300\. "
+        r"They are kept: restore one with restore\(path=\.\.\.\)",
+    ):
+        mgr.restore_or_initialize()
+    fill(variables, 301)
+    mgr.save(301)
+    assert set(before) < set(files_of(d))  # nothing deleted
+    # The documented way back: restore one of them by path, and train on.
+    assert mgr.restore(path=os.path.join(d, "ckpt-300")).step == 300
+    assert equal_to(variables, 300)
+    assert ckptkit.verify(os.path.join(d, "ckpt-100"), full=True).ok
+
+
+def test_a_hand_rollback_of_the_state_file_resumes_there_and_deletes_nothing(hundreds) -> None:
+    # TensorFlow's usual rollback: edit `checkpoint` to list only the checkpoint to go back to.
+    d = hundreds.directory
+    write_state_listing(d, "ckpt-200")
+    variables = state()
+    with ckptkit.CheckpointManager(hundreds, **variables) as mgr:
+        assert mgr.restore_or_initialize().step == 200
+        assert equal_to(variables, 200)
+        for step in (201, 300):  # ckpt-300 is saved again: the new one replaces the old
+            fill(variables, step)
+            mgr.save(step)
+        assert [c.step for c in mgr.checkpoints] == [200, 201, 300]
+    assert "ckpt-100.index" in files_of(d)  # not listed, never deleted
+    assert ckptkit.verify(d, full=True).ok
+    again = state()
+    ckptkit.CheckpointManager(hundreds, **again).restore(step=300)
+    assert equal_to(again, 300)
 
 
 def test_a_whole_checkpoint_killed_before_its_commit_is_not_a_leftover(run) -> None:

@@ -26,6 +26,7 @@ import errno
 import os
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from google.protobuf import text_format
@@ -42,6 +43,7 @@ from ckptkit.storage.state_proto import CheckpointState
 from ckptkit.warn import warn
 
 __all__ = [
+    "DROPPED_SUFFIX",
     "MANIFEST_SUFFIX",
     "PENDING_SUFFIX",
     "STATE_FILE",
@@ -54,6 +56,7 @@ __all__ = [
     "describe",
     "list_checkpoints",
     "lock_error",
+    "mark_dropped",
     "mark_pending",
     "named",
     "no_checkpoint",
@@ -63,7 +66,9 @@ __all__ = [
     "resolve_checkpoint",
     "save_error",
     "uncommitted",
+    "unlisted",
     "unmark_pending",
+    "whole",
     "write_state",
 ]
 
@@ -74,8 +79,14 @@ _STEP_RE = re.compile(r"-(\d+)$")
 # cut short leaves the manifest that marks the rest as ckptkit's.
 _PART_RE = re.compile(r"(\.index|\.data-\d{5}-of-\d{5}|\.meta|" + re.escape(MANIFEST_SUFFIX) + ")$")
 PENDING_SUFFIX = ".pending"  # created before TensorFlow writes, removed once the manifest is
+# Written before the state file stops listing a checkpoint that ckptkit deletes (retention,
+# `delete`), removed with its files: the record that lets a later writer finish the deletion.
+DROPPED_SUFFIX = ".dropped"
+_MARKS = (PENDING_SUFFIX, DROPPED_SUFFIX)
 _TEMP_RE = re.compile(
-    r"(_temp|\.[^/]*\.tempstate[^/]*|\.[^/]*\.tmp-[0-9a-f]+|" + re.escape(PENDING_SUFFIX) + ")$"
+    r"(_temp|\.[^/]*\.tempstate[^/]*|\.[^/]*\.tmp-[0-9a-f]+|"
+    + "|".join(re.escape(m) for m in _MARKS)
+    + ")$"
 )
 
 
@@ -350,6 +361,17 @@ def list_checkpoints(directory: str) -> list[CheckpointInfo]:
     return [describe(path, time) for path, time in entries]
 
 
+def unlisted(directory: str, listed: Iterable[str]) -> list[str]:
+    """Checkpoints on disk in `directory` that `listed` (the state file's) leaves out.
+
+    What a hand-edited, rolled back or copied state file hides: each has an index and, in a
+    directory ckptkit writes, a manifest that parses. Oldest first. ckptkit never deletes them
+    (see `remove_leftovers`); `CheckpointManager.restore(path=...)` loads one.
+    """
+    names = {os.path.basename(p) for p in listed}
+    return [p for p, _ in _scan(directory) if os.path.basename(p) not in names]
+
+
 def no_checkpoint(directory: str) -> CheckpointNotFoundError:
     """The error for an existing `directory` that holds no committed checkpoint."""
     return CheckpointNotFoundError(
@@ -448,41 +470,50 @@ def uncommitted(directory: str, prefix: str) -> list[str]:
 def remove_leftovers(directory: str, prefix: str, keep: set[str]) -> list[str]:
     """Removes what interrupted saves and deletions left in `directory`; returns what went.
 
-    `keep` is every committed checkpoint. The others named ``<prefix>-<step>`` that ckptkit
-    wrote (they have its manifest, or the ``.pending`` mark a save leaves until its manifest
-    is written) are removed when they are:
+    Only what ckptkit can show is its own garbage goes, among the checkpoints named
+    ``<prefix>-<step>`` that `keep` (every committed checkpoint) does not hold:
 
-    - newer than the newest committed one and not whole: an interrupted save (a whole one, a
-      valid manifest that its files match, stays for a later save of that step to replace);
-    - older: retention or `delete` cut short after the state file dropped them.
+    - a save that never finished: the ``.pending`` mark a save leaves until its manifest is
+      written, and the files are not whole (a whole one stays for a later save of that step to
+      replace);
+    - a deletion cut short: the ``.dropped`` mark that retention and `delete` write before the
+      state file stops listing a checkpoint.
 
-    A checkpoint with neither mark is not ckptkit's and is never removed. TensorFlow's
-    temporary folders and files and ckptkit's temporary files of saves under `prefix` go too.
-    Nothing committed, and nothing outside `directory`, is touched.
+    A whole checkpoint that the state file does not list and that carries neither mark is
+    never removed, whatever its step: a hand-edited, rolled-back or copied state file loses
+    nothing. TensorFlow's temporary folders and files, ckptkit's temporary files of saves under
+    `prefix`, and stale marks go too. Nothing committed, and nothing outside `directory`, is
+    touched.
 
     Raises:
         OSError: A file could not be removed.
     """
     names = fs.listdir(directory)
     temporaries, groups = _group(names, _steps_of(prefix))
-    pending = {n.removesuffix(PENDING_SUFFIX) for n in temporaries if n.endswith(PENDING_SUFFIX)}
-    temporaries += [n for n in names if n.startswith(f"{STATE_FILE}.tmp-")]
-    removed = [n for n in temporaries if fs.remove(os.path.join(directory, n))]
     kept = {os.path.basename(p) for p in keep}
-    newest = max((parse_step(p) or -1 for p in keep), default=-1)
-    for checkpoint, parts in groups.items():
+    pending, dropped = ({n.removesuffix(m) for n in temporaries if n.endswith(m)} for m in _MARKS)
+    removed = []
+    for checkpoint in sorted(set(groups) | pending | dropped):
         path = os.path.join(directory, checkpoint)
-        step = parse_step(checkpoint)
-        ours = checkpoint in pending or parts[-1].endswith(MANIFEST_SUFFIX)
-        if checkpoint in kept or step is None or not ours:
+        if checkpoint in kept or parse_step(checkpoint) is None:
             continue
-        if step < newest or not _whole(path):
-            delete_checkpoint(path)
+        if checkpoint in dropped or (checkpoint in pending and not whole(path)):
+            delete_checkpoint(path)  # its files, then its marks
             removed.append(checkpoint)
-    return removed
+    temporaries += [n for n in names if n.startswith(f"{STATE_FILE}.tmp-")]
+    return removed + [n for n in temporaries if fs.remove(os.path.join(directory, n))]
 
 
-def _whole(path: str) -> bool:
+def mark_dropped(path: str) -> None:
+    """Records that ckptkit is about to un-list checkpoint `path` and delete its files.
+
+    Raises:
+        OSError: The mark could not be written; the state file must then not drop `path`.
+    """
+    fs.write_atomic(path + DROPPED_SUFFIX, b"")
+
+
+def whole(path: str) -> bool:
     """Whether checkpoint `path` has a valid manifest and its files match it."""
     try:
         manifest = read_manifest(path)

@@ -265,5 +265,5 @@ def trim(directory: str, prefix: str, keep: list[str]) -> None:
             shutil.rmtree(folder, ignore_errors=True)
     layout.remove_leftovers(cache, prefix, set())
     for local in layout.uncommitted(cache, prefix):
-        if os.path.basename(local) not in kept:
+        if os.path.basename(local) not in kept or not layout.whole(local):
             layout.delete_checkpoint(local)
