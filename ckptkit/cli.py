@@ -46,6 +46,7 @@ class _UsageError(CkptkitError, ValueError):
 EXIT_DAMAGED = 1
 EXIT_DIFFERENT = 1
 EXIT_USAGE = 2
+_MAX_TREE_DEPTH = 32  # deeper levels of a path are drawn as one label
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -170,6 +171,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = str(e) if args.command == "convert" else first_line(e)
         print(f"ckptkit {args.command}: {text}", file=sys.stderr)
         return EXIT_USAGE
+    except MemoryError:
+        # Not "they differ" (1): the input asked for more memory than this process may have.
+        print(
+            f"ckptkit {args.command}: ran out of memory reading {', '.join(_paths(args))}; "
+            "the file claims more than it holds, or is larger than this machine's memory",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     return 0
 
 
@@ -177,6 +186,8 @@ def _paths(args: argparse.Namespace) -> list[str]:
     """The checkpoint paths a command reads."""
     if args.command == "diff":
         return [args.a, args.b]
+    if args.command == "ls":
+        return [args.directory]
     return [args.source if args.command == "convert" else args.path]
 
 
@@ -356,6 +367,8 @@ def _inspect(contents: CheckpointContents, graph: Any, *, as_json: bool) -> None
         for path, stored in sorted(entries):
             parent = ""
             parts = path.split("/")
+            if len(parts) > _MAX_TREE_DEPTH:  # a crafted key thousands of levels deep
+                parts[_MAX_TREE_DEPTH - 1 :] = ["/".join(parts[_MAX_TREE_DEPTH - 1 :])]
             for i, part in enumerate(parts):
                 here = f"{parent}/{part}" if parent else part
                 if here not in branches:

@@ -36,8 +36,25 @@ _MAX_DIMS = 254  # TensorShape's limit
 _MAX_SHARDS = 99_999  # shard file names have five digits
 # Dtypes a checkpoint can hold: every real DataType, none of the "_REF" ones (> 100).
 _DTYPES = frozenset(v for v in types_pb2.DataType.values() if 0 < v < 100) - {types_pb2.DT_RESOURCE}
-# path -> ((size, mtime_ns, inode), shard count) of indexes found sound
-_CHECKED: dict[str, tuple[tuple[int, int, int], int]] = {}
+# Bytes a value of each fixed-size dtype takes in a data file: TensorFlow writes the buffer.
+_ITEMSIZE = {
+    getattr(types_pb2, f"DT_{name}"): size
+    for names, size in (
+        ("UINT8 INT8 BOOL QINT8 QUINT8 FLOAT8_E5M2 FLOAT8_E4M3FN FLOAT8_E4M3FNUZ "
+         "FLOAT8_E4M3B11FNUZ FLOAT8_E5M2FNUZ", 1),
+        ("INT16 UINT16 QINT16 QUINT16 BFLOAT16 HALF", 2),
+        ("FLOAT INT32 UINT32 QINT32", 4),
+        ("DOUBLE INT64 UINT64 COMPLEX64", 8),
+        ("COMPLEX128", 16),
+    )
+    for name in names.split()
+}  # fmt: skip
+# Strings and variants: a length of at least one byte per value. Sub-byte types: packed at most
+# four to a byte.
+_PACKED = 4
+# path -> ((size, mtime_ns, inode), shard count, where each shard's values end) of indexes found
+# sound
+_CHECKED: dict[str, tuple[tuple[int, int, int], int, dict[int, tuple[int, bytes]]]] = {}
 
 
 class _Damage(Exception):
@@ -47,33 +64,66 @@ class _Damage(Exception):
 def check_index(path: str) -> int:
     """Checks the index file `path` before TensorFlow opens it.
 
+    Besides what TensorFlow would abort on, every entry's claimed number of values must fit the
+    bytes it claims, and those bytes must lie inside its data file: TensorFlow allocates the
+    claimed values before it compares sizes (24 bytes a string: a 236-byte index claiming two
+    billion strings kills the process), so what is allocated stays bounded by the files' sizes.
+
     Returns:
         The number of data shards its header names.
 
     Raises:
         CorruptCheckpointError: It cannot be read, is not a regular file, or holds something
-            TensorFlow's reader would abort on; the message names the file and the fault.
+            TensorFlow's reader would abort on or over-allocate for; the message names the file
+            and the fault.
     """
     identity = _identity(path)
     known = _CHECKED.get(path)
     if identity is not None and known is not None and known[0] == identity:
-        return known[1]
-    try:
-        shards = _check(fs.read_bytes(path))
-    except OSError as e:
-        raise CorruptCheckpointError(
-            f"cannot read checkpoint index {path}: {e.strerror or e}; restore an earlier checkpoint"
-        ) from e
-    except _Damage as e:
-        raise CorruptCheckpointError(
-            f"checkpoint index {path} is truncated, damaged or not a TensorFlow checkpoint: "
-            f"{e}. Restore an earlier checkpoint"
-        ) from None
-    if identity is not None:
-        if len(_CHECKED) > 1024:
-            _CHECKED.clear()
-        _CHECKED[path] = (identity, shards)
+        _, shards, ends = known
+    else:
+        try:
+            shards, ends = _check(fs.read_bytes(path))
+        except OSError as e:
+            raise CorruptCheckpointError(
+                f"cannot read checkpoint index {path}: {e.strerror or e}; restore an earlier "
+                "checkpoint"
+            ) from e
+        except _Damage as e:
+            raise _damaged(path, str(e)) from None
+        if identity is not None:
+            if len(_CHECKED) > 1024:
+                _CHECKED.clear()
+            _CHECKED[path] = (identity, shards, ends)
+    _check_shard_sizes(path.removesuffix(".index"), shards, ends)
     return shards
+
+
+def _damaged(path: str, fault: str) -> CorruptCheckpointError:
+    return CorruptCheckpointError(
+        f"checkpoint index {path} is truncated, damaged or not a TensorFlow checkpoint: "
+        f"{fault}. Restore an earlier checkpoint"
+    )
+
+
+def _check_shard_sizes(prefix: str, shards: int, ends: dict[int, tuple[int, bytes]]) -> None:
+    """Raises when an entry's bytes lie past the end of its data file.
+
+    Checked on every call: the data file may change without the index. A missing data file is
+    left to the callers, which report it as missing.
+    """
+    for shard, (end, key) in ends.items():
+        data = f"{prefix}.data-{shard:05d}-of-{shards:05d}"
+        try:
+            size = fs.stat(data).size
+        except OSError:
+            continue
+        if end > size:
+            raise _damaged(
+                prefix + ".index",
+                f"the value of {_show(key)} ends at byte {end} of {os.path.basename(data)}, "
+                f"which has {size} bytes",
+            )
 
 
 def _identity(path: str) -> tuple[int, int, int] | None:
@@ -86,7 +136,8 @@ def _identity(path: str) -> tuple[int, int, int] | None:
     return info.st_size, info.st_mtime_ns, info.st_ino
 
 
-def _check(data: bytes) -> int:
+def _check(data: bytes) -> tuple[int, dict[int, tuple[int, bytes]]]:
+    """The shard count, and where the values of each shard end (with the key that ends last)."""
     entries = _table(data)
     first = next(entries, None)
     if first is None or first[0] != b"":
@@ -100,6 +151,7 @@ def _check(data: bytes) -> int:
         raise _Damage(f"the header names {shards} data shards")
     entry = BundleEntryProto()
     previous = b""
+    ends: dict[int, tuple[int, bytes]] = {}
     for key, value in entries:  # hot loop: one pass per tensor, messages built only on faults
         if key <= previous:
             raise _Damage(f"key {_show(key)} is out of order")
@@ -111,7 +163,10 @@ def _check(data: bytes) -> int:
         fault = _parse(entry, value) or _entry_fault(entry, shards)
         if fault:
             raise _Damage(f"the entry of {_show(key)} {fault}")
-    return shards
+        end = entry.offset + entry.size
+        if end > ends.get(entry.shard_id, (0, b""))[0]:
+            ends[entry.shard_id] = (end, key)
+    return shards, ends
 
 
 def _entry_fault(entry: BundleEntryProto, shards: int) -> str:
@@ -132,7 +187,27 @@ def _entry_fault(entry: BundleEntryProto, shards: int) -> str:
             f"points at shard {shard}, offset {entry.offset}, size {entry.size} "
             f"(the header names {shards} shards)"
         )
-    return _slice_fault(entry, sizes) if entry.slices else ""
+    if entry.slices:
+        return _slice_fault(entry, sizes)
+    return _size_fault(dtype, elements, entry.size)
+
+
+def _size_fault(dtype: int, elements: int, size: int) -> str:
+    """Whether `elements` values of `dtype` cannot be what `size` bytes hold ("" when they can)."""
+    itemsize = _ITEMSIZE.get(dtype)
+    if itemsize is not None:
+        if size == elements * itemsize:
+            return ""
+        need = f"{elements * itemsize} bytes"
+    elif dtype in (types_pb2.DT_STRING, types_pb2.DT_VARIANT):
+        if size >= elements:
+            return ""
+        need = "at least a byte a value"
+    elif size * _PACKED >= elements:
+        return ""
+    else:
+        need = f"at least {-(-elements // _PACKED)} bytes"
+    return f"claims {elements} values in {size} bytes (they need {need})"
 
 
 def _slice_fault(entry: BundleEntryProto, sizes: list[int]) -> str:

@@ -130,12 +130,12 @@ class CheckpointDiff:
     changed: tuple[KeyChange, ...]
 
 
-_shared = threading.local()  # the readers of the innermost `sharing_readers` block, by prefix
+_shared = threading.local()  # readers and graphs of the innermost `sharing_readers` block
 
 
 @contextlib.contextmanager
 def sharing_readers() -> Iterator[None]:
-    """Within the block, `open_reader` opens each checkpoint's index once on this thread.
+    """Within the block, each checkpoint's index is opened, and its graph read, once a thread.
 
     One restore verifies, matches and describes the same checkpoint; TensorFlow's reader
     parses the whole index each time it is opened, which costs as much as the rest with tens
@@ -144,11 +144,11 @@ def sharing_readers() -> Iterator[None]:
     if getattr(_shared, "readers", None) is not None:
         yield
         return
-    _shared.readers = {}
+    _shared.readers, _shared.graphs = {}, {}
     try:
         yield
     finally:
-        _shared.readers = None
+        _shared.readers = _shared.graphs = None
 
 
 def open_reader(path: str) -> tuple[str, Any]:
@@ -272,6 +272,16 @@ def load_graph(path: str) -> CheckpointGraph | None:
         CorruptCheckpointError: The index or the object-graph record cannot be read.
     """
     prefix, reader = open_reader(path)
+    graphs: dict[str, CheckpointGraph | None] | None = getattr(_shared, "graphs", None)
+    if graphs is not None and prefix in graphs:
+        return graphs[prefix]
+    graph = _read_graph(prefix, reader)
+    if graphs is not None:
+        graphs[prefix] = graph
+    return graph
+
+
+def _read_graph(prefix: str, reader: Any) -> CheckpointGraph | None:
     if not reader.has_tensor(OBJECT_GRAPH_KEY):
         return None
     proto = TrackableObjectGraph()
@@ -313,7 +323,23 @@ def load_graph(path: str) -> CheckpointGraph | None:
             else ()
         )
         append(new(CheckpointNode, (path_, children, value, full_name, slots)))
+    count = len(nodes)
+    for node in nodes:
+        refs = [c for _, c in node.children] + [i for pair in node.slots for i in pair]
+        if any(not 0 <= i < count for i in refs):
+            raise CorruptCheckpointError(
+                f"the object graph of checkpoint {prefix} refers to node "
+                f"{next(i for i in refs if not 0 <= i < count)}, and it has {count} nodes: "
+                "it is damaged or crafted; restore an earlier checkpoint"
+            )
     return CheckpointGraph(path=prefix, nodes=nodes)
+
+
+# Bounds on what `object_paths` builds from a graph it did not write: routes to one node, how
+# deep a path goes, and characters in all.
+_MAX_ROUTES = 8
+_MAX_PATH_DEPTH = 128
+_MAX_PATH_CHARS = 16 << 20
 
 
 def object_paths(graph: CheckpointGraph) -> dict[int, list[str]]:
@@ -322,19 +348,28 @@ def object_paths(graph: CheckpointGraph) -> dict[int, list[str]]:
     A variable is stored once, under the first path TensorFlow found (often through the
     optimizer), but the program reaches it through its model too. Each node is expanded once,
     through its first path (breadth first), and every edge out of an expanded node gives one
-    path; so a model's ``model/layers/...`` paths are found next to the optimizer's.
+    path; so a model's ``model/layers/...`` paths are found next to the optimizer's. A crafted
+    graph cannot make this unbounded: at most `_MAX_ROUTES` routes to a node, `_MAX_PATH_DEPTH`
+    levels, and `_MAX_PATH_CHARS` characters in all.
     """
     found: dict[int, list[str]] = {0: [""]}
-    queue = [0]
+    queue, depth = [0], {0: 0}
+    budget = _MAX_PATH_CHARS
     for node_id in queue:
         prefix = found[node_id][0]
+        if depth[node_id] >= _MAX_PATH_DEPTH:
+            continue
         for name, child in graph.nodes[node_id].children:
-            if not 0 <= child < len(graph.nodes):
+            routes = found.setdefault(child, [])
+            if len(routes) >= _MAX_ROUTES:
                 continue
-            found.setdefault(child, [])
-            if not found[child]:
+            if not routes:
                 queue.append(child)
-            found[child].append(f"{prefix}/{name}" if prefix else name)
+                depth[child] = depth[node_id] + 1
+            routes.append(f"{prefix}/{name}" if prefix else name)
+            budget -= len(routes[-1])
+            if budget < 0:
+                return found
     return found
 
 

@@ -20,9 +20,14 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from ckptkit.errors import CheckpointNotFoundError, CorruptCheckpointError, FormatError
+from ckptkit.errors import (
+    CheckpointNotFoundError,
+    CorruptCheckpointError,
+    FormatError,
+    first_line,
+)
 from ckptkit.reading.index_file import check_index
-from ckptkit.reading.inspection import open_reader
+from ckptkit.reading.inspection import load_graph, open_reader, sharing_readers
 from ckptkit.reading.keras_files import is_keras_file
 from ckptkit.storage import fs, layout
 from ckptkit.storage.manifest import Manifest, file_problems, manifest_path, read_manifest
@@ -99,7 +104,8 @@ def verify_checkpoint(path: str, *, full: bool = False) -> CheckpointVerdict:
         problems = [Problem(f, why) for f, why in file_problems(path, manifest)]
         if problems:
             return CheckpointVerdict(path, tuple(problems), True)
-    found = _check_readable(path, full=full, check_shards=manifest is None)
+    with sharing_readers():
+        found = _check_readable(path, full=full, check_shards=manifest is None)
     return CheckpointVerdict(path, tuple(found), manifest is not None, manifest)
 
 
@@ -118,6 +124,10 @@ def _check_readable(path: str, *, full: bool, check_shards: bool) -> list[Proble
     except (CorruptCheckpointError, CheckpointNotFoundError) as e:
         return [Problem(index, f"unreadable index: {e}")]
     problems: list[Problem] = []
+    try:
+        load_graph(path)  # an object graph whose references leave it fails restore
+    except CorruptCheckpointError as e:
+        problems.append(Problem(path + ".data-*", first_line(e)))
     if check_shards:
         problems.extend(_missing_shards(path))
     if full and not problems:

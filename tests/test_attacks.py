@@ -1,0 +1,222 @@
+"""Attacks on ckptkit from files it did not write and from other users of the machine.
+
+Each test reproduces one finding of a hostile review (crafted files written by the test, a
+child process with an address-space limit where memory is the point, a second uid where one
+exists) and asserts what ckptkit does now: a typed error naming the file, nothing deleted,
+nothing read outside, memory bounded by the files' sizes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+
+import pytest
+import tensorflow as tf
+from forked import ForkedWorker
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tensorflow.core.protobuf.tensor_bundle_pb2 import BundleEntryProto
+from tensorflow.core.protobuf.trackable_object_graph_pb2 import TrackableObjectGraph
+from workers import index_table
+
+import ckptkit
+from ckptkit import cli
+
+OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+GRAPH_KEY = OBJECT_GRAPH_KEY.encode()
+
+
+def plain_tf_run(directory: str) -> None:
+    """ckpt-1 and ckpt-2 written by tf.train.CheckpointManager: no ckptkit manifest to check."""
+    v = tf.Variable(tf.zeros((4,)))
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=v), directory, max_to_keep=None)
+    for step in (1, 2):
+        v.assign(tf.fill((4,), float(step)))
+        manager.save(checkpoint_number=step)
+
+
+def edit_entry(index: str, key: bytes, **changes: object) -> None:
+    """Rewrites one entry of `index` (with valid block checksums): `shape` and proto fields."""
+    with open(index, "rb") as f:
+        entries = index_table.entries(f.read())
+    for i, (k, value) in enumerate(entries):
+        if k == key:
+            entry = BundleEntryProto.FromString(value)
+            shape = changes.pop("shape", None)
+            if shape is not None:
+                del entry.shape.dim[:]
+                for size in shape:  # type: ignore[attr-defined]
+                    entry.shape.dim.add().size = size
+            for name, new in changes.items():
+                setattr(entry, name, new)
+            entries[i] = (k, entry.SerializeToString())
+    with open(index, "wb") as f:
+        f.write(index_table.table(entries))
+
+
+# --- Index entries claiming more values than their bytes (SIGSEGV in TensorFlow) ------------
+
+BOMBS = {
+    # TensorFlow allocates 24 bytes a string before comparing sizes: 48 GB, then SIGSEGV.
+    "two billion strings": (GRAPH_KEY, {"shape": [2_000_000_000]}),
+    # The claimed bytes fit the values, but lie far past the end of the data file.
+    "two billion strings in two billion bytes": (
+        GRAPH_KEY,
+        {"shape": [2_000_000_000], "size": 2_000_000_000},
+    ),
+    "a float vector of a billion values": (
+        b"v/.ATTRIBUTES/VARIABLE_VALUE",
+        {"shape": [1_000_000_000]},
+    ),
+}
+
+
+@pytest.mark.parametrize("bomb", list(BOMBS))
+def test_an_index_claiming_more_values_than_bytes_is_damage_and_restore_walks_back(
+    tmp_path, capsys, bomb
+) -> None:
+    directory = str(tmp_path / "run")
+    plain_tf_run(directory)
+    newest = os.path.join(directory, "ckpt-2")
+    key, changes = BOMBS[bomb]
+    edit_entry(newest + ".index", key, **dict(changes))
+    assert os.path.getsize(newest + ".index") < 1000
+
+    report = ckptkit.verify(newest)  # the cheap check sees it
+    assert not report.ok
+    assert "values" in str(report.checkpoints[0].problems[0]) or "ends at byte" in str(
+        report.checkpoints[0].problems[0]
+    )
+    with pytest.raises(ckptkit.CorruptCheckpointError, match=r"ckpt-2\.index.*claims|ends at byte"):
+        ckptkit.inspect(newest)
+    assert cli.main(["verify", newest, "--full"]) == cli.EXIT_DAMAGED
+    assert cli.main(["inspect", newest]) == cli.EXIT_USAGE
+    assert "ckpt-2.index" in capsys.readouterr().err
+
+    v = tf.Variable(tf.zeros((4,)))
+    cfg = ckptkit.CheckpointConfig(directory=directory)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = ckptkit.CheckpointManager(cfg, v=v).restore_or_initialize()
+    assert result.step == 1
+    assert [path for path, _ in result.skipped] == [newest]
+    assert [float(x) for x in v.numpy()] == [1.0] * 4
+    assert any(issubclass(w.category, ckptkit.CheckpointSkippedWarning) for w in caught)
+
+
+@pytest.fixture(scope="module")
+def plain_pristine(tmp_path_factory) -> str:
+    directory = str(tmp_path_factory.mktemp("plain") / "run")
+    plain_tf_run(directory)
+    return directory
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    key=st.sampled_from(
+        [GRAPH_KEY, b"v/.ATTRIBUTES/VARIABLE_VALUE", b"save_counter/.ATTRIBUTES/VARIABLE_VALUE"]
+    ),
+    shape=st.lists(st.sampled_from([0, 1, 3, 4, 1000, 2**31, 2**40]), max_size=3),
+    size=st.one_of(st.none(), st.sampled_from([0, 1, 16, 2**31, 2**62])),
+    offset=st.one_of(st.none(), st.sampled_from([0, 8, 200, 2**40])),
+)
+def test_fuzzed_claimed_sizes_give_typed_errors_only(
+    plain_pristine, tmp_path, key, shape, size, offset
+) -> None:
+    directory = tempfile.mkdtemp(dir=tmp_path)
+    shutil.copytree(plain_pristine, directory, dirs_exist_ok=True)
+    newest = os.path.join(directory, "ckpt-2")
+    changes: dict[str, object] = {"shape": shape}
+    if size is not None:
+        changes["size"] = size
+    if offset is not None:
+        changes["offset"] = offset
+    edit_entry(newest + ".index", key, **changes)
+    cfg = ckptkit.CheckpointConfig(directory=directory)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for action in (
+            lambda: ckptkit.inspect(newest),
+            lambda: ckptkit.verify(newest, full=True),
+            lambda: ckptkit.read_tensor(newest, key.decode()),
+            lambda: ckptkit.CheckpointManager(cfg, v=tf.Variable(tf.zeros((4,)))).restore(),
+        ):
+            with contextlib.suppress(ckptkit.CkptkitError):
+                action()
+
+
+# --- Object graphs: references out of range, routes without end, keys thousands deep -------
+
+
+def write_bundle(prefix: str, graph: TrackableObjectGraph, value: tf.Tensor) -> None:
+    """A checkpoint of one variable `v` with the object graph `graph`, however crafted."""
+    keys = [OBJECT_GRAPH_KEY, "v/.ATTRIBUTES/VARIABLE_VALUE"]
+    tensors = [tf.constant(graph.SerializeToString()), value]
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=keys, shape_and_slices=["", ""], tensors=tensors)
+
+
+def graph_of(prefix: str) -> TrackableObjectGraph:
+    graph = TrackableObjectGraph()
+    graph.ParseFromString(tf.train.load_checkpoint(prefix).get_tensor(OBJECT_GRAPH_KEY))
+    return graph
+
+
+def test_an_object_graph_reference_out_of_range_is_damage_and_restore_walks_back(
+    tmp_path,
+) -> None:
+    directory = str(tmp_path / "run")
+    plain_tf_run(directory)
+    newest = os.path.join(directory, "ckpt-2")
+    graph = graph_of(newest)
+    graph.nodes[0].children[0].node_id = 999
+    write_bundle(newest, graph, tf.fill((4,), 2.0))
+
+    assert not ckptkit.verify(newest).ok  # the cheap check reads the graph too
+    with pytest.raises(ckptkit.CorruptCheckpointError, match=r"refers to node 999"):
+        ckptkit.reading.inspection.load_graph(newest)
+    for verify in ("cheap", "off"):
+        v = tf.Variable(tf.zeros((4,)))
+        cfg = ckptkit.CheckpointConfig(
+            directory=directory, restore=ckptkit.RestorePolicy(verify=verify)
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ckptkit.CheckpointSkippedWarning)
+            assert ckptkit.CheckpointManager(cfg, v=v).restore().step == 1
+        assert [float(x) for x in v.numpy()] == [1.0] * 4
+
+
+def test_inspect_bounds_the_routes_and_depth_it_builds_from_a_crafted_graph(tmp_path) -> None:
+    # 30,000 nodes, each with two children that are both the next node: 2**30000 routes to
+    # the last one, in a 500 KB graph; and a value key 8,000 levels deep.
+    graph = TrackableObjectGraph()
+    count = 30_000
+    for i in range(count):
+        node = graph.nodes.add()
+        if i + 1 < count:
+            for name in ("a", "b"):
+                child = node.children.add()
+                child.node_id, child.local_name = i + 1, name
+    deep = "/".join(["d"] * 8000)
+    attribute = graph.nodes[-1].attributes.add()
+    attribute.name, attribute.checkpoint_key = (
+        "VARIABLE_VALUE",
+        f"{deep}/.ATTRIBUTES/VARIABLE_VALUE",
+    )
+    prefix = str(tmp_path / "bomb")
+    write_bundle(prefix, graph, tf.zeros((4,)))
+    assert os.path.getsize(prefix + ".data-00000-of-00001") < 700_000
+
+    for args in (["inspect", prefix], ["inspect", prefix, "--json"]):
+        worker = ForkedWorker("bounded_cli.py", "512", *args)
+        stdout, stderr = worker.communicate(timeout=120)
+        assert worker.returncode == 0, stderr[-2000:]
+        outcome = json.loads(stdout.strip().splitlines()[-1])
+        assert outcome["status"] == 0, stderr[-2000:]
+        assert outcome["out_chars"] < 64 << 20
