@@ -253,7 +253,7 @@ class Storage(BaseModel):
     through fsspec, which TensorFlow cannot reach: TensorFlow writes each checkpoint into a
     local staging folder, ckptkit uploads it, and the folder stays as a cache that restores
     read first when it matches the remote copy. Local paths ignore these settings but
-    `lease_secs` (they are locked with `flock` instead of a lease).
+    `lease_secs` (they are locked with a file lock instead of a lease).
 
     Attributes:
         transport: ``"auto"`` (the rule above), ``"gfile"`` or ``"fsspec"``.

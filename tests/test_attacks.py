@@ -9,6 +9,7 @@ nothing read outside, memory bounded by the files' sizes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -220,3 +221,57 @@ def test_inspect_bounds_the_routes_and_depth_it_builds_from_a_crafted_graph(tmp_
         outcome = json.loads(stdout.strip().splitlines()[-1])
         assert outcome["status"] == 0, stderr[-2000:]
         assert outcome["out_chars"] < 64 << 20
+
+
+# --- Another user on the machine ------------------------------------------------------------
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="switching to a second uid needs root (CI runs as root)"
+)
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory every user can reach (pytest's tmp_path is private to root)."""
+    top = tempfile.mkdtemp()
+    os.chmod(top, 0o755)
+    yield top
+    shutil.rmtree(top)
+
+
+def test_the_lock_file_is_private_whatever_the_umask(shared_dir) -> None:
+    cfg = ckptkit.CheckpointConfig(directory=os.path.join(shared_dir, "run"))
+    old = os.umask(0o000)
+    try:
+        with ckptkit.CheckpointManager(cfg, v=tf.Variable(1.0)) as mgr:
+            mgr.save(1)
+            lock = os.path.join(cfg.directory, ".ckptkit.lock")
+            assert os.stat(lock).st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+
+
+@needs_root
+def test_a_user_who_can_only_read_the_lock_file_cannot_stop_the_writer(shared_dir) -> None:
+    directory = os.path.join(shared_dir, "run")
+    cfg = ckptkit.CheckpointConfig(directory=directory)
+    with ckptkit.CheckpointManager(cfg, v=tf.Variable(1.0)) as mgr:
+        mgr.save(1)
+    os.chmod(directory, 0o755)
+    lock = os.path.join(directory, ".ckptkit.lock")
+    stdout, _ = ForkedWorker("other_user.py", lock).communicate(timeout=60)
+    assert stdout == f"open: errno {errno.EACCES}\n"  # 0600: not even readable
+    os.chmod(lock, 0o644)  # as an older ckptkit (or a umask) left it: readable by all
+    attacker = ForkedWorker("other_user.py", lock)
+    try:
+        assert attacker.stdout.readline() == "flock: held\n"  # what stopped the owner before
+        assert attacker.stdout.readline() == f"write lock: errno {errno.EBADF}\n"
+        assert attacker.stdout.readline() == "holding\n"
+        v = tf.Variable(0.0)
+        with ckptkit.CheckpointManager(cfg, v=v) as mgr:
+            assert mgr.restore_or_initialize().step == 1
+            mgr.save(2)
+        assert os.stat(lock).st_mode & 0o777 == 0o600  # made private again
+    finally:
+        attacker.kill()
+        attacker.communicate(timeout=60)

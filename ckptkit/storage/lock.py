@@ -1,13 +1,17 @@
 """One writer per directory: an advisory lock the kernel releases when its holder dies.
 
-The first save of a `CheckpointManager` takes ``<directory>/.ckptkit.lock`` with `fcntl.flock`;
+The first save of a `CheckpointManager` write-locks ``<directory>/.ckptkit.lock`` (see below);
 a second writer (another process, or another manager in the same process) gets
 `DirectoryLockedError` naming the holder. A holder killed with SIGKILL releases the lock with its
 process, so a crashed job never blocks the next run. Readers take no lock. Remote filesystems
 (``gs://``, ...) have no such lock and are not locked.
 
 The lock file is opened without following a link and must be a regular file, so a link planted
-in its place never makes ckptkit write elsewhere. A lock is only worth something while its file
+in its place never makes ckptkit write elsewhere. It is private (mode 0600, set with `fchmod`
+whatever the umask) and, on Linux, locked with an open-file-description write lock
+(``F_OFD_SETLK``) rather than `flock`: a write lock needs a descriptor open for writing, so
+another user who can only read the file cannot hold the directory (`flock` needs no write
+access at all). Elsewhere `flock` is used. A lock is only worth something while its file
 is the directory's lock file: if the directory or the file is deleted or replaced under a
 running writer, another writer can lock the new one. `WriterLock.check` notices that, and the
 manager calls it before every write and commit.
@@ -22,6 +26,7 @@ import json
 import os
 import socket
 import stat
+import struct
 import time
 from collections.abc import Callable
 
@@ -60,15 +65,18 @@ class WriterLock:
             return
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            fd = os.open(self.path, flags, 0o644)
+            fd = os.open(self.path, flags, 0o600)
         except OSError as e:
             if e.errno == errno.ELOOP:
                 raise OSError(errno.ELOOP, "a symbolic link, not a lock file", self.path) from e
             raise
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
                 raise OSError(errno.EINVAL, "not a regular file", self.path)
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != 0o600:
+                os.fchmod(fd, 0o600)  # private whatever the umask, or an older version, made it
+            _lock(fd, fcntl.F_WRLCK)
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
@@ -131,9 +139,31 @@ class WriterLock:
             with contextlib.suppress(DirectoryLockedError, OSError):
                 self.check()
                 os.unlink(self.path)
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        _lock(self._fd, fcntl.F_UNLCK)
         os.close(self._fd)
         self._fd = None
+
+
+_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", None)  # Linux >= 3.15
+
+
+def _lock(fd: int, kind: int) -> None:
+    """Write-locks (`fcntl.F_WRLCK`) or unlocks (`fcntl.F_UNLCK`) the whole file of `fd`.
+
+    Raises:
+        BlockingIOError: Another open file description holds it.
+    """
+    if _OFD_SETLK is None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB if kind == fcntl.F_WRLCK else fcntl.LOCK_UN)
+        return
+    # struct flock: l_type, l_whence, l_start, l_len, l_pid (0 for OFD locks), padded.
+    request = struct.pack("hhqqi4x", kind, os.SEEK_SET, 0, 0, 0)
+    try:
+        fcntl.fcntl(fd, _OFD_SETLK, request)
+    except OSError as e:
+        if e.errno in (errno.EAGAIN, errno.EACCES):
+            raise BlockingIOError(e.errno, e.strerror) from None
+        raise
 
 
 def _read_holder(fd: int) -> str:

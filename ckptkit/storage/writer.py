@@ -1,6 +1,6 @@
 """A manager's claim on its directory: the writer lock or lease, the first save's sweep, tidying.
 
-One process writes a directory at a time. A local directory is claimed with an flock
+One process writes a directory at a time. A local directory is claimed with a file lock
 (`lock.WriterLock`), an object store, which has none, with a lease object (`lease.Lease`); the
 choice is made here, once. A manager becomes the writer at its first save (or at
 `restore_or_initialize`, so that a second job stops before it trains): it creates the
