@@ -19,6 +19,7 @@ import warnings
 import pytest
 import tensorflow as tf
 from forked import ForkedWorker
+from helpers import equal_to, fill, state
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tensorflow.core.protobuf.tensor_bundle_pb2 import BundleEntryProto
@@ -225,6 +226,7 @@ def test_inspect_bounds_the_routes_and_depth_it_builds_from_a_crafted_graph(tmp_
 
 # --- Another user on the machine ------------------------------------------------------------
 
+NOBODY = 65534
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="switching to a second uid needs root (CI runs as root)"
 )
@@ -275,3 +277,58 @@ def test_a_user_who_can_only_read_the_lock_file_cannot_stop_the_writer(shared_di
     finally:
         attacker.kill()
         attacker.communicate(timeout=60)
+
+
+# --- A shared cache root ---------------------------------------------------------------------
+
+
+def staged_run(directory: str, cache: str) -> None:
+    """ckpt-1 and ckpt-2 of `state()` saved to the remote `directory` through `cache`."""
+    cfg = ckptkit.CheckpointConfig(directory=directory, storage=ckptkit.Storage(cache_dir=cache))
+    variables = state()
+    with ckptkit.CheckpointManager(cfg, **variables) as mgr:
+        for step in (1, 2):
+            fill(variables, step)
+            mgr.save(step)
+
+
+@pytest.mark.parametrize("owner", ["me, writable by all", "another user"])
+def test_a_cache_folder_others_can_write_is_not_read(s3_dir, shared_dir, owner) -> None:
+    if owner == "another user" and os.geteuid() != 0:
+        pytest.skip("handing a folder to a second uid needs root (CI runs as root)")
+    mine = os.path.join(shared_dir, "mine")
+    staged_run(s3_dir, mine)
+    # Another user got to the shared cache first: a copy of the same checkpoint, manifest and
+    # sizes as the remote ones, its values replaced.
+    planted = os.path.join(shared_dir, "planted")
+    shutil.copytree(mine, planted)
+    data = os.path.join(planted, "ckpt-2.data-00000-of-00001")
+    with open(data, "r+b") as f:
+        f.write(b"\xff" * os.path.getsize(data))
+    if owner == "another user":
+        for path in (planted, *(os.path.join(planted, n) for n in os.listdir(planted))):
+            os.chown(path, NOBODY, NOBODY)
+        os.chmod(planted, 0o700)
+    else:
+        os.chmod(planted, 0o777)
+    before = {n: os.stat(os.path.join(planted, n)).st_mtime_ns for n in os.listdir(planted)}
+
+    cfg = ckptkit.CheckpointConfig(directory=s3_dir, storage=ckptkit.Storage(cache_dir=planted))
+    variables = state()
+    with pytest.warns(
+        UserWarning, match=r"local cache .*planted.* is not used: (other users|it belongs)"
+    ):
+        result = ckptkit.CheckpointManager(cfg, **variables).restore()
+    assert result.step == 2
+    assert not result.skipped
+    assert equal_to(variables, 2)  # the remote's values, not the planted ones
+    assert {n: os.stat(os.path.join(planted, n)).st_mtime_ns for n in os.listdir(planted)} == before
+
+
+def test_a_cache_folder_is_created_private(s3_dir, shared_dir) -> None:
+    old = os.umask(0o000)
+    try:
+        staged_run(s3_dir, os.path.join(shared_dir, "cache"))
+    finally:
+        os.umask(old)
+    assert os.stat(os.path.join(shared_dir, "cache")).st_mode & 0o777 == 0o700

@@ -16,13 +16,22 @@ its files match it; otherwise it downloads the checkpoint into a fresh folder, c
 file against the remote manifest, and only then moves it into the cache. So a damaged or
 missing object is caught before TensorFlow reads anything, and a restore walks back past it.
 Any other path is returned as TensorFlow can take it (`fs.tf_path`).
+
+The cache folder is private: created 0700, and used only when it is a real folder of this
+user's that no one else can write, in a parent no one else can swap it out of. Otherwise (a
+shared cache root another user got to first) it is not read at all: the process warns once and
+stages through a private temporary folder, removed at exit, so what a restore loads comes from
+the remote copy.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shutil
+import stat
+import tempfile
 import time
 import uuid
 
@@ -36,6 +45,7 @@ from ckptkit.storage.manifest import (
     parse_manifest,
     write_manifest,
 )
+from ckptkit.warn import warn
 
 __all__ = [
     "Direct",
@@ -118,15 +128,62 @@ def tier_of(directory: str) -> Direct:
 
 
 def cache_dir(directory: str) -> str:
-    """The local folder of the staged `directory`'s checkpoints."""
+    """The local folder of the staged `directory`'s checkpoints: private, created if missing.
+
+    A folder someone else could write (see the module docstring) is replaced, for the life of
+    the process, by a private temporary one, with a warning.
+    """
     chosen = routes.settings(directory).cache_dir
-    if chosen is not None:
-        return chosen
-    root = os.environ.get("CKPTKIT_CACHE_DIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "ckptkit"
+    if chosen is None:
+        root = os.environ.get("CKPTKIT_CACHE_DIR") or os.path.join(
+            os.path.expanduser("~"), ".cache", "ckptkit"
+        )
+        digest = hashlib.sha256(directory.rstrip("/").encode()).hexdigest()[:16]
+        chosen = os.path.join(root, digest)
+    used = _USED.get(chosen)
+    if used is None:
+        used = _USED[chosen] = _private(chosen, directory)
+    return used
+
+
+_USED: dict[str, str] = {}  # cache folder -> the folder used for it in this process
+
+
+def _private(folder: str, directory: str) -> str:
+    """`folder` when only this user can write it, else a private temporary folder."""
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        why = _unsafe(folder)
+    except OSError as e:
+        why = f"it cannot be created ({e.strerror or e})"
+    if not why:
+        return folder
+    fallback = tempfile.mkdtemp(prefix="ckptkit-cache-")
+    atexit.register(shutil.rmtree, fallback, True)
+    warn(
+        f"the local cache {folder} of {directory} is not used: {why}. Checkpoints are staged "
+        f"through the private folder {fallback} instead (removed at exit), so restores read the "
+        "remote copy. Use a cache folder only you can write (chmod 700, "
+        "Storage(cache_dir=...) or CKPTKIT_CACHE_DIR)"
     )
-    digest = hashlib.sha256(directory.rstrip("/").encode()).hexdigest()[:16]
-    return os.path.join(root, digest)
+    return fallback
+
+
+def _unsafe(folder: str) -> str:
+    """Why another user could change what is in `folder` ("" when no one can)."""
+    me = os.geteuid()
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode):
+        return "it is not a folder (a link or a file)"
+    if info.st_uid != me:
+        return f"it belongs to another user (uid {info.st_uid})"
+    if info.st_mode & 0o022:
+        return f"other users can write in it (mode {stat.S_IMODE(info.st_mode):o})"
+    parent = os.stat(os.path.dirname(os.path.abspath(folder)))
+    shared = parent.st_mode & 0o022 and not parent.st_mode & stat.S_ISVTX
+    if parent.st_uid not in (me, 0) or shared:
+        return "other users can replace it (its parent folder is theirs or writable by them)"
+    return ""
 
 
 def local_copy(path: str) -> str:
