@@ -15,7 +15,11 @@ import os
 import shutil
 import tempfile
 import warnings
+import zipfile
+from collections.abc import Callable
 
+import h5py
+import numpy as np
 import pytest
 import tensorflow as tf
 from forked import ForkedWorker
@@ -332,3 +336,90 @@ def test_a_cache_folder_is_created_private(s3_dir, shared_dir) -> None:
     finally:
         os.umask(old)
     assert os.stat(os.path.join(shared_dir, "cache")).st_mode & 0o777 == 0o700
+
+
+# --- Keras files that read other files, hang, or claim gigabytes ----------------------------
+
+KEY = "layers/dense/vars/0"
+
+
+def weights_file(path: str, make: Callable[[h5py.File], None] | None = None) -> str:
+    """A .weights.h5 as Keras lays one out; `make` adds or replaces `KEY` (crafted)."""
+    with h5py.File(path, "w") as f:
+        f.create_group("layers/dense/vars")
+        if make is None:
+            f[KEY] = np.arange(6, dtype="float32").reshape(2, 3)
+        else:
+            make(f)
+    return path
+
+
+def crafted(kind: str, tmp: str) -> tuple[str, str]:
+    """The file of attack `kind`, and the text no output may contain (a secret read outside)."""
+    secret = os.path.join(tmp, "id_rsa")
+    with open(secret, "wb") as f:
+        f.write(b"PRIVATE-KEY-" * 8)
+    fifo = os.path.join(tmp, "fifo")
+    os.mkfifo(fifo)
+    path = os.path.join(tmp, f"{kind.replace(' ', '_')}.weights.h5")
+    if kind == "external dataset":
+        weights_file(path, lambda f: f.create_dataset(KEY, (96,), "u1", external=[(secret, 0, 96)]))
+    elif kind == "external dataset on a FIFO":
+        weights_file(path, lambda f: f.create_dataset(KEY, (96,), "u1", external=[(fifo, 0, 96)]))
+    elif kind == "virtual dataset on a FIFO":
+        layout = h5py.VirtualLayout(shape=(96,), dtype="u1")
+        layout[:] = h5py.VirtualSource(fifo, "data", shape=(96,))
+        weights_file(path, lambda f: f.create_virtual_dataset(KEY, layout))
+    elif kind == "soft link":
+        weights_file(path, lambda f: f.__setitem__(KEY, h5py.SoftLink("/elsewhere")))
+    elif kind == "external link":
+        weights_file(path, lambda f: f.__setitem__(KEY, h5py.ExternalLink(secret, "/x")))
+    elif kind == "shape bomb":  # 3 GiB declared, nothing stored: a 4 KB file
+        weights_file(path, lambda f: f.create_dataset(KEY, (805_306_368,), "f4", chunks=(4096,)))
+    else:  # a .keras whose weights member inflates 1000-fold
+        path = os.path.join(tmp, "bomb.keras")
+        with (
+            zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive,
+            archive.open("model.weights.h5", "w") as member,
+        ):
+            for _ in range(384):  # more than the child may allocate
+                member.write(bytes(1 << 20))
+    return path, "PRIVATE-KEY"
+
+
+KERAS_ATTACKS = [
+    "external dataset",
+    "external dataset on a FIFO",
+    "virtual dataset on a FIFO",
+    "soft link",
+    "external link",
+    "shape bomb",
+    "zip bomb",
+]
+
+
+@pytest.mark.parametrize("kind", KERAS_ATTACKS)
+def test_crafted_keras_files_are_refused_without_reading_outside(tmp_path, kind) -> None:
+    path, secret = crafted(kind, str(tmp_path))
+    assert os.path.getsize(path) < 1 << 20
+    good = weights_file(str(tmp_path / "good.weights.h5"))
+    for args in (
+        ["inspect", path, "--tensor", KEY, "--json"],
+        ["inspect", path, "--json"],
+        ["diff", path, good],
+    ):
+        # A child with 256 MiB more address space than it starts with: a file that makes a
+        # command allocate what it claims, or block on a FIFO, fails here instead.
+        worker = ForkedWorker("bounded_cli.py", "256", *args)
+        stdout, stderr = worker.communicate(timeout=60)
+        assert worker.returncode == 0, stderr[-2000:]
+        outcome = json.loads(stdout.strip().splitlines()[-1])
+        assert outcome["status"] == cli.EXIT_USAGE, (args, stderr[-2000:])
+        assert secret not in stdout
+        assert secret not in stderr
+        message = stderr.strip().splitlines()[-1]
+        assert os.path.basename(path) in message
+        if kind != "zip bomb":
+            assert KEY in message, message
+        if kind.endswith("bomb"):
+            assert "not a file Keras wrote" in message, message  # refused, not read out of memory
