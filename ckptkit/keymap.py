@@ -29,7 +29,7 @@ from typing import TypeAlias
 
 from ckptkit.errors import KeyMapError
 
-__all__ = ["KeyMap", "Rename", "compile_key_map", "parse_rules"]
+__all__ = ["MAX_KEY_CHARS", "KeyMap", "Rename", "compile_key_map", "parse_rules"]
 
 Rename: TypeAlias = Callable[[str], str | None]
 """A compiled key map: a checkpoint name to the program's name, or None to leave it out."""
@@ -37,6 +37,7 @@ Rename: TypeAlias = Callable[[str], str | None]
 KeyMap: TypeAlias = Mapping[str, str | None] | Sequence[tuple[str, str | None]] | Rename
 """A mapping of exact names, a list of ``(regex, replacement)`` rules, or a callable."""
 
+MAX_KEY_CHARS = 4096  # the longest checkpoint key regex rules are matched against
 _ARROW = "=>"
 _DROP = "-"
 
@@ -46,7 +47,8 @@ def compile_key_map(key_map: KeyMap | None) -> Rename:
 
     Raises:
         KeyMapError: A rule is not a ``(pattern, replacement)`` pair or its pattern is not a
-            valid regular expression.
+            valid regular expression. The function from rules raises it for a name longer
+            than `MAX_KEY_CHARS`, rather than run the rules on it.
     """
     if key_map is None:
         return _identity
@@ -58,6 +60,14 @@ def compile_key_map(key_map: KeyMap | None) -> Rename:
     rules = [_compile_rule(index, rule) for index, rule in enumerate(key_map)]
 
     def rename(name: str) -> str | None:
+        if len(name) > MAX_KEY_CHARS:
+            # The checkpoint chooses its keys: one of a megabyte makes "(.*)/(.*)/kernel"
+            # backtrack for half an hour.
+            raise KeyMapError(
+                f"checkpoint key {name[:80]!r}... is {len(name)} characters long, over the "
+                f"{MAX_KEY_CHARS} that a key map's rules are run on; no program names a "
+                "variable so, so the checkpoint is crafted or damaged"
+            )
         for pattern, replacement in rules:
             found = pattern.fullmatch(name)
             if found is not None:

@@ -14,6 +14,8 @@ import json
 import os
 import shutil
 import tempfile
+import threading
+import time
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -32,6 +34,8 @@ from workers import index_table
 
 import ckptkit
 from ckptkit import cli
+from ckptkit.storage import fs, layout
+from ckptkit.storage.lease import Lease
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 GRAPH_KEY = OBJECT_GRAPH_KEY.encode()
@@ -423,3 +427,66 @@ def test_crafted_keras_files_are_refused_without_reading_outside(tmp_path, kind)
             assert KEY in message, message
         if kind.endswith("bomb"):
             assert "not a file Keras wrote" in message, message  # refused, not read out of memory
+
+
+# --- Smaller ones: a long state file, a lease edited to never expire ------------------------
+
+
+def test_a_state_file_of_80000_entries_reads_in_one_pass(tmp_path) -> None:
+    # 80,000 entries, each listed twice: reading was quadratic (121 s for `ckptkit ls`).
+    names = [f"ckpt-{i}" for i in range(80_000)]
+    lines = [f'all_model_checkpoint_paths: "{n}"' for n in names * 2]
+    (tmp_path / "checkpoint").write_text(
+        f'model_checkpoint_path: "{names[-1]}"\n' + "\n".join(lines)
+    )
+    found: list[object] = []
+    reader = threading.Thread(target=lambda: found.append(layout.read_state(str(tmp_path))))
+    reader.start()
+    reader.join(60)  # a bound, not a timing: one pass takes about a second
+    assert not reader.is_alive()
+    state = found[0]
+    assert isinstance(state, layout.DirectoryState)
+    assert [os.path.basename(p) for p, _ in state.entries] == names
+
+
+@pytest.mark.parametrize("expires", ["Infinity", "NaN", "1e300", '"soon"'])
+def test_a_lease_edited_to_never_expire_expires_by_its_age(s3_dir, expires) -> None:
+    path = f"{s3_dir}/.ckptkit.lease"
+    fs.makedirs(s3_dir)
+    record = f'{{"token": "x", "pid": 1, "host": "h", "expires": {expires}}}'
+    fs.write_atomic(path, record.encode())
+    now = time.time()
+    with pytest.raises(ckptkit.DirectoryLockedError, match="holder unknown"):
+        Lease(s3_dir, 60.0, clock=lambda: now).acquire()
+    later = Lease(s3_dir, 60.0, clock=lambda: now + 61)  # its age is past one lease duration
+    later.acquire()
+    assert later.held
+    later.release()
+
+
+def test_key_map_rules_are_not_run_on_a_megabyte_key(tmp_path) -> None:
+    # A name-based checkpoint with a 1 MB key: "(.*)/(.*)/kernel" backtracked for 25 minutes.
+    prefix = str(tmp_path / "src" / "model.ckpt-1")
+    huge = "a/" * 500_000 + "x"
+    tf.raw_ops.SaveV2(
+        prefix=prefix,
+        tensor_names=["dense/kernel", huge],
+        shape_and_slices=["", ""],
+        tensors=[tf.zeros((2, 2)), tf.zeros((1,))],
+    )
+    rules = [(r"(.*)/(.*)/kernel", r"\1/\2/w")]
+    outcome: list[BaseException] = []
+
+    def convert() -> None:
+        try:
+            ckptkit.convert(prefix, str(tmp_path / "dst"), key_map=rules)
+        except BaseException as e:
+            outcome.append(e)
+
+    worker = threading.Thread(target=convert, daemon=True)
+    worker.start()
+    worker.join(60)  # a bound, not a timing: the refusal is immediate
+    assert not worker.is_alive()
+    assert isinstance(outcome[0], ckptkit.KeyMapError)
+    assert "1000001 characters" in str(outcome[0])
+    assert not os.path.exists(tmp_path / "dst" / "checkpoint")

@@ -188,6 +188,7 @@ def read_state(directory: str, *, allow_outside: bool = False) -> DirectoryState
     if len(times) != len(paths):
         times = [None] * len(paths)  # tf.compat.v1 Saver and old TF record no times
     entries: list[tuple[str, float]] = []
+    seen: set[str] = set()  # a hand-edited file may repeat entries: one pass, not n**2
     moved: list[tuple[str, str]] = []
     ignored: list[str] = []
     for raw, time_ in zip(paths, times, strict=True):
@@ -196,7 +197,8 @@ def read_state(directory: str, *, allow_outside: bool = False) -> DirectoryState
             ignored.append(raw)
         elif outside and path is not None:
             moved.append((raw, path))
-        if path is not None and all(path != e[0] for e in entries):
+        if path is not None and path not in seen:
+            seen.add(path)
             entries.append((path, _mtime(path) if time_ is None else time_))
     if moved:
         warn(

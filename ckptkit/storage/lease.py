@@ -35,6 +35,8 @@ __all__ = ["LEASE_FILE", "Lease"]
 
 LEASE_FILE = ".ckptkit.lease"
 _MAX_BYTES = 64 << 10
+_SKEW = 300.0  # seconds two writers' clocks may differ by
+_MAX_DURATION = 7 * 86400.0  # the longest lease duration a lease object is believed to have
 
 
 class Lease:
@@ -169,19 +171,26 @@ class Lease:
                 "pid": os.getpid(),
                 "host": socket.gethostname(),
                 "expires": self._clock() + self._duration,
+                "duration": self._duration,
             }
         ).encode()
 
     def _holder(self) -> dict[str, Any]:
-        """The lease object's fields, with ``owner`` in words; a garbled one expires by mtime."""
+        """The lease object's fields, with ``owner`` in words; a garbled one expires by mtime.
+
+        Garbled: not JSON, fields missing, or an expiry no renewal writes (not finite, or
+        beyond now plus the longer of the two writers' lease durations plus `_SKEW`): a lease
+        edited to ``"expires": Infinity`` must not block the directory for good.
+        """
         raw = fs.read_bytes(self.path, limit=_MAX_BYTES)
         try:
             found = json.loads(raw)
-            return {
-                **found,
-                "expires": float(found["expires"]),
-                "owner": f"pid {found['pid']} on {found['host']}",
-            }
+            expires = float(found["expires"])
+            theirs = float(found.get("duration", 0.0))
+            duration = max(self._duration, theirs if 0 < theirs <= _MAX_DURATION else 0.0)
+            if not expires <= self._clock() + duration + _SKEW:  # also NaN and infinity
+                raise ValueError(f"expiry {expires} is not one a renewal writes")
+            return {**found, "expires": expires, "owner": f"pid {found['pid']} on {found['host']}"}
         except (ValueError, KeyError, TypeError):
             mtime = fs.stat(self.path).mtime
             return {"token": None, "expires": mtime + self._duration, "owner": "holder unknown"}
