@@ -34,6 +34,7 @@ from workers import index_table
 
 import ckptkit
 from ckptkit import cli
+from ckptkit.reading.inspection import load_graph
 from ckptkit.storage import fs, layout
 from ckptkit.storage.lease import Lease
 
@@ -190,7 +191,7 @@ def test_an_object_graph_reference_out_of_range_is_damage_and_restore_walks_back
 
     assert not ckptkit.verify(newest).ok  # the cheap check reads the graph too
     with pytest.raises(ckptkit.CorruptCheckpointError, match=r"refers to node 999"):
-        ckptkit.reading.inspection.load_graph(newest)
+        load_graph(newest)
     for verify in ("cheap", "off"):
         v = tf.Variable(tf.zeros((4,)))
         cfg = ckptkit.CheckpointConfig(
@@ -490,3 +491,43 @@ def test_key_map_rules_are_not_run_on_a_megabyte_key(tmp_path) -> None:
     assert isinstance(outcome[0], ckptkit.KeyMapError)
     assert "1000001 characters" in str(outcome[0])
     assert not os.path.exists(tmp_path / "dst" / "checkpoint")
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    edges=st.lists(
+        st.tuples(st.integers(0, 11), st.integers(-3, 15), st.sampled_from(["a", "b", "v"])),
+        max_size=40,
+    ),
+    slots=st.lists(st.tuples(st.integers(0, 11), st.integers(-3, 15)), max_size=3),
+    depth=st.integers(1, 300),
+)
+def test_fuzzed_object_graphs_give_typed_errors_only(tmp_path, capsys, edges, slots, depth) -> None:
+    # Twelve nodes; children, slot references and a value key of any depth, ids in range or not.
+    graph = TrackableObjectGraph()
+    nodes = [graph.nodes.add() for _ in range(12)]
+    for parent, child, name in edges:
+        ref = nodes[parent].children.add()
+        ref.node_id, ref.local_name = child, name
+    for original, slot in slots:
+        ref = nodes[0].slot_variables.add()
+        ref.original_variable_node_id, ref.slot_variable_node_id = original, slot
+    attribute = nodes[-1].attributes.add()
+    attribute.name = "VARIABLE_VALUE"
+    attribute.checkpoint_key = "/".join(["d"] * depth) + "/.ATTRIBUTES/VARIABLE_VALUE"
+    prefix = os.path.join(tempfile.mkdtemp(dir=tmp_path), "ckpt-1")
+    write_bundle(prefix, graph, tf.zeros((4,)))
+    cfg = ckptkit.CheckpointConfig(directory=os.path.dirname(prefix))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for action in (
+            lambda: load_graph(prefix),
+            lambda: ckptkit.verify(prefix, full=True),
+            lambda: cli.main(["inspect", prefix]),
+            lambda: ckptkit.CheckpointManager(cfg, v=tf.Variable(tf.zeros((4,)))).restore(),
+        ):
+            with contextlib.suppress(ckptkit.CkptkitError):
+                action()
+    capsys.readouterr()
