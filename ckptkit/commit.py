@@ -137,8 +137,9 @@ class CommitPipeline:
         self._writer.check()
         entries = tuple(e for e in self._view.entries if e[0] != path)
         try:
-            layout.mark_dropped(path)
-            layout.write_state(self._config.directory, entries, self._view.last_preserved)
+            layout.write_state(
+                self._config.directory, entries, self._view.last_preserved, dropped=(path,)
+            )
             self._view.drop(path)
             layout.delete_checkpoint(path)
         except OSError as e:
@@ -236,12 +237,11 @@ class CommitPipeline:
         doomed = set(plan.delete)
         entries = [e for e in entries if e[0] not in doomed]
         self._writer.check()
-        for path in plan.delete:
-            layout.mark_dropped(path)  # so that a kill before the deletion is finished later
         layout.write_state(
             self._config.directory,
             tuple(entries),
             plan.last_preserved,
+            dropped=plan.delete,  # marked, so that a kill before their deletion is finished later
             durable=self._config.durable,
         )
         view.entries = entries

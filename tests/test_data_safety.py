@@ -181,12 +181,11 @@ def test_a_foreign_checkpoint_is_never_taken_for_a_leftover(config) -> None:
 def test_checkpoints_left_by_a_killed_retention_are_removed_by_the_next_writer(run, cut) -> None:
     # Retention (max_to_keep=2) marked ckpt-1 dropped, committed a state file without it, and
     # was killed before (or while) removing its files.
-    layout = ckptkit.storage.layout
-    layout.mark_dropped(os.path.join(run.directory, "ckpt-1"))
-    layout.write_state(
+    ckptkit.storage.layout.write_state(
         run.directory,
         tuple((os.path.join(run.directory, f"ckpt-{s}"), float(s)) for s in (2, 3)),
         0.0,
+        dropped=(os.path.join(run.directory, "ckpt-1"),),
     )
     if cut == "after the index went":
         os.remove(os.path.join(run.directory, "ckpt-1.index"))
@@ -383,7 +382,9 @@ def test_a_full_disk_while_writing_the_state_file_leaves_no_temporary_file(tmp_p
     outcome = worker_outcome("state_write_fails.py", str(directory))
     assert outcome["error"] == "DiskFullError"
     assert outcome["listed"] == list(range(1, 41))
-    assert not [n for n in os.listdir(directory) if ".tmp-" in n or n.startswith("ckpt-41")]
+    left = os.listdir(directory)
+    assert not [n for n in left if ".tmp-" in n or n.startswith("ckpt-41")]
+    assert "ckpt-1.dropped" not in left  # still listed: the retention mark is taken back
 
 
 @contextlib.contextmanager

@@ -22,11 +22,12 @@ typed one here (`save_error`, `lock_error`): `DiskFullError` for a full disk, el
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from google.protobuf import text_format
@@ -56,7 +57,6 @@ __all__ = [
     "describe",
     "list_checkpoints",
     "lock_error",
-    "mark_dropped",
     "mark_pending",
     "named",
     "no_checkpoint",
@@ -228,6 +228,7 @@ def write_state(
     entries: tuple[tuple[str, float], ...],
     last_preserved: float,
     *,
+    dropped: Sequence[str] = (),
     durable: bool = False,
 ) -> None:
     """Atomically replaces ``<directory>/checkpoint`` with `entries` (oldest first).
@@ -235,9 +236,32 @@ def write_state(
     With `durable`, the new file and the directory are fsync'ed, so the commit survives a
     power loss and not only a process kill. A failed write leaves no temporary file.
 
+    Args:
+        directory: The checkpoint directory.
+        entries: ``(path, time)`` of the checkpoints to list.
+        last_preserved: The keep-every-n-hours mark.
+        dropped: Listed checkpoints this write stops listing, to be deleted next: each is
+            marked ``.dropped`` first, so that a deletion cut short is finished by the next
+            writer (`remove_leftovers`). A failed write removes the marks again.
+        durable: fsync the file and the directory.
+
     Raises:
         OSError: Writing failed; the previous state file is unchanged.
     """
+    for path in dropped:
+        fs.write_atomic(path + DROPPED_SUFFIX, b"")
+    try:
+        _write_state(directory, entries, last_preserved, durable=durable)
+    except BaseException:
+        for path in dropped:
+            with contextlib.suppress(OSError):
+                fs.remove(path + DROPPED_SUFFIX)  # still listed: no mark
+        raise
+
+
+def _write_state(
+    directory: str, entries: tuple[tuple[str, float], ...], last_preserved: float, *, durable: bool
+) -> None:
     inside = directory.rstrip("/") + "/"
     rel = [p[len(inside) :] if p.startswith(inside) else p for p, _ in entries]
     state = CheckpointState(
@@ -504,15 +528,6 @@ def remove_leftovers(directory: str, prefix: str, keep: set[str]) -> list[str]:
             removed.append(checkpoint)
     temporaries += [n for n in names if n.startswith(f"{STATE_FILE}.tmp-")]
     return removed + [n for n in temporaries if fs.remove(os.path.join(directory, n))]
-
-
-def mark_dropped(path: str) -> None:
-    """Records that ckptkit is about to un-list checkpoint `path` and delete its files.
-
-    Raises:
-        OSError: The mark could not be written; the state file must then not drop `path`.
-    """
-    fs.write_atomic(path + DROPPED_SUFFIX, b"")
 
 
 def whole(path: str) -> bool:

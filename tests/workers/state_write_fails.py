@@ -1,7 +1,8 @@
 """Saves 40 small checkpoints, then one more under a file-size limit only the state file passes.
 
 The state file grows with every listed checkpoint; the limit is set to its current size, so
-the 41st save writes its checkpoint and manifest, then fails writing the state file (EFBIG).
+the 41st save writes its checkpoint and manifest, marks ckpt-1 for retention to drop, then
+fails writing the state file (EFBIG).
 Prints one JSON line: the error, and the steps listed after it. Run by
 tests/test_data_safety.py.
 """
@@ -24,9 +25,7 @@ import ckptkit
 def main() -> None:
     directory = sys.argv[1]
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
-    cfg = ckptkit.CheckpointConfig(
-        directory=directory, retention=ckptkit.Retention(max_to_keep=None)
-    )
+    cfg = ckptkit.CheckpointConfig(directory=directory, retention=ckptkit.Retention(max_to_keep=40))
     mgr = ckptkit.CheckpointManager(cfg, v=tf.Variable(1.0))
     for step in range(1, 41):
         mgr.save(step)
