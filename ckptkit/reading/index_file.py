@@ -48,6 +48,7 @@ _ITEMSIZE = {
         ("COMPLEX128", 16),
     )
     for name in names.split()
+    if hasattr(types_pb2, f"DT_{name}")  # older TensorFlow lacks the newer float8s
 }  # fmt: skip
 # Strings and variants: a length of at least one byte per value. Sub-byte types: packed at most
 # four to a byte.
