@@ -326,11 +326,11 @@ def _read_graph(prefix: str, reader: Any) -> CheckpointGraph | None:
     count = len(nodes)
     for node in nodes:
         refs = [c for _, c in node.children] + [i for pair in node.slots for i in pair]
-        if any(not 0 <= i < count for i in refs):
+        bad = [i for i in refs if not 0 <= i < count]
+        if bad:
             raise CorruptCheckpointError(
-                f"the object graph of checkpoint {prefix} refers to node "
-                f"{next(i for i in refs if not 0 <= i < count)}, and it has {count} nodes: "
-                "it is damaged or crafted; restore an earlier checkpoint"
+                f"the object graph of checkpoint {prefix} refers to node {bad[0]}, and it has "
+                f"{count} nodes: it is damaged or crafted; restore an earlier checkpoint"
             )
     return CheckpointGraph(path=prefix, nodes=nodes)
 

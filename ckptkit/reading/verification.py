@@ -3,9 +3,11 @@
 Two depths:
 
 - cheap: every file the manifest lists is a regular file of its recorded size, the index
-  matches its crc32, the manifest matches its own checksum, and the index is sound (checked in
-  Python before TensorFlow opens it, see `index_file`). For a checkpoint without a manifest
-  (written by plain TensorFlow): the index is sound and every data shard it names exists.
+  matches its crc32, the manifest matches its own checksum, the index is sound (checked in
+  Python before TensorFlow opens it, see `index_file`: every entry fits its bytes and its data
+  file), and the object graph refers only to nodes it has. For a checkpoint without a
+  manifest (written by plain TensorFlow): the same but the manifest, and every data shard the
+  index names exists.
 - full: also reads every tensor, which makes TensorFlow check each one's crc32c.
 
 Example:
