@@ -128,7 +128,7 @@ def _check_readable(path: str, *, full: bool, check_shards: bool) -> list[Proble
     problems: list[Problem] = []
     try:
         load_graph(path)  # an object graph whose references leave it fails restore
-    except CorruptCheckpointError as e:
+    except (CorruptCheckpointError, CheckpointNotFoundError) as e:  # damaged, or deleted since
         problems.append(Problem(path + ".data-*", first_line(e)))
     if check_shards:
         problems.extend(_missing_shards(path))
