@@ -44,6 +44,7 @@ from ckptkit.errors import (
     RestoreMismatchError,
     SaveError,
     ShapeMismatchError,
+    StorageUnavailableError,
     TrackableError,
     UploadError,
 )
@@ -136,6 +137,7 @@ __all__ = [
     "Schedule",
     "ShapeMismatchError",
     "Storage",
+    "StorageUnavailableError",
     "TrackableError",
     "UploadError",
     "VariableInfo",

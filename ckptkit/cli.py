@@ -11,7 +11,9 @@
 
 Every command takes ``--json`` and then prints only JSON on stdout. Exit status: 0 when all is
 well; 1 when `verify` finds damage or `diff` finds differences; 2 for a problem with the input
-(one line on stderr), a directory with no checkpoint for `ls` included.
+(one line on stderr), a directory with no checkpoint for `ls` included; 3 when remote storage
+could not be asked (unreachable, timed out, credentials refused: nothing is said about what is
+there).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ckptkit.errors import CkptkitError, first_line
+from ckptkit.errors import CkptkitError, StorageUnavailableError, first_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -46,12 +48,16 @@ class _UsageError(CkptkitError, ValueError):
 EXIT_DAMAGED = 1
 EXIT_DIFFERENT = 1
 EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
 _MAX_TREE_DEPTH = 32  # deeper levels of a path are drawn as one label
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ckptkit", description="List, inspect and compare TensorFlow checkpoints."
+        prog="ckptkit",
+        description="List, inspect and compare TensorFlow checkpoints.",
+        epilog="exit status: 0 all well; 1 verify found damage or diff found differences; 2 a "
+        "problem with the input (one line on stderr); 3 remote storage could not be asked",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ls = sub.add_parser("ls", help="list the checkpoints of a directory, newest last")
@@ -170,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A failed conversion's report names every value; elsewhere the first line says it.
         text = str(e) if args.command == "convert" else first_line(e)
         print(f"ckptkit {args.command}: {text}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_UNAVAILABLE if isinstance(e, StorageUnavailableError) else EXIT_USAGE
     except MemoryError:
         # Not "they differ" (1): the input asked for more memory than this process may have.
         print(

@@ -267,6 +267,15 @@ class Storage(BaseModel):
         lease_secs: How long the writer lease on a remote directory lasts without renewal;
             a writer renews it while it lives, so a killed writer's lease frees the directory
             this long after its last renewal.
+        timeout_secs: How long one attempt of a remote call may wait to connect, or for the
+            next bytes, before it is given up (``s3://``: botocore's connect and read
+            timeouts). Default 20 s.
+        retries: How many times a failed or timed-out remote call is tried again, with
+            exponential backoff (s3fs's retries; botocore's own are turned off so the two do
+            not multiply). Default 4: with the defaults a call that cannot be answered fails
+            with `StorageUnavailableError` within about 100 s plus 2 s of backoff. Other
+            fsspec protocols use their client's settings, and ``gs://`` through gfile
+            TensorFlow's.
 
     Example:
         >>> Storage(options={"endpoint_url": "http://127.0.0.1:9000"}).keep_local
@@ -280,6 +289,8 @@ class Storage(BaseModel):
     cache_dir: _PathStr | None = None
     keep_local: int = Field(1, ge=0)
     lease_secs: float = Field(60.0, gt=0, allow_inf_nan=False)
+    timeout_secs: float = Field(20.0, gt=0, allow_inf_nan=False)
+    retries: int = Field(4, ge=0, le=20)
 
     @field_validator("cache_dir")
     @classmethod

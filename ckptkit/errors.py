@@ -14,6 +14,7 @@ would already catch for that problem, so `except FileNotFoundError` keeps workin
     ├── KeyMapError              (ValueError)         a key map that is malformed or ambiguous
     ├── InvalidStepError         (ValueError)         a step that is not a non-negative integer
     ├── MissingExtraError        (ImportError)        a URL needs an optional extra (ckptkit[s3])
+    ├── StorageUnavailableError  (ConnectionError)    remote storage could not be asked
     ├── TrackableError           (TypeError)          an object TensorFlow cannot checkpoint
     ├── SaveError                (OSError)            a save failed; nothing was committed
     │   ├── DiskFullError                                 ... for lack of space (ENOSPC, EFBIG)
@@ -50,6 +51,7 @@ __all__ = [
     "RestoreMismatchError",
     "SaveError",
     "ShapeMismatchError",
+    "StorageUnavailableError",
     "TrackableError",
     "UploadError",
 ]
@@ -107,6 +109,26 @@ class InvalidStepError(CkptkitError, ValueError):
 
 class MissingExtraError(CkptkitError, ImportError):
     """A URL needs an optional dependency that is not installed (``pip install ckptkit[s3]``)."""
+
+
+class StorageUnavailableError(CkptkitError, ConnectionError):
+    """Remote storage could not be asked (the store gave no answer about the path).
+
+    Refused or reset connections, DNS, TLS, timeouts, throttling past the retries, denied or
+    missing credentials. Never a "not found": ckptkit says a checkpoint or directory is
+    missing only when the store answered so. The message names the URL, the operation and the
+    cause.
+    """
+
+    @classmethod
+    def asking(cls, url: str, operation: str, cause: BaseException) -> StorageUnavailableError:
+        """The error for `operation` (e.g. "list") on `url` that failed with `cause`."""
+        reason = first_line(cause) if str(cause) else type(cause).__name__
+        return cls(
+            f"cannot reach {url} to {operation} ({type(cause).__name__}: {reason}); nothing "
+            "was taken for missing. Check the endpoint (Storage(options=...)), the network "
+            "and the credentials, then retry"
+        )
 
 
 class TrackableError(CkptkitError, TypeError):

@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf.tensor_bundle_pb2 import BundleEntryProto, BundleHeaderProto
 
-from ckptkit.errors import CorruptCheckpointError
+from ckptkit.errors import CorruptCheckpointError, StorageUnavailableError
 from ckptkit.storage import fs
 
 __all__ = ["check_index"]
@@ -85,6 +85,8 @@ def check_index(path: str) -> int:
     else:
         try:
             shards, ends = _check(fs.read_bytes(path))
+        except StorageUnavailableError:
+            raise
         except OSError as e:
             raise CorruptCheckpointError(
                 f"cannot read checkpoint index {path}: {e.strerror or e}; restore an earlier "
@@ -117,6 +119,8 @@ def _check_shard_sizes(prefix: str, shards: int, ends: dict[int, tuple[int, byte
         data = f"{prefix}.data-{shard:05d}-of-{shards:05d}"
         try:
             size = fs.stat(data).size
+        except StorageUnavailableError:
+            raise
         except OSError:
             continue
         if end > size:

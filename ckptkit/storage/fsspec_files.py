@@ -1,8 +1,9 @@
 """File primitives over fsspec, for URLs TensorFlow cannot reach (``s3://``, ...).
 
-The same operations as `fs`, with the same contract: errors come back as `OSError`
-(`FileNotFoundError` for a missing object, `FileExistsError` for a create-only write that
-found one), whatever the filesystem's client raised (botocore's connection errors, ...).
+The same operations as `fs`, with the same contract: what the store answered comes back as
+`OSError` (`FileNotFoundError` for a missing object, `FileExistsError` for a create-only write
+that found one); whatever else the client raised (botocore's connection errors, timeouts,
+denied credentials, ...) is `StorageUnavailableError`: "could not ask" is never "not there".
 Object stores have no directories and no rename, so a write is one object put, which the
 store makes visible whole or not at all, and `create` is a conditional put (S3's
 ``If-None-Match: *``). Listings and metadata are always fetched anew: another process may
@@ -19,7 +20,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ckptkit.errors import MissingExtraError
+from ckptkit.errors import MissingExtraError, StorageUnavailableError
 from ckptkit.storage import routes
 
 __all__ = ["FsspecFiles", "download", "upload"]
@@ -33,12 +34,24 @@ def _filesystem(path: str) -> tuple[Any, str]:
         from fsspec.core import url_to_fs
     except ImportError as e:
         raise _missing(path, e) from e
+    storage = routes.settings(path)
+    options = dict(storage.options)
+    s3 = path.partition("://")[0].lower() in ("s3", "s3a")
+    if s3:  # every call bounded: one botocore attempt, s3fs's retries with backoff
+        bounds = {
+            "connect_timeout": storage.timeout_secs,
+            "read_timeout": storage.timeout_secs,
+            "retries": {"max_attempts": 1, "mode": "standard"},
+        }
+        options["config_kwargs"] = {**bounds, **options.get("config_kwargs", {})}
     try:
-        found: tuple[Any, str] = url_to_fs(path, **routes.settings(path).options)
+        found: tuple[Any, str] = url_to_fs(path, **options)
     except ImportError as e:
         raise _missing(path, e) from e
     except ValueError as e:  # an unknown protocol
         raise OSError(errno.EINVAL, f"no fsspec filesystem for this URL ({e})", path) from e
+    if s3:
+        found[0].retries = storage.retries + 1  # s3fs's attempts of each call
     return found
 
 
@@ -50,25 +63,38 @@ def _missing(path: str, error: ImportError) -> MissingExtraError:
 
 
 def _is(test: str, path: str) -> bool:
-    """The store's `test` (``exists``, ``isdir``) of `path`, fetched anew; False where it errs."""
+    """The store's `test` (``exists``, ``isdir``) of `path`, fetched anew.
+
+    Raises:
+        StorageUnavailableError: The store could not be asked.
+    """
     fs, name = _filesystem(path)
     try:
-        with _as_oserror(path):
+        with _as_oserror(path, "check that it exists"):
             fs.invalidate_cache(name)
             return bool(getattr(fs, test)(name))
-    except OSError:
+    except FileNotFoundError:
         return False
 
 
+# What the store answered; anything else it raised means it could not be asked.
+_ANSWERS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
+
+
 @contextlib.contextmanager
-def _as_oserror(path: str) -> Iterator[None]:
-    """Client errors that are not `OSError` (connection failures, ...) become one."""
+def _as_oserror(path: str, operation: str) -> Iterator[None]:
+    """The store's answers as `OSError`; everything else as `StorageUnavailableError`.
+
+    A missing object is `FileNotFoundError` only when the store said so (s3fs translates S3's
+    404s). Connection failures, timeouts, throttling past the retries, denied or missing
+    credentials (botocore's, aiohttp's, ``PermissionError``) could not ask it.
+    """
     try:
         yield
-    except (OSError, MissingExtraError):
+    except (*_ANSWERS, MissingExtraError, StorageUnavailableError):
         raise
     except Exception as e:
-        raise OSError(errno.EIO, f"{type(e).__name__}: {e}", path) from e
+        raise StorageUnavailableError.asking(path, operation, e) from e
 
 
 class FsspecFiles:
@@ -77,7 +103,7 @@ class FsspecFiles:
     def read_bytes(self, path: str, *, limit: int | None = None) -> bytes:
         """The bytes of the object `path`; `limit` refuses larger ones (see `fs.read_bytes`)."""
         fs, name = _filesystem(path)
-        with _as_oserror(path):
+        with _as_oserror(path, "read it"):
             fs.invalidate_cache(name)
             return bytes(fs.cat_file(name, end=None if limit is None else limit + 1))
 
@@ -96,38 +122,42 @@ class FsspecFiles:
     def stat(self, path: str) -> tuple[int, float]:
         """The size and modification time of the object `path`."""
         fs, name = _filesystem(path)
-        with _as_oserror(path):
+        with _as_oserror(path, "read its size"):
             fs.invalidate_cache(name)
             info = fs.info(name)
             if info.get("type") == "directory":
-                raise OSError(errno.EISDIR, "a directory, not a regular file", path)
+                raise IsADirectoryError(errno.EISDIR, "a directory, not a regular file", path)
             try:
                 mtime = fs.modified(name).timestamp()
-            except (NotImplementedError, OSError):
+            except NotImplementedError:
                 mtime = 0.0
         return int(info.get("size") or 0), float(mtime)
 
     def makedirs(self, path: str) -> None:
         """Creates the folder `path` where the store has folders (a no-op on S3's prefixes)."""
         fs, name = _filesystem(path)
-        with _as_oserror(path):
+        with _as_oserror(path, "create it"):
             fs.makedirs(name, exist_ok=True)
 
     def listdir(self, directory: str) -> list[str]:
-        """The names in `directory`, sorted, fetched anew; empty when there are none."""
+        """The names in `directory`, sorted, fetched anew; empty when the store has none.
+
+        Raises:
+            StorageUnavailableError: The store could not be asked.
+        """
         fs, name = _filesystem(directory)
         try:
-            with _as_oserror(directory):
+            with _as_oserror(directory, "list it"):
                 fs.invalidate_cache(name)
                 found = fs.ls(name, detail=False, refresh=True)
-        except OSError:
+        except FileNotFoundError:
             return []
         return sorted({os.path.basename(str(p).rstrip("/")) for p in found} - {""})
 
     def remove(self, path: str) -> bool:
         """Removes the object `path`, or the folder and everything under it; False when gone."""
         fs, name = _filesystem(path)
-        with _as_oserror(path):
+        with _as_oserror(path, "remove it"):
             fs.invalidate_cache(name)
             try:
                 if fs.isdir(name):
@@ -141,7 +171,7 @@ class FsspecFiles:
     def write_atomic(self, path: str, data: bytes, *, durable: bool = False) -> None:
         """Replaces the object `path` with `data` in one put, which appears whole or not at all."""
         fs, name = _filesystem(path)
-        with _as_oserror(path):
+        with _as_oserror(path, "write it"):
             fs.pipe_file(name, data)
 
     def create(self, path: str, data: bytes) -> None:
@@ -151,7 +181,7 @@ class FsspecFiles:
             FileExistsError: An object `path` exists.
         """
         fs, name = _filesystem(path)
-        with _as_oserror(path):
+        with _as_oserror(path, "create it"):
             try:
                 fs.pipe_file(name, data, mode="create")
             except TypeError:  # an fsspec filesystem without create-only writes: check, then put
@@ -169,12 +199,12 @@ def upload(pairs: Sequence[tuple[str, str]]) -> None:
         return
     fs, _ = _filesystem(pairs[0][1])
     remote = [_filesystem(r)[1] for _, r in pairs]
-    with _as_oserror(pairs[0][1]):
+    with _as_oserror(pairs[0][1], "upload to it"):
         fs.put([local for local, _ in pairs], remote)
 
 
 def download(path: str, local: str) -> None:
     """Copies the object `path` to the local file `local`."""
     fs, name = _filesystem(path)
-    with _as_oserror(path):
+    with _as_oserror(path, "download it"):
         fs.get_file(name, local)

@@ -1,7 +1,9 @@
 """File primitives over `tf.io.gfile`, for the URLs TensorFlow reaches (``gs://``, ``ram://``).
 
 TensorFlow is imported on the first call, never for a local path. Its errors become the
-matching `OSError` here (`FileNotFoundError`, `PermissionError`, else ``EIO``). On ``gs://``
+matching `OSError` here (`FileNotFoundError`, else ``EIO``), except those that say the
+filesystem could not be asked (unavailable, deadline exceeded, permission denied,
+unauthenticated, resource exhausted, aborted): `StorageUnavailableError`, never "not there". On ``gs://``
 a write is one object put, which the store makes visible whole or not at all; on ``ram://``
 and ``file://`` a temporary file and a rename. gfile has no create-only write: `create`
 checks, then writes.
@@ -15,6 +17,7 @@ import functools
 from collections.abc import Iterator
 from typing import Any
 
+from ckptkit.errors import StorageUnavailableError
 from ckptkit.storage.local_files import temp_name
 
 __all__ = ["GfileFiles"]
@@ -57,12 +60,20 @@ class GfileFiles:
         return _is("exists", path) and not _is("isdir", path)
 
     def listdir(self, directory: str) -> list[str]:
-        """The names in `directory`, sorted; empty when it cannot be listed."""
-        tf = _tf()
+        """The names in `directory`, sorted; empty when it is not there.
+
+        Raises:
+            StorageUnavailableError: The filesystem could not be asked.
+        """
         try:
-            return sorted(n.rstrip("/") for n in tf.io.gfile.listdir(directory))
-        except tf.errors.OpError:
+            with _as_oserror(directory, "list it"):
+                return sorted(n.rstrip("/") for n in _tf().io.gfile.listdir(directory))
+        except (FileNotFoundError, NotADirectoryError):
             return []
+        except OSError as e:
+            if isinstance(e, StorageUnavailableError):
+                raise
+            return []  # e.g. a file, not a directory
 
     def remove(self, path: str) -> bool:
         """Removes the name `path` without following a link; False when already gone."""
@@ -114,23 +125,42 @@ def _tf() -> Any:
 
 
 def _is(test: str, path: str) -> bool:
-    """`tf.io.gfile.<test>(path)` (``exists``, ``isdir``), False where the filesystem errs."""
-    tf = _tf()
+    """`tf.io.gfile.<test>(path)` (``exists``, ``isdir``); False where it says nothing is there.
+
+    Raises:
+        StorageUnavailableError: The filesystem could not be asked.
+    """
     try:
-        return bool(getattr(tf.io.gfile, test)(path))
-    except tf.errors.OpError:
+        with _as_oserror(path, "check that it exists"):
+            return bool(getattr(_tf().io.gfile, test)(path))
+    except OSError as e:
+        if isinstance(e, StorageUnavailableError):
+            raise
         return False
 
 
+@functools.cache
+def _unreachable() -> tuple[type[Exception], ...]:
+    errors = _tf().errors
+    return (
+        errors.UnavailableError,
+        errors.DeadlineExceededError,
+        errors.PermissionDeniedError,
+        errors.UnauthenticatedError,
+        errors.ResourceExhaustedError,
+        errors.AbortedError,
+    )
+
+
 @contextlib.contextmanager
-def _as_oserror(path: str) -> Iterator[None]:
-    """Turns `tf.io.gfile` errors into the matching `OSError` (FileNotFoundError, ...)."""
+def _as_oserror(path: str, operation: str = "reach it") -> Iterator[None]:
+    """Turns `tf.io.gfile` errors into `FileNotFoundError`, `StorageUnavailableError` or EIO."""
     tf = _tf()
     try:
         yield
     except tf.errors.NotFoundError as e:
         raise FileNotFoundError(errno.ENOENT, e.message, path) from e
-    except tf.errors.PermissionDeniedError as e:
-        raise PermissionError(errno.EACCES, e.message, path) from e
+    except _unreachable() as e:
+        raise StorageUnavailableError.asking(path, operation, e) from e
     except tf.errors.OpError as e:
         raise OSError(errno.EIO, e.message, path) from e

@@ -37,6 +37,7 @@ from ckptkit.errors import (
     CorruptCheckpointError,
     DiskFullError,
     SaveError,
+    StorageUnavailableError,
 )
 from ckptkit.storage import fs
 from ckptkit.storage.manifest import MANIFEST_SUFFIX, file_problems, read_manifest
@@ -168,6 +169,8 @@ def read_state(directory: str, *, allow_outside: bool = False) -> DirectoryState
         text = fs.read_bytes(state_path, limit=_STATE_MAX_BYTES).decode()
     except FileNotFoundError:
         return None
+    except StorageUnavailableError:
+        raise
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         _ignore_state(state_path, f"it is unreadable ({reason})")
@@ -293,6 +296,8 @@ def checkpoint_files(path: str) -> list[str]:
 def _mtime(path: str) -> float:
     try:
         return fs.stat(f"{path}.index").mtime
+    except StorageUnavailableError:
+        raise
     except OSError:
         return 0.0
 
@@ -303,6 +308,8 @@ def describe(path: str, time: float | None = None) -> CheckpointInfo:
     for name in checkpoint_files(path):
         try:
             size += fs.stat(name).size
+        except StorageUnavailableError:
+            raise
         except OSError:
             continue
     return CheckpointInfo(

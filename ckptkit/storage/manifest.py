@@ -20,7 +20,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ckptkit._version import __version__
-from ckptkit.errors import CorruptCheckpointError, InvalidMetadataError, first_line
+from ckptkit.errors import (
+    CorruptCheckpointError,
+    InvalidMetadataError,
+    StorageUnavailableError,
+    first_line,
+)
 from ckptkit.storage import fs
 
 __all__ = [
@@ -145,6 +150,8 @@ def read_manifest(checkpoint: str) -> Manifest | None:
         if fs.exists(path):  # the name is there: a link to nothing
             raise CorruptCheckpointError(f"manifest {path} is a link to nothing") from None
         return None
+    except StorageUnavailableError:
+        raise
     except OSError as e:
         raise CorruptCheckpointError(f"cannot read manifest {path}: {e.strerror or e}") from e
     return parse_manifest(raw, checkpoint)
@@ -199,6 +206,8 @@ def file_problems(checkpoint: str, manifest: Manifest) -> list[tuple[str, str]]:
                 )
             elif record.crc32 is not None and crc32_of(file) != record.crc32:
                 problems.append((file, "checksum mismatch: the file's bytes changed"))
+        except StorageUnavailableError:
+            raise
         except OSError as e:
             problems.append((file, f"unreadable: {getattr(e, 'strerror', None) or e}"))
     return problems

@@ -35,7 +35,7 @@ import tempfile
 import time
 import uuid
 
-from ckptkit.errors import CorruptCheckpointError, UploadError
+from ckptkit.errors import CorruptCheckpointError, StorageUnavailableError, UploadError
 from ckptkit.storage import fs, fsspec_files, layout, routes
 from ckptkit.storage.manifest import (
     MANIFEST_SUFFIX,
@@ -241,6 +241,8 @@ def _read_remote_manifest(path: str) -> tuple[bytes, Manifest] | None:
         raw = fs.read_bytes(manifest_path(path), limit=_MANIFEST_MAX_BYTES)
     except FileNotFoundError:
         return None  # a checkpoint some other tool uploaded: taken as it is
+    except StorageUnavailableError:
+        raise
     except OSError as e:
         raise CorruptCheckpointError(
             f"cannot read the manifest of {path} ({e.strerror or e}); check that the storage "
@@ -274,6 +276,8 @@ def _download(path: str, local: str, manifest: tuple[bytes, Manifest] | None) ->
                 fsspec_files.download(os.path.join(directory, file), os.path.join(fresh, file))
             except FileNotFoundError:
                 continue  # reported below, as missing
+            except StorageUnavailableError:
+                raise
             except OSError as e:
                 raise CorruptCheckpointError(
                     f"cannot download {os.path.join(directory, file)} ({e.strerror or e}); "

@@ -1,0 +1,75 @@
+"""When the network misbehaves: unreachable storage is never taken for empty storage, and
+every remote call is bounded (an S3 server on loopback, a port with no listener, a server
+that never answers)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import s3fs
+from helpers import fill, state
+from netfaults import StalledServer, closed_endpoint
+
+import ckptkit
+from ckptkit.cli import EXIT_UNAVAILABLE, main
+
+
+def config(
+    directory: str, tmp_path, endpoint: str | None = None, **storage
+) -> ckptkit.CheckpointConfig:
+    options = {} if endpoint is None else {"endpoint_url": endpoint}
+    return ckptkit.CheckpointConfig(
+        directory=directory,
+        storage=ckptkit.Storage(options=options, cache_dir=str(tmp_path / "cache"), **storage),
+    )
+
+
+@pytest.fixture
+def two_saved(s3_dir, tmp_path) -> str:
+    """A remote directory with committed ckpt-1 and ckpt-2."""
+    variables = state()
+    with ckptkit.CheckpointManager(config(s3_dir, tmp_path), **variables) as mgr:
+        for step in (1, 2):
+            fill(variables, step)
+            mgr.save(step)
+    return s3_dir
+
+
+def test_a_refused_connection_is_unavailable_never_a_fresh_start(two_saved, tmp_path) -> None:
+    cfg = config(two_saved, tmp_path, closed_endpoint(), retries=1)
+    with pytest.raises(ckptkit.StorageUnavailableError, match=r"cannot reach s3://.*run"):
+        ckptkit.CheckpointManager(cfg, **state()).restore_or_initialize()
+    # Through the real endpoint, nothing was written beside the two checkpoints.
+    through = ckptkit.CheckpointManager(config(two_saved, tmp_path), **state())
+    assert [c.step for c in through.checkpoints] == [1, 2]
+
+
+@pytest.mark.parametrize("command", ["ls", "verify", "inspect"])
+def test_the_cli_exits_3_when_storage_cannot_be_asked(
+    two_saved, monkeypatch, capsys, command
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", closed_endpoint())
+    s3fs.S3FileSystem.clear_instance_cache()  # fsspec caches filesystems by their arguments
+    try:
+        assert main([command, two_saved]) == EXIT_UNAVAILABLE
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "cannot reach s3://" in err
+    assert "not found" not in err
+
+
+def test_a_stalled_server_fails_restore_and_save_within_their_bound(two_saved, tmp_path) -> None:
+    with StalledServer() as stalled:
+        cfg = config(two_saved, tmp_path, stalled.endpoint, timeout_secs=0.5, retries=1)
+        # The bound: (retries + 1) attempts of timeout_secs, plus s3fs's backoff, per call.
+        started = time.monotonic()
+        with pytest.raises(ckptkit.StorageUnavailableError, match=r"ReadTimeout|timed out|Timeout"):
+            ckptkit.CheckpointManager(cfg, **state()).restore()
+        assert time.monotonic() - started < 30  # a bound, not a timing: it had hung for good
+
+    # The stalled attempt left nothing: both checkpoints listed and restorable.
+    variables = state()
+    assert ckptkit.CheckpointManager(config(two_saved, tmp_path), **variables).restore().step == 2
