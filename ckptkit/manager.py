@@ -32,7 +32,7 @@ from ckptkit.preemption import PreemptionGuard
 from ckptkit.reading.inspection import sharing_readers
 from ckptkit.restore import RestorePipeline, ranked
 from ckptkit.schedule import SaveTimer
-from ckptkit.status import RestoreReport, RestoreResult
+from ckptkit.status import RestoreReport, RestoreResult, assertion_mode
 from ckptkit.storage import fs, layout, routes
 from ckptkit.storage.directory_view import DirectoryView
 from ckptkit.storage.layout import CheckpointInfo
@@ -545,10 +545,11 @@ class CheckpointManager:
             CorruptCheckpointError: The requested checkpoint, or every one, is damaged.
             ShapeMismatchError: A variable's shape or dtype differs; nothing was loaded.
             RestoreMismatchError: The assertion failed; nothing was loaded.
+            ValueError: `assertion` is not an assertion mode.
         """
         if best and (step is not None or path is not None):
             raise TypeError("pass one of step, path and best=True, not several")
-        mode = assertion or self._config.restore.assertion
+        mode = assertion_mode(assertion, default=self._config.restore.assertion)
         with sharing_readers():  # verification and matching read each index once
             if self._cluster is not None and self._cluster.multi_worker:
                 return restore_together(
@@ -566,18 +567,19 @@ class CheckpointManager:
         """Restores the newest checkpoint if there is one; otherwise leaves the program as is.
 
         This is how a training job starts, so it also takes the directory's writer lock (as
-        the first save would): a second job writing to the same directory is stopped here,
-        before it trains, rather than at its first save. Where the lock cannot be taken for
-        another reason (a read-only directory), restoring goes on and the first save reports it.
+        the first save would): a second job writing to the same directory, or a directory
+        this process cannot write, is stopped here, before it trains, rather than at its first
+        save. A program that only reads should call `restore`, which writes nothing.
 
         Returns:
             ``restored=False`` for a fresh start, else as `restore`.
 
         Raises:
             DirectoryLockedError: Another manager is writing to this directory.
+            SaveError: The directory is not writable.
         """
+        mode = assertion_mode(assertion, default=self._config.restore.assertion)
         if self._cluster is not None and self._cluster.multi_worker:
-            mode = assertion or self._config.restore.assertion
             with sharing_readers():
                 return restore_together(
                     self._cluster,
@@ -590,7 +592,7 @@ class CheckpointManager:
                     start=self._claim,
                 )
         fresh = self._claim()
-        return self.restore(assertion=assertion) if fresh is None else fresh
+        return self.restore(assertion=mode) if fresh is None else fresh
 
     def _claim(self) -> RestoreResult | None:
         """Takes the writer lock early; a fresh start when nothing is committed, else None."""

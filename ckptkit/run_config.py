@@ -22,10 +22,11 @@ No TensorFlow here: a `RunConfig` is read through its attributes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["DEFAULT_EVERY_SECS", "ESTIMATOR_PREFIX", "RUN_CONFIG_FIELDS", "RunConfigFields"]
 
@@ -88,6 +89,11 @@ class RunConfigFields(BaseModel):
     save_checkpoints_secs: float | None = Field(default=None, gt=0)
     keep_checkpoint_max: int | None = Field(default=5, ge=0)
     keep_checkpoint_every_n_hours: float | None = Field(default=10000.0, gt=0)
+
+    @field_validator("model_dir", mode="before")
+    @classmethod
+    def _path_as_str(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     @model_validator(mode="before")
     @classmethod

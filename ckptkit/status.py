@@ -6,14 +6,37 @@ that fails leaves the program's variables untouched.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast, get_args
 
 from ckptkit.config import Assertion
 from ckptkit.errors import RestoreMismatchError, ShapeMismatchError
 
-__all__ = ["Mismatch", "RestoreReport", "RestoreResult", "check_assertion"]
+__all__ = ["Mismatch", "RestoreReport", "RestoreResult", "assertion_mode", "check_assertion"]
+
+_MODES: tuple[str, ...] = get_args(Assertion)
+
+
+def assertion_mode(value: object, *, default: Assertion | None = None) -> Assertion:
+    """`value` as an assertion mode (None: `default`), before anything is read or loaded.
+
+    Raises:
+        ValueError: `value` is not one of the modes (a misspelling would run no check at all);
+            the message names the modes and the nearest one.
+    """
+    if value is None and default is not None:
+        return default
+    if value not in _MODES:
+        near = difflib.get_close_matches(str(value), _MODES, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ValueError(
+            f"assertion={value!r} is not an assertion mode{hint}; use one of "
+            f"{', '.join(repr(m) for m in _MODES)}"
+        )
+    return cast(Assertion, value)
+
 
 _LIST_LIMIT = 20
 
@@ -130,10 +153,11 @@ def check_assertion(
         by_name: The values were matched through a key map (advice on the key map).
 
     Raises:
+        ValueError: `assertion` is not an assertion mode.
         ShapeMismatchError: Some matched variable differs in shape or dtype (every mode).
         RestoreMismatchError: The assertion's other conditions do not hold.
     """
-    problems = report.failures(assertion)
+    problems = report.failures(assertion_mode(assertion))
     if not problems:
         return
     error = ShapeMismatchError if report.mismatches else RestoreMismatchError
@@ -203,8 +227,10 @@ class RestoreResult:
             The fresh report.
 
         Raises:
+            ValueError: `assertion` is not an assertion mode.
             RestoreMismatchError: The program and checkpoint do not match as required.
         """
+        assertion = assertion_mode(assertion)
         if self._recheck is None:
             raise RestoreMismatchError(
                 "nothing was restored, so there is nothing to check; "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from ckptkit.matching import CheckpointGraph, CheckpointNode, ValueSpec
 from ckptkit.reading.index_file import check_index
 from ckptkit.reading.keras_files import is_keras_file, keras_datasets, read_keras_tensor
 from ckptkit.storage import fs, tiers
-from ckptkit.storage.layout import resolve_checkpoint
+from ckptkit.storage.layout import check_path, resolve_checkpoint
 
 __all__ = [
     "OBJECT_GRAPH_KEY",
@@ -209,7 +210,7 @@ def _dtype_enums(reader: Any) -> dict[str, int]:
     return {k: v.as_datatype_enum for k, v in reader.get_variable_to_dtype_map().items()}
 
 
-def inspect(path: str) -> CheckpointContents:
+def inspect(path: str | os.PathLike[str]) -> CheckpointContents:
     """Lists the tensors of a checkpoint without loading their values.
 
     Args:
@@ -224,6 +225,7 @@ def inspect(path: str) -> CheckpointContents:
         CorruptCheckpointError: The index cannot be read.
         FormatError: A Keras file that is not HDF5 / zip.
     """
+    path = check_path(path)
     if is_keras_file(path):
         found = keras_datasets(path)
         return CheckpointContents("keras", path, tuple(VariableInfo(*f) for f in found))
@@ -394,7 +396,7 @@ def _full_key(reader: Any, key: str) -> str:
     raise CheckpointKeyError(key)
 
 
-def read_tensor(path: str, key: str) -> np.ndarray[Any, Any]:
+def read_tensor(path: str | os.PathLike[str], key: str) -> np.ndarray[Any, Any]:
     """The value of one tensor.
 
     Args:
@@ -408,6 +410,7 @@ def read_tensor(path: str, key: str) -> np.ndarray[Any, Any]:
         CheckpointKeyError: The checkpoint has no such key.
         CorruptCheckpointError: The data cannot be read.
     """
+    path = check_path(path)
     if is_keras_file(path):
         return read_keras_tensor(path, key)
     prefix, reader = open_reader(path)
@@ -467,7 +470,7 @@ def _side(path: str) -> _Side:
     return _Side(prefix, specs, functools.partial(get_tensor, reader, prefix))
 
 
-def diff(a: str, b: str) -> CheckpointDiff:
+def diff(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> CheckpointDiff:
     """Compares two checkpoints key by key, values included.
 
     Args:
@@ -482,6 +485,7 @@ def diff(a: str, b: str) -> CheckpointDiff:
         FormatError: One is a Keras file and the other a TensorFlow checkpoint: their keys
             name values differently, so nothing would match.
     """
+    a, b = check_path(a), check_path(b)
     if is_keras_file(a) != is_keras_file(b):
         raise FormatError(
             f"cannot compare {a} with {b}: one is a Keras file, the other a TensorFlow "

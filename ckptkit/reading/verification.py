@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -156,7 +157,7 @@ def _missing_shards(path: str) -> list[Problem]:
     ]
 
 
-def verify(path: str, *, full: bool = False) -> VerifyReport:
+def verify(path: str | os.PathLike[str], *, full: bool = False) -> VerifyReport:
     """Verifies one checkpoint (a prefix) or every committed checkpoint of a directory.
 
     Args:
@@ -170,13 +171,14 @@ def verify(path: str, *, full: bool = False) -> VerifyReport:
         CheckpointNotFoundError: Nothing at `path`, or a directory with no checkpoint.
         FormatError: `path` is a Keras file, which has nothing to verify against.
     """
+    path = layout.check_path(path)
     if is_keras_file(path):
         raise FormatError(
             f"cannot verify {path}: a Keras file records no checksums or sizes to check its "
             "values against (TensorFlow checkpoints have ckptkit's manifest and per-tensor "
             f"crc32c); `ckptkit inspect {path}` shows whether it opens and what it holds"
         )
-    path = layout.check_path(path).removesuffix(".index")
+    path = path.removesuffix(".index")
     if any(fs.exists(p, follow_links=True) for p in (path + ".index", manifest_path(path))):
         return VerifyReport((verify_checkpoint(path, full=full),))
     if not fs.isdir(path):

@@ -65,7 +65,6 @@ class DirectoryView:
             directory, include_missing=True, allow_outside=self.allow_outside
         )
         now = time.time()
-        self.entries = [(p, min(t, now)) for p, t in entries]
         if last_preserved is None or last_preserved == self.future_mark:
             pass  # the window opened at creation, or was restarted at an earlier read
         elif last_preserved > now:
@@ -78,6 +77,11 @@ class DirectoryView:
             )
         else:
             self.last_preserved = last_preserved
+        # A stamp ahead of the clock counts as written when the window restarted (never as
+        # newer), at every read: clamped to a later "now", it would rise above the window
+        # start and retention would delete what tf.train.CheckpointManager keeps.
+        restart = self.last_preserved if self.future_mark is not None else now
+        self.entries = [(p, min(t, restart) if t > now else t) for p, t in entries]
         monitor = self.monitor
         if monitor is not None:
             self.scores = {p: _score(p, monitor) for p, _ in self.entries}

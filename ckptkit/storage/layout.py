@@ -61,6 +61,7 @@ __all__ = [
     "mark_pending",
     "named",
     "no_checkpoint",
+    "not_writable",
     "parse_step",
     "read_state",
     "remove_leftovers",
@@ -379,13 +380,16 @@ def committed(
     return entries, state.last_preserved
 
 
-def list_checkpoints(directory: str) -> list[CheckpointInfo]:
-    """The committed checkpoints of `directory`, oldest first (see `committed`).
+def list_checkpoints(directory: str | os.PathLike[str]) -> list[CheckpointInfo]:
+    """The committed checkpoints of `directory` (a str or a `pathlib.Path`), oldest first.
+
+    See `committed`.
 
     Raises:
         CheckpointNotFoundError: `directory` does not exist.
     """
-    if not fs.isdir(check_path(directory)):
+    directory = check_path(directory)
+    if not fs.isdir(directory):
         raise CheckpointNotFoundError(
             f"checkpoint directory not found: {directory!r}; check the path "
             "(a directory is created by the first save)"
@@ -565,8 +569,9 @@ def unmark_pending(path: str) -> None:
     fs.remove(path + PENDING_SUFFIX)
 
 
-def check_path(path: str) -> str:
-    """`path`, or `CheckpointNotFoundError` when no file can have that name (a NUL byte)."""
+def check_path(path: str | os.PathLike[str]) -> str:
+    """`path` as a str (a `pathlib.Path` too); `CheckpointNotFoundError` for a NUL byte."""
+    path = os.fspath(path)
     if "\x00" in path:
         raise CheckpointNotFoundError(
             f"no checkpoint at {path!r}: a path cannot contain a NUL byte"
@@ -600,6 +605,20 @@ def save_error(path: str, directory: str, error: BaseException) -> SaveError:
     )
 
 
+def not_writable(directory: str, error: OSError) -> SaveError | None:
+    """The error for a local `directory` this process may not write, when `error` says so."""
+    if fs.is_remote(directory) or error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return None
+    effective = os.access in os.supports_effective_ids  # this process's uid, not the real one
+    if os.path.isdir(directory) and os.access(directory, os.W_OK, effective_ids=effective):
+        return None  # the lock file itself, not the directory
+    return SaveError(
+        f"checkpoint directory {directory} is not writable ({error.strerror or error}): "
+        "nothing can be saved there. Fix its permissions, or save to another directory; "
+        "restoring from it (restore(), inspect) works without writing"
+    )
+
+
 def lock_error(path: str, error: OSError) -> SaveError:
     """The typed error for a writer lock file that could not be created or opened."""
     reason = error.strerror or str(error)
@@ -614,6 +633,9 @@ def lock_error(path: str, error: OSError) -> SaveError:
             f"cannot take the writer lease {path} ({reason}). Nothing was saved; check that "
             "the storage is reachable and writable with these credentials"
         )
+    unwritable = not_writable(os.path.dirname(path), error)
+    if unwritable is not None:
+        return unwritable
     return SaveError(
         f"cannot take the writer lock {path}: it must be a regular file ckptkit can write "
         f"({reason}). Nothing was saved; remove or fix that file"

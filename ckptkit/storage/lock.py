@@ -78,12 +78,19 @@ class WriterLock:
                 os.fchmod(fd, 0o600)  # private whatever the umask, or an older version, made it
             _lock(fd, fcntl.F_WRLCK)
         except BlockingIOError:
-            holder = _read_holder(fd)
+            holder, ours = _read_holder(fd)
             os.close(fd)
+            directory = os.path.dirname(self.path)
+            if ours:
+                raise DirectoryLockedError(
+                    f"{directory} is being written by another CheckpointManager in this process "
+                    f"({holder}); one manager writes a directory at a time. close() the first "
+                    "one (or use it) before creating another for the same directory"
+                ) from None
             raise DirectoryLockedError(
-                f"{os.path.dirname(self.path)} is being written by another checkpoint manager "
-                f"({holder}); two writers would interleave files. Stop the other writer, or save "
-                "to another directory (a killed writer releases the lock by itself)"
+                f"{directory} is being written by another checkpoint manager ({holder}); two "
+                "writers would interleave files. Stop the other writer, or save to another "
+                "directory (a killed writer releases the lock by itself)"
             ) from None
         except BaseException:
             os.close(fd)
@@ -166,9 +173,11 @@ def _lock(fd: int, kind: int) -> None:
         raise
 
 
-def _read_holder(fd: int) -> str:
+def _read_holder(fd: int) -> tuple[str, bool]:
+    """Who holds the lock, in words, and whether it is this process."""
     try:
         owner = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return f"pid {owner['pid']} on {owner['host']}"
+        ours = owner["pid"] == os.getpid() and owner["host"] == socket.gethostname()
+        return f"pid {owner['pid']} on {owner['host']}", ours
     except (ValueError, KeyError, TypeError, OSError):
-        return "holder unknown"
+        return "holder unknown", False

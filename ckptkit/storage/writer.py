@@ -82,8 +82,9 @@ class DirectoryWriter:
         """Takes the lock before the first save (`restore_or_initialize`), where it can.
 
         Raises:
-            DirectoryLockedError: Another manager is writing to this directory. Other failures
-                (a read-only directory) are left for the first save to report.
+            DirectoryLockedError: Another manager is writing to this directory.
+            SaveError: The directory is not writable (said before training). Other failures
+                are left for the first save to report.
         """
         if self._lock is None or self._lock.held:
             return
@@ -92,8 +93,11 @@ class DirectoryWriter:
             self._lock.acquire()
         except DirectoryLockedError:
             raise
-        except OSError:
-            return  # e.g. a read-only directory: a save would fail anyway, and says why
+        except OSError as e:
+            unwritable = layout.not_writable(self._directory, e)
+            if unwritable is not None:
+                raise unwritable from e  # before training, not at its first save
+            return  # other failures: the first save reports them
         self._view.refresh()  # another writer may have committed since this manager read it
 
     def reread(self) -> bool:
