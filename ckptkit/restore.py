@@ -25,9 +25,10 @@ from ckptkit.errors import (
     CorruptCheckpointError,
     first_line,
 )
+from ckptkit.reading.inspection import forget
 from ckptkit.reading.verification import CheckpointVerdict, verify_checkpoint
 from ckptkit.status import RestoreResult, check_assertion
-from ckptkit.storage import layout
+from ckptkit.storage import layout, tiers
 from ckptkit.storage.directory_view import DirectoryView
 from ckptkit.storage.manifest import read_manifest
 from ckptkit.warn import warn
@@ -207,7 +208,28 @@ class RestorePipeline:
         *,
         skipped: tuple[tuple[str, str], ...],
     ) -> RestoreResult:
-        """Matches `target` against the program, checks the assertion, then loads it."""
+        """Matches `target` against the program, checks the assertion, then loads it.
+
+        A staged checkpoint read from its local copy is read again from the remote one when
+        that fails: a damaged cache is no verdict on the remote copy (which the manifest
+        check cannot tell apart when a byte flips and sizes stay).
+        """
+        try:
+            return self._load_once(target, mode, verdict, skipped=skipped)
+        except CorruptCheckpointError:
+            if not tiers.evict_copy(target):
+                raise
+            forget(target)
+            return self._load_once(target, mode, verdict, skipped=skipped)
+
+    def _load_once(
+        self,
+        target: str,
+        mode: Assertion,
+        verdict: CheckpointVerdict | None,
+        *,
+        skipped: tuple[tuple[str, str], ...],
+    ) -> RestoreResult:
         backend = self._backend
         report = backend.compare(target)
         check_assertion(report, mode)

@@ -5,10 +5,11 @@ that never answers)."""
 from __future__ import annotations
 
 import time
+import warnings
 
 import pytest
 import s3fs
-from helpers import fill, state
+from helpers import equal_to, fill, state
 from netfaults import StalledServer, closed_endpoint
 
 import ckptkit
@@ -73,3 +74,24 @@ def test_a_stalled_server_fails_restore_and_save_within_their_bound(two_saved, t
     # The stalled attempt left nothing: both checkpoints listed and restorable.
     variables = state()
     assert ckptkit.CheckpointManager(config(two_saved, tmp_path), **variables).restore().step == 2
+
+
+@pytest.mark.parametrize("damage", ["a flipped byte", "another file of the same size"])
+def test_a_damaged_cached_copy_is_read_again_from_the_remote_one(
+    two_saved, tmp_path, damage
+) -> None:
+    cache = tmp_path / "cache"
+    data = cache / "ckpt-2.data-00000-of-00001"
+    body = bytearray(data.read_bytes())
+    if damage == "a flipped byte":
+        body[len(body) // 2] ^= 0xFF
+    else:
+        body = bytearray(len(body))  # zeros, the size kept: the manifest's check passes
+    data.write_bytes(bytes(body))
+    variables = state()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ckptkit.CheckpointSkippedWarning)  # nothing skipped
+        result = ckptkit.CheckpointManager(config(two_saved, tmp_path), **variables).restore()
+    assert result.step == 2
+    assert equal_to(variables, 2)
+    assert data.read_bytes() != bytes(body)  # the bad copy was replaced by the remote one

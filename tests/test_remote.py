@@ -22,7 +22,7 @@ from ckptkit.errors import (
     SaveError,
     UploadError,
 )
-from ckptkit.storage import tiers
+from ckptkit.storage import routes, tiers
 
 
 def _config(directory: str, cache, **storage) -> ckptkit.CheckpointConfig:
@@ -58,6 +58,7 @@ def test_round_trip_retention_and_cache(s3_server, s3_dir, tmp_path) -> None:
     assert ".ckptkit.lease" not in objects  # released by close()
     # The local tier keeps the newest one only (keep_local=1).
     assert sorted(os.listdir(tmp_path / "cache")) == [
+        ".ckptkit-source",
         "ckpt-3.data-00000-of-00001",
         "ckpt-3.index",
         "ckpt-3.manifest.json",
@@ -246,9 +247,32 @@ def test_transport_must_reach_the_url() -> None:
         ckptkit.Storage(cache_dir="s3://b/cache")
 
 
-def test_local_tier_path_is_per_url(tmp_path) -> None:
+def test_local_tier_path_is_per_url(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("CKPTKIT_CACHE_DIR", str(tmp_path / "root"))
     assert tiers.cache_dir("s3://a/run") != tiers.cache_dir("s3://a/run2")
     assert tiers.local_copy("s3://a/run/ckpt-3").endswith("/ckpt-3")
+
+
+def test_two_endpoints_never_share_cached_copies(tmp_path, monkeypatch) -> None:
+    # The same bucket and path on two servers are two stores.
+    monkeypatch.setenv("CKPTKIT_CACHE_DIR", str(tmp_path / "root"))
+    url = "s3://same-bucket/run"
+    folders = []
+    for endpoint in ("http://127.0.0.1:1111", "http://127.0.0.1:2222"):
+        routes.register(url, ckptkit.Storage(options={"endpoint_url": endpoint}))
+        folders.append(tiers.cache_dir(url))
+    assert folders[0] != folders[1]
+    # One explicit cache folder for both: the first one's copies are dropped, not served.
+    shared = tmp_path / "shared"
+    for endpoint, step in (("http://127.0.0.1:1111", 1), ("http://127.0.0.1:2222", None)):
+        routes.register(
+            url, ckptkit.Storage(options={"endpoint_url": endpoint}, cache_dir=str(shared))
+        )
+        folder = tiers.cache_dir(url)
+        if step is not None:
+            tf.train.Checkpoint(v=tf.Variable(1.0)).write(os.path.join(folder, "ckpt-1"))
+    assert not [n for n in os.listdir(shared) if n.startswith("ckpt-1")]
+    assert (shared / ".ckptkit-source").read_text() == f"{url} via http://127.0.0.1:2222"
 
 
 def _start_writer(directory: str, cache, *args: str) -> ForkedWorker:

@@ -40,6 +40,7 @@ __all__ = [
     "KeyChange",
     "VariableInfo",
     "diff",
+    "forget",
     "inspect",
     "load_graph",
     "object_paths",
@@ -150,6 +151,13 @@ def sharing_readers() -> Iterator[None]:
         yield
     finally:
         _shared.readers = _shared.graphs = None
+
+
+def forget(prefix: str) -> None:
+    """Drops what the innermost `sharing_readers` block holds of `prefix` (files replaced)."""
+    for held in (getattr(_shared, "readers", None), getattr(_shared, "graphs", None)):
+        if held is not None:
+            held.pop(prefix, None)
 
 
 def open_reader(path: str) -> tuple[str, Any]:

@@ -4,7 +4,9 @@ TensorFlow cannot reach a directory on an fsspec URL (``s3://...``, see `routes`
 directory each checkpoint lives in two tiers:
 
 - local: a cache folder (`Storage.cache_dir`, by default ``~/.cache/ckptkit/<hash of the
-  URL>``) where TensorFlow writes a save at local-disk speed, and from which restores read;
+  URL and its endpoint>``) where TensorFlow writes a save at local-disk speed, and from which
+  restores read; a ``.ckptkit-source`` file in it names the URL and endpoint its copies came
+  from, and copies from any other are dropped before the folder is used;
 - remote: the directory itself, where `upload` copies the files (the commit pipeline then
   writes the manifest and the state file there, see `commit`).
 
@@ -133,20 +135,55 @@ def cache_dir(directory: str) -> str:
     A folder someone else could write (see the module docstring) is replaced, for the life of
     the process, by a private temporary one, with a warning.
     """
+    source = _source(directory)
     chosen = routes.settings(directory).cache_dir
     if chosen is None:
         root = os.environ.get("CKPTKIT_CACHE_DIR") or os.path.join(
             os.path.expanduser("~"), ".cache", "ckptkit"
         )
-        digest = hashlib.sha256(directory.rstrip("/").encode()).hexdigest()[:16]
-        chosen = os.path.join(root, digest)
-    used = _USED.get(chosen)
+        chosen = os.path.join(root, hashlib.sha256(source.encode()).hexdigest()[:16])
+    used = _USED.get((chosen, source))
     if used is None:
-        used = _USED[chosen] = _private(chosen, directory)
+        used = _USED[(chosen, source)] = _private(chosen, directory)
+        _hold_for(used, source)
     return used
 
 
-_USED: dict[str, str] = {}  # cache folder -> the folder used for it in this process
+_USED: dict[tuple[str, str], str] = {}  # (cache folder, source) -> the folder used for it
+_SOURCE_FILE = ".ckptkit-source"
+
+
+def _source(directory: str) -> str:
+    """Where the cached files come from: the URL and the endpoint that serves it.
+
+    Two servers' buckets of the same name are different stores: one's files are never
+    served for the other's.
+    """
+    options = routes.settings(directory).options
+    endpoint = (
+        options.get("endpoint_url")
+        or options.get("client_kwargs", {}).get("endpoint_url")
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or "the default endpoint"
+    )
+    return f"{directory.rstrip('/')} via {endpoint}"
+
+
+def _hold_for(folder: str, source: str) -> None:
+    """Makes `folder` the cache of `source`: another source's copies in it are removed."""
+    marker = os.path.join(folder, _SOURCE_FILE)
+    try:
+        with open(marker) as f:
+            held = f.read()
+    except OSError:
+        held = None
+    if held == source:
+        return
+    for name in os.listdir(folder):  # copies of unknown origin: a cache, so dropped
+        if name.endswith(".index"):
+            layout.delete_checkpoint(os.path.join(folder, name.removesuffix(".index")))
+    fs.write_atomic(marker, source.encode())
 
 
 def _private(folder: str, directory: str) -> str:
@@ -309,6 +346,18 @@ def _download(path: str, local: str, manifest: tuple[bytes, Manifest] | None) ->
 def evict(path: str) -> None:
     """Removes the local copy of the staged checkpoint `path` (its manifest last)."""
     layout.delete_checkpoint(local_copy(path))
+
+
+def evict_copy(path: str) -> bool:
+    """Removes the local copy of `path` when it is a staged checkpoint that has one.
+
+    Returns:
+        Whether there was a copy to remove (so that reading `path` again downloads it).
+    """
+    if not fs.staged(path) or not os.path.exists(local_copy(path) + ".index"):
+        return False
+    evict(path)
+    return True
 
 
 def trim(directory: str, prefix: str, keep: list[str]) -> None:
