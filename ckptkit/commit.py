@@ -30,8 +30,10 @@ file on disk says the same, so a listing never shows an uncommitted save.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -39,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ckptkit.config import CheckpointConfig
-from ckptkit.errors import CheckpointExistsError, DirectoryLockedError, SaveError
+from ckptkit.errors import CheckpointExistsError, DirectoryLockedError, SaveError, first_line
 from ckptkit.retention import plan_deletions
 from ckptkit.storage import fs, layout, tiers
 from ckptkit.storage.directory_view import DirectoryView
@@ -47,7 +49,7 @@ from ckptkit.storage.manifest import MANIFEST_SUFFIX, build_manifest
 from ckptkit.storage.writer import DirectoryWriter
 from ckptkit.warn import warn
 
-__all__ = ["CommitPipeline", "SaveRequest", "write_scratch"]
+__all__ = ["CommitPipeline", "SaveRequest", "wait_at_exit", "write_scratch"]
 
 
 @dataclass(frozen=True)
@@ -336,3 +338,25 @@ def write_scratch(request: SaveRequest, scratch: str) -> None:
     finally:
         with contextlib.suppress(OSError):
             fs.remove(scratch)
+
+
+def wait_at_exit(pipeline: CommitPipeline, timeout: float, directory: str) -> None:
+    """At interpreter exit: lets the save in flight commit (bounded); a failure fails the exit.
+
+    A program that exits without `wait`/`close` while its last background save fails must not
+    look successful: the failure is printed (the checkpoint, hence step and directory, and the
+    cause), the other exit handlers run as they would, and the process exits with status 1.
+    """
+    try:
+        pipeline.wait(timeout)
+    except SaveError as e:
+        print(
+            f"ckptkit: at exit: the last async save to {directory} did not commit: "
+            f"{first_line(e)}. Exiting with status 1; call wait() or close() before exiting "
+            "to handle it",
+            file=sys.stderr,
+        )
+        atexit._run_exitfuncs()  # the handlers a normal exit runs (logging's flush, ...)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)  # SystemExit raised in an exit handler is ignored by the interpreter

@@ -11,7 +11,6 @@ backend how TensorFlow moves the tensors, and `status` whether a restore matches
 from __future__ import annotations
 
 import os
-import sys
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ckptkit.backends.base import Backend
 from ckptkit.backends.object_based import ObjectBasedBackend
-from ckptkit.commit import CommitPipeline, SaveRequest
+from ckptkit.commit import CommitPipeline, SaveRequest, wait_at_exit
 from ckptkit.config import Assertion, CheckpointConfig, as_config
 from ckptkit.distribute.choreography import NO_ASYNC, cluster_of, restore_together, save_together
 from ckptkit.errors import (
@@ -452,7 +451,11 @@ class CheckpointManager:
         request = SaveRequest(path, step, extra, self._backend.snapshot())
         if self._exit_wait is None or not self._exit_wait.alive:  # exit waits for it, bounded
             self._exit_wait = weakref.finalize(
-                self, _wait_at_exit, self._pipeline, self._config.async_timeout_secs
+                self,
+                wait_at_exit,
+                self._pipeline,
+                self._config.async_timeout_secs,
+                self._config.directory,
             )
         self._pipeline.start(request)
         self._timer.record(step)
@@ -613,14 +616,6 @@ class _SessionManager(CheckpointManager):
             )
             config = config.model_copy(update={"async_save": False})
         self._start(config, backend, clock)
-
-
-def _wait_at_exit(pipeline: CommitPipeline, timeout: float) -> None:
-    """At interpreter exit: lets the save in flight commit (bounded); reports its failure."""
-    try:
-        pipeline.wait(timeout)
-    except SaveError as e:
-        print(f"ckptkit: at exit: {first_line(e)}", file=sys.stderr)
 
 
 def _as_step(step: Any) -> int:

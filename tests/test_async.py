@@ -302,3 +302,43 @@ def test_interpreter_exit_waits_for_the_save_in_flight(tmp_path) -> None:
     big = tf.Variable(tf.zeros((1 << 24,)))
     ckptkit.CheckpointManager(directory, big=big).restore()
     assert float(big[0]) == float(big[-1]) == 2.0
+
+
+EXITING_AFTER_A_FAILED_SAVE = """
+import atexit, resource, signal, sys
+import tensorflow as tf
+import ckptkit
+
+atexit.register(print, "an exit handler of the program ran", flush=True)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+w = tf.Variable(tf.ones((1 << 20,)))  # 4 MiB
+mgr = ckptkit.CheckpointManager(ckptkit.CheckpointConfig(directory=sys.argv[1], async_save=True), w=w)
+mgr.save(1)
+mgr.wait()
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.RLIM_INFINITY))
+mgr.save(2)  # fails in the background; the script never waits
+print("the script ended normally", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_failed_async_save_at_exit_fails_the_process(tmp_path) -> None:
+    directory = str(tmp_path / "run")
+    done = subprocess.run(
+        [sys.executable, "-c", EXITING_AFTER_A_FAILED_SAVE, directory],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [
+        "the script ended normally",
+        "an exit handler of the program ran",
+    ]
+    message = [line for line in done.stderr.splitlines() if line.startswith("ckptkit: at exit")]
+    assert len(message) == 1
+    assert f"the last async save to {directory} did not commit" in message[0]
+    assert "ckpt-2" in message[0]
+    assert "space" in message[0] or "too large" in message[0]  # the cause
+    assert [c.step for c in ckptkit.list_checkpoints(directory)] == [1]
