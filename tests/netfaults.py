@@ -3,10 +3,13 @@
 - `closed_endpoint`: a 127.0.0.1 URL where nothing listens (connection refused).
 - `StalledServer`: accepts connections and reads requests, never answers (a stalled server,
   or a network that stopped forwarding bytes).
+- `Proxy`: forwards TCP to a real server until told to stall (hold every byte, on open
+  connections too) or to refuse new connections, then to forward again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -40,11 +43,9 @@ class StalledServer:
 
     @staticmethod
     def _swallow(connection: socket.socket) -> None:
-        try:
+        with contextlib.suppress(OSError):
             while connection.recv(1 << 16):
                 pass
-        except OSError:
-            pass
 
     def close(self) -> None:
         self._closed.set()
@@ -53,6 +54,76 @@ class StalledServer:
             connection.close()
 
     def __enter__(self) -> StalledServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Proxy:
+    """A TCP proxy on 127.0.0.1 in front of `target` ("http://host:port"), with a switch.
+
+    Modes: ``"forward"``; ``"stall"``: bytes in either direction are held, not dropped, until
+    the mode changes (a partition that heals); ``"refuse"``: new connections are closed at
+    once (open ones stall).
+    """
+
+    def __init__(self, target: str) -> None:
+        host, _, port = target.removeprefix("http://").partition(":")
+        self._target = (host, int(port))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.mode = "forward"
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._closed = False
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def set(self, mode: str) -> None:
+        assert mode in ("forward", "stall", "refuse"), mode
+        self.mode = mode
+        if mode == "forward":
+            self._flowing.set()
+        else:
+            self._flowing.clear()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if self.mode == "refuse":
+                client.close()
+                continue
+            upstream = socket.create_connection(self._target)
+            self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(1 << 16):
+                self._flowing.wait()  # held while stalled
+                if self._closed:
+                    return
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._closed = True
+        self._flowing.set()
+        self._listener.close()
+        for end in self._sockets:
+            end.close()
+
+    def __enter__(self) -> Proxy:
         return self
 
     def __exit__(self, *exc: object) -> None:

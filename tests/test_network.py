@@ -10,7 +10,7 @@ import warnings
 import pytest
 import s3fs
 from helpers import equal_to, fill, state
-from netfaults import StalledServer, closed_endpoint
+from netfaults import Proxy, StalledServer, closed_endpoint
 
 import ckptkit
 from ckptkit.cli import EXIT_UNAVAILABLE, main
@@ -95,3 +95,24 @@ def test_a_damaged_cached_copy_is_read_again_from_the_remote_one(
     assert result.step == 2
     assert equal_to(variables, 2)
     assert data.read_bytes() != bytes(body)  # the bad copy was replaced by the remote one
+
+
+def test_a_save_that_stalls_fails_within_its_bound_and_lists_nothing(
+    s3_server, two_saved, tmp_path
+) -> None:
+    variables = state()
+    with Proxy(s3_server.endpoint) as proxy:
+        cfg = config(two_saved, tmp_path / "w", proxy.endpoint, timeout_secs=0.5, retries=1)
+        mgr = ckptkit.CheckpointManager(cfg, **variables)
+        assert mgr.restore().step == 2  # through the proxy while it forwards
+        proxy.set("stall")
+        fill(variables, 3)
+        started = time.monotonic()
+        with pytest.raises((ckptkit.StorageUnavailableError, ckptkit.SaveError), match="s3://"):
+            mgr.save(3)
+        assert time.monotonic() - started < 60  # a bound, not a timing: it had hung for good
+        proxy.set("forward")
+        mgr.close()
+    through = ckptkit.CheckpointManager(config(two_saved, tmp_path), **state())
+    assert [c.step for c in through.checkpoints] == [1, 2]
+    assert through.restore().step == 2
