@@ -3,10 +3,10 @@
 TensorFlow is imported on the first call, never for a local path. Its errors become the
 matching `OSError` here (`FileNotFoundError`, else ``EIO``), except those that say the
 filesystem could not be asked (unavailable, deadline exceeded, permission denied,
-unauthenticated, resource exhausted, aborted): `StorageUnavailableError`, never "not there". On ``gs://``
-a write is one object put, which the store makes visible whole or not at all; on ``ram://``
-and ``file://`` a temporary file and a rename. gfile has no create-only write: `create`
-checks, then writes.
+unauthenticated, resource exhausted, aborted): those are `StorageUnavailableError`, never
+"not there". On ``gs://`` a write is one object put, which the store makes visible whole or
+not at all; on ``ram://`` and ``file://`` a temporary file and a rename. gfile has no
+create-only write: `create` checks, then writes.
 """
 
 from __future__ import annotations
@@ -68,12 +68,10 @@ class GfileFiles:
         try:
             with _as_oserror(directory, "list it"):
                 return sorted(n.rstrip("/") for n in _tf().io.gfile.listdir(directory))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        except OSError as e:
-            if isinstance(e, StorageUnavailableError):
-                raise
-            return []  # e.g. a file, not a directory
+        except StorageUnavailableError:
+            raise
+        except OSError:
+            return []  # not there, or a file rather than a directory
 
     def remove(self, path: str) -> bool:
         """Removes the name `path` without following a link; False when already gone."""
@@ -133,9 +131,9 @@ def _is(test: str, path: str) -> bool:
     try:
         with _as_oserror(path, "check that it exists"):
             return bool(getattr(_tf().io.gfile, test)(path))
-    except OSError as e:
-        if isinstance(e, StorageUnavailableError):
-            raise
+    except StorageUnavailableError:
+        raise
+    except OSError:
         return False
 
 
