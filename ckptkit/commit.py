@@ -139,8 +139,8 @@ class CommitPipeline:
         self._writer.check()
         entries = tuple(e for e in self._view.entries if e[0] != path)
         try:
-            layout.write_state(
-                self._config.directory, entries, self._view.last_preserved, dropped=(path,)
+            self._view.state_tag = self._fenced(
+                entries, self._view.last_preserved, dropped=(path,), durable=False
             )
             self._view.drop(path)
             layout.delete_checkpoint(path)
@@ -239,8 +239,7 @@ class CommitPipeline:
         doomed = set(plan.delete)
         entries = [e for e in entries if e[0] not in doomed]
         self._writer.check()
-        layout.write_state(
-            self._config.directory,
+        view.state_tag = self._fenced(
             tuple(entries),
             plan.last_preserved,
             dropped=plan.delete,  # marked, so that a kill before their deletion is finished later
@@ -250,6 +249,41 @@ class CommitPipeline:
         view.last_preserved = plan.last_preserved
         view.scores = {p: s for p, s in scores.items() if p not in doomed}
         return list(plan.delete)
+
+    def _fenced(
+        self,
+        entries: tuple[tuple[str, float], ...],
+        last_preserved: float,
+        *,
+        dropped: tuple[str, ...],
+        durable: bool,
+    ) -> str | None:
+        """Writes the state file if it is still the version this manager read or wrote.
+
+        Returns:
+            The new version's tag.
+
+        Raises:
+            DirectoryLockedError: Another writer committed since (this one lost its lease
+                while a request was in flight): nothing of theirs is un-listed.
+        """
+        try:
+            return layout.write_state(
+                self._config.directory,
+                entries,
+                last_preserved,
+                dropped=dropped,
+                expect=self._view.state_tag,
+                durable=durable,
+            )
+        except fs.ChangedError as e:
+            raise DirectoryLockedError(
+                f"the state file of {self._config.directory} changed since this manager read "
+                "it: another writer has committed there (this one's lease was lost, its "
+                "requests delayed), so this commit was refused and nothing of the other "
+                "writer's is un-listed. Make sure one job writes to the directory, then create "
+                "a new CheckpointManager"
+            ) from e
 
     def _delete_files(self, old: str, committed: str) -> None:
         """Removes a checkpoint's files retention dropped; a failure warns, the commit stands."""

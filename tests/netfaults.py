@@ -4,7 +4,8 @@
 - `StalledServer`: accepts connections and reads requests, never answers (a stalled server,
   or a network that stopped forwarding bytes).
 - `Proxy`: forwards TCP to a real server until told to stall (hold every byte, on open
-  connections too) or to refuse new connections, then to forward again.
+  connections too) or to refuse new connections, then to forward again; or holds just the
+  requests that start with given bytes (``PUT /bucket/run/checkpoint``) until released.
 """
 
 from __future__ import annotations
@@ -78,7 +79,21 @@ class Proxy:
         self._flowing.set()
         self._closed = False
         self._sockets: list[socket.socket] = []
+        self._held: tuple[bytes, ...] = ()
+        self._released = threading.Event()
+        self.holding = threading.Event()  # set once a request is being held
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def hold(self, *starts: bytes) -> None:
+        """Holds every request from clients that starts with one of `starts`, until `release`."""
+        self._released.clear()
+        self.holding.clear()
+        self._held = starts
+
+    def release(self) -> None:
+        """Lets the held requests (and later ones) through."""
+        self._held = ()
+        self._released.set()
 
     def set(self, mode: str) -> None:
         assert mode in ("forward", "stall", "refuse"), mode
@@ -99,12 +114,17 @@ class Proxy:
                 continue
             upstream = socket.create_connection(self._target)
             self._sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+            for source, sink, requests in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(
+                    target=self._pump, args=(source, sink, requests), daemon=True
+                ).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, requests: bool) -> None:
         try:
             while chunk := source.recv(1 << 16):
+                if requests and self._held and chunk.startswith(self._held):
+                    self.holding.set()
+                    self._released.wait()
                 self._flowing.wait()  # held while stalled
                 if self._closed:
                     return
@@ -119,6 +139,7 @@ class Proxy:
     def close(self) -> None:
         self._closed = True
         self._flowing.set()
+        self._released.set()
         self._listener.close()
         for end in self._sockets:
             end.close()

@@ -4,6 +4,9 @@ that never answers)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import threading
 import time
 import warnings
 
@@ -116,3 +119,57 @@ def test_a_save_that_stalls_fails_within_its_bound_and_lists_nothing(
     through = ckptkit.CheckpointManager(config(two_saved, tmp_path), **state())
     assert [c.step for c in through.checkpoints] == [1, 2]
     assert through.restore().step == 2
+
+
+def test_a_writer_cut_off_mid_commit_cannot_unlist_the_next_writers_checkpoint(
+    s3_server, s3_dir, tmp_path
+) -> None:
+    # Writer A's commit (the state object's PUT) is held by the network; its lease renewals
+    # too, so the lease expires and writer B takes over and commits ckpt-3. Then A's PUT
+    # lands. Without a fence it would replace B's state file: ckpt-3 would vanish.
+    bucket_path = s3_dir.removeprefix("s3://")
+    with Proxy(s3_server.endpoint) as proxy:
+        a_cfg = config(s3_dir, tmp_path / "a", proxy.endpoint, lease_secs=2.0, timeout_secs=60)
+        a_vars = state()
+        a = ckptkit.CheckpointManager(a_cfg, **a_vars)
+        assert not a.restore_or_initialize().restored
+        a.save(1)
+        proxy.hold(
+            f"PUT /{bucket_path}/checkpoint ".encode(),
+            f"PUT /{bucket_path}/.ckptkit.lease ".encode(),
+        )
+        outcome: list[BaseException | str] = []
+
+        def save_two() -> None:
+            try:
+                fill(a_vars, 2)
+                outcome.append(a.save(2))
+            except BaseException as e:
+                outcome.append(e)
+
+        writer_a = threading.Thread(target=save_two)
+        writer_a.start()
+        assert proxy.holding.wait(60)  # A has checked its lease and sent its commit
+
+        b_cfg = config(s3_dir, tmp_path / "b", lease_secs=2.0)
+        b_vars = state()
+        lease = json.loads(s3_server.client().cat_file(f"{bucket_path}/.ckptkit.lease"))
+        time.sleep(max(0.0, lease["expires"] - time.time() + 0.2))  # A's lease runs out
+        b = ckptkit.CheckpointManager(b_cfg, **b_vars)
+        assert b.restore_or_initialize().step == 1
+        fill(b_vars, 3)
+        b.save(3)
+        b.close()
+
+        proxy.release()  # A's commit lands now
+        writer_a.join(120)
+        assert isinstance(outcome[0], ckptkit.DirectoryLockedError), outcome
+        assert "changed since this manager read it" in str(outcome[0])
+        with contextlib.suppress(ckptkit.CkptkitError):
+            a.close()
+
+    reader = ckptkit.CheckpointManager(config(s3_dir, tmp_path / "r"), **state())
+    assert [c.step for c in reader.checkpoints] == [1, 3]
+    restored = state()
+    ckptkit.CheckpointManager(config(s3_dir, tmp_path / "r"), **restored).restore()
+    assert equal_to(restored, 3)

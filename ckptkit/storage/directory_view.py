@@ -38,6 +38,9 @@ class DirectoryView:
         future_mark: A mark found ahead of the clock, already warned about.
         damaged: Committed checkpoints a restore found damaged (a save of the step replaces
             them).
+        state_tag: The version of the state file read last, or written by this manager (S3's
+            ETag; `fs.ABSENT` when there was none; None where the store has no versions):
+            the next commit goes through only if the file is still that version.
     """
 
     directory: str
@@ -48,6 +51,7 @@ class DirectoryView:
     last_preserved: float = field(default_factory=lambda: time.time() - 1.0)
     future_mark: float | None = None
     damaged: set[str] = field(default_factory=set)
+    state_tag: str | None = None
 
     def refresh(self) -> None:
         """Reads the committed checkpoints of `directory` (nothing when it does not exist).
@@ -61,9 +65,10 @@ class DirectoryView:
         if not fs.isdir(directory):
             return
         # Entries whose files are gone stay, so that restore() reports them as skipped.
-        entries, last_preserved = layout.committed(
-            directory, include_missing=True, allow_outside=self.allow_outside
+        state, self.state_tag = layout.read_state_tagged(
+            directory, allow_outside=self.allow_outside
         )
+        entries, last_preserved = layout.listing(directory, state, include_missing=True)
         now = time.time()
         if last_preserved is None or last_preserved == self.future_mark:
             pass  # the window opened at creation, or was restarted at an earlier read

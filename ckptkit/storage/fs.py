@@ -33,11 +33,13 @@ import tempfile
 from typing import NamedTuple, Protocol
 
 from ckptkit.storage import routes
-from ckptkit.storage.fsspec_files import FsspecFiles
+from ckptkit.storage.fsspec_files import ABSENT, ChangedError, FsspecFiles
 from ckptkit.storage.gfile_files import GfileFiles
 from ckptkit.storage.local_files import LocalFiles
 
 __all__ = [
+    "ABSENT",
+    "ChangedError",
     "Files",
     "Stat",
     "create",
@@ -50,11 +52,13 @@ __all__ = [
     "listdir",
     "makedirs",
     "read_bytes",
+    "read_tagged",
     "remove",
     "staged",
     "stat",
     "tf_path",
     "write_atomic",
+    "write_tagged",
 ]
 
 
@@ -113,10 +117,11 @@ class Files(Protocol):
         ...
 
 
+_FSSPEC = FsspecFiles()
 _TRANSPORTS: dict[routes.Transport, Files] = {
     "local": LocalFiles(),
     "gfile": GfileFiles(),
-    "fsspec": FsspecFiles(),
+    "fsspec": _FSSPEC,
 }
 
 
@@ -215,6 +220,45 @@ def write_atomic(final: str, data: bytes, *, durable: bool = False) -> None:
         OSError: Writing failed (ENOSPC for a full disk, a network error, ...).
     """
     files_for(final).write_atomic(final, data, durable=durable)
+
+
+def read_tagged(path: str, *, limit: int | None = None) -> tuple[bytes, str | None]:
+    """The bytes of `path`, and the tag of that version where the store has tags (S3's ETag).
+
+    The tag is what `write_tagged` fences a later write with; None where there is none (local
+    paths, which the writer lock fences, and `tf.io.gfile`).
+
+    Raises:
+        FileNotFoundError: Nothing is there.
+        OSError: As for `read_bytes`.
+    """
+    if staged(path):
+        return _FSSPEC.read_tagged(path, limit=limit)
+    return read_bytes(path, limit=limit), None
+
+
+def write_tagged(
+    path: str, data: bytes, expect: str | None, *, durable: bool = False
+) -> str | None:
+    """Replaces `path` with `data` only if it is still the version read (a fenced write).
+
+    Args:
+        path: The file or object.
+        data: The new bytes.
+        expect: The tag `read_tagged` gave, `ABSENT` when it found nothing, None to write
+            unconditionally (as `write_atomic`, which is all local paths and gfile get).
+        durable: As for `write_atomic`.
+
+    Returns:
+        The new version's tag, or None.
+
+    Raises:
+        ChangedError: Another writer wrote or removed it since it was read.
+    """
+    if staged(path):
+        return _FSSPEC.write_tagged(path, data, expect)
+    write_atomic(path, data, durable=durable)
+    return None
 
 
 def create(path: str, data: bytes) -> None:

@@ -23,7 +23,14 @@ from typing import Any
 from ckptkit.errors import MissingExtraError, StorageUnavailableError
 from ckptkit.storage import routes
 
-__all__ = ["FsspecFiles", "download", "upload"]
+__all__ = ["ABSENT", "ChangedError", "FsspecFiles", "download", "upload"]
+
+ABSENT = ""  # the tag of an object the store said is not there
+
+
+class ChangedError(OSError):
+    """A conditional write found the object changed since it was read (S3: 412)."""
+
 
 _EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
 
@@ -94,6 +101,8 @@ def _as_oserror(path: str, operation: str) -> Iterator[None]:
     except (*_ANSWERS, MissingExtraError, StorageUnavailableError):
         raise
     except Exception as e:
+        if isinstance(e, OSError) and e.errno == errno.EFBIG:
+            raise  # our own size limit: the store answered
         raise StorageUnavailableError.asking(path, operation, e) from e
 
 
@@ -191,6 +200,79 @@ class FsspecFiles:
 
     def fsync(self, path: str) -> None:
         """Nothing: object stores make their own durability promises."""
+
+    def read_tagged(self, path: str, *, limit: int | None = None) -> tuple[bytes, str | None]:
+        """The bytes of the object `path` and, on S3, the ETag of that very version.
+
+        One GET: the tag and the bytes are of the same version. Stores without tags (other
+        fsspec protocols) give None.
+
+        Raises:
+            FileNotFoundError: The store has no such object.
+        """
+        fs, name = _filesystem(path)
+        if not hasattr(fs, "_call_s3"):
+            return self.read_bytes(path, limit=limit), None
+        from fsspec.asyn import sync
+
+        bucket, key, _ = fs.split_path(name)
+        with _as_oserror(path, "read it"):
+            data, tag = sync(fs.loop, _get_tagged, fs, bucket, key, limit)
+        return data, tag
+
+    def write_tagged(self, path: str, data: bytes, expect: str | None) -> str | None:
+        """Replaces the object `path` only if it is still the version read (`expect`).
+
+        Args:
+            path: The object.
+            data: Its new bytes.
+            expect: The ETag read, `ABSENT` when there was no object, None: write anyway.
+
+        Returns:
+            The new version's ETag (None where the store has no tags).
+
+        Raises:
+            ChangedError: Another writer replaced, created or removed it since.
+        """
+        fs, name = _filesystem(path)
+        if expect is None or not hasattr(fs, "_call_s3"):
+            self.write_atomic(path, data)
+            return None
+        condition = {"mode": "create"} if expect == ABSENT else {"IfMatch": expect}
+        try:
+            with _as_oserror(path, "write it"):
+                out = fs.pipe_file(name, data, **condition)
+        except FileExistsError as e:  # If-None-Match failed: created since
+            raise ChangedError(errno.ESTALE, "created by another writer since", path) from e
+        except StorageUnavailableError as e:
+            if _precondition_failed(e):
+                raise ChangedError(errno.ESTALE, "replaced by another writer since", path) from e
+            raise
+        return str(out["ETag"]) if isinstance(out, dict) and "ETag" in out else None
+
+
+async def _get_tagged(fs: Any, bucket: str, key: str, limit: int | None) -> tuple[bytes, str]:
+    response = await fs._call_s3("get_object", Bucket=bucket, Key=key)
+    async with response["Body"] as body:
+        size = int(response.get("ContentLength") or 0)
+        if limit is not None and size > limit:  # refused before its bytes are read
+            raise OSError(errno.EFBIG, f"larger than {limit} bytes", f"s3://{bucket}/{key}")
+        data = await body.read()
+    return bytes(data), str(response["ETag"])
+
+
+def _precondition_failed(error: BaseException) -> bool:
+    """Whether the store answered 412 (s3fs turns it into an EINVAL `OSError`)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        response = getattr(cause, "response", None)
+        if isinstance(response, dict) and response.get("Error", {}).get("Code") in (
+            "PreconditionFailed",
+            "412",
+        ):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def upload(pairs: Sequence[tuple[str, str]]) -> None:

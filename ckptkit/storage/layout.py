@@ -57,6 +57,7 @@ __all__ = [
     "delete_checkpoint",
     "describe",
     "list_checkpoints",
+    "listing",
     "lock_error",
     "mark_pending",
     "named",
@@ -64,6 +65,7 @@ __all__ = [
     "not_writable",
     "parse_step",
     "read_state",
+    "read_state_tagged",
     "remove_leftovers",
     "resolve_checkpoint",
     "save_error",
@@ -165,26 +167,38 @@ def read_state(directory: str, *, allow_outside: bool = False) -> DirectoryState
     An unparsable state file is reported with a warning; the caller then falls back to the
     checkpoints found on disk. Paths leaving the directory are handled as `_inside` says.
     """
+    return read_state_tagged(directory, allow_outside=allow_outside)[0]
+
+
+def read_state_tagged(
+    directory: str, *, allow_outside: bool = False
+) -> tuple[DirectoryState | None, str | None]:
+    """`read_state`, and the tag of the version read (`fs.read_tagged`).
+
+    The tag is what a writer's next commit is fenced with: `fs.ABSENT` when there is no state
+    file, None where the store has no tags.
+    """
     state_path = os.path.join(directory, STATE_FILE)
     try:
-        text = fs.read_bytes(state_path, limit=_STATE_MAX_BYTES).decode()
+        raw, tag = fs.read_tagged(state_path, limit=_STATE_MAX_BYTES)
+        text = raw.decode()
     except FileNotFoundError:
-        return None
+        return None, fs.ABSENT if fs.staged(state_path) else None
     except StorageUnavailableError:
         raise
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         _ignore_state(state_path, f"it is unreadable ({reason})")
-        return None
+        return None, None
     if not text.strip():
         _ignore_state(state_path, "it is empty, as a rename without fsync leaves it after a crash")
-        return None
+        return None, tag
     state = CheckpointState()
     try:
         text_format.Parse(text, state)
     except text_format.ParseError as e:
         _ignore_state(state_path, f"it is unparsable ({e})")
-        return None
+        return None, tag
     paths = list(state.all_model_checkpoint_paths)
     if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
         paths.append(state.model_checkpoint_path)
@@ -217,7 +231,7 @@ def read_state(directory: str, *, allow_outside: bool = False) -> DirectoryState
             "each points outside the directory, and no checkpoint of that name is inside it "
             "(set allow_outside_paths=True in the config to follow such paths)"
         )
-    return DirectoryState(tuple(entries), state.last_preserved_timestamp)
+    return DirectoryState(tuple(entries), state.last_preserved_timestamp), tag
 
 
 def _ignore_state(path: str, why: str) -> None:
@@ -233,8 +247,9 @@ def write_state(
     last_preserved: float,
     *,
     dropped: Sequence[str] = (),
+    expect: str | None = None,
     durable: bool = False,
-) -> None:
+) -> str | None:
     """Atomically replaces ``<directory>/checkpoint`` with `entries` (oldest first).
 
     With `durable`, the new file and the directory are fsync'ed, so the commit survives a
@@ -247,15 +262,22 @@ def write_state(
         dropped: Listed checkpoints this write stops listing, to be deleted next: each is
             marked ``.dropped`` first, so that a deletion cut short is finished by the next
             writer (`remove_leftovers`). A failed write removes the marks again.
+        expect: The tag of the state file this writer last read (`read_state_tagged`): the
+            write goes through only if the file is still that version (S3: ``If-Match``).
+            None writes unconditionally.
         durable: fsync the file and the directory.
 
+    Returns:
+        The new state file's tag (None where the store has none).
+
     Raises:
+        ChangedError: Another writer committed since `expect` was read; nothing changed.
         OSError: Writing failed; the previous state file is unchanged.
     """
     for path in dropped:
         fs.write_atomic(path + DROPPED_SUFFIX, b"")
     try:
-        _write_state(directory, entries, last_preserved, durable=durable)
+        return _write_state(directory, entries, last_preserved, expect=expect, durable=durable)
     except BaseException:
         for path in dropped:
             with contextlib.suppress(OSError):
@@ -264,8 +286,13 @@ def write_state(
 
 
 def _write_state(
-    directory: str, entries: tuple[tuple[str, float], ...], last_preserved: float, *, durable: bool
-) -> None:
+    directory: str,
+    entries: tuple[tuple[str, float], ...],
+    last_preserved: float,
+    *,
+    expect: str | None,
+    durable: bool,
+) -> str | None:
     inside = directory.rstrip("/") + "/"
     rel = [p[len(inside) :] if p.startswith(inside) else p for p, _ in entries]
     state = CheckpointState(
@@ -275,7 +302,8 @@ def _write_state(
         last_preserved_timestamp=last_preserved,
     )
     text = text_format.MessageToString(state)
-    fs.write_atomic(os.path.join(directory, STATE_FILE), text.encode(), durable=durable)
+    path = os.path.join(directory, STATE_FILE)
+    return fs.write_tagged(path, text.encode(), expect, durable=durable)
 
 
 def remove_state(directory: str) -> None:
@@ -372,6 +400,13 @@ def committed(
         The entries, and the state file's keep-every-n-hours mark (None without a state file).
     """
     state = read_state(directory, allow_outside=allow_outside)
+    return listing(directory, state, include_missing=include_missing)
+
+
+def listing(
+    directory: str, state: DirectoryState | None, *, include_missing: bool
+) -> tuple[list[tuple[str, float]], float | None]:
+    """`committed` from a state file already read (None: the directory's files decide)."""
     if state is None:
         return _scan(directory), None
     entries = [
