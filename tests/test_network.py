@@ -125,8 +125,9 @@ def test_a_writer_cut_off_mid_commit_cannot_unlist_the_next_writers_checkpoint(
     s3_server, s3_dir, tmp_path
 ) -> None:
     # Writer A's commit (the state object's PUT) is held by the network; its lease renewals
-    # too, so the lease expires and writer B takes over and commits ckpt-3. Then A's PUT
-    # lands. Without a fence it would replace B's state file: ckpt-3 would vanish.
+    # too, so the lease expires and writer B takes over and commits ckpt-3. Then A's PUTs
+    # land. Unfenced, A's commit would replace B's state file (ckpt-3 would vanish) and A's
+    # renewal would take B's lease (B would stop).
     bucket_path = s3_dir.removeprefix("s3://")
     with Proxy(s3_server.endpoint) as proxy:
         a_cfg = config(s3_dir, tmp_path / "a", proxy.endpoint, lease_secs=2.0, timeout_secs=60)
@@ -159,17 +160,20 @@ def test_a_writer_cut_off_mid_commit_cannot_unlist_the_next_writers_checkpoint(
         assert b.restore_or_initialize().step == 1
         fill(b_vars, 3)
         b.save(3)
-        b.close()
 
-        proxy.release()  # A's commit lands now
+        proxy.release()  # A's commit and its late lease renewals land now
         writer_a.join(120)
         assert isinstance(outcome[0], ckptkit.DirectoryLockedError), outcome
         assert "changed since this manager read it" in str(outcome[0])
         with contextlib.suppress(ckptkit.CkptkitError):
             a.close()
+        # A's late renewals did not take B's lease: B goes on.
+        fill(b_vars, 4)
+        b.save(4)
+        b.close()
 
     reader = ckptkit.CheckpointManager(config(s3_dir, tmp_path / "r"), **state())
-    assert [c.step for c in reader.checkpoints] == [1, 3]
+    assert [c.step for c in reader.checkpoints] == [1, 3, 4]
     restored = state()
     ckptkit.CheckpointManager(config(s3_dir, tmp_path / "r"), **restored).restore()
-    assert equal_to(restored, 3)
+    assert equal_to(restored, 4)

@@ -296,8 +296,11 @@ def _read_graph(prefix: str, reader: Any) -> CheckpointGraph | None:
         return None
     proto = TrackableObjectGraph()
     try:
-        proto.ParseFromString(reader.get_tensor(OBJECT_GRAPH_KEY))
-    except (tf.errors.OpError, IndexError, DecodeError) as e:
+        record = reader.get_tensor(OBJECT_GRAPH_KEY)
+        if not isinstance(record, bytes):  # TensorFlow writes one string, not an array
+            raise TypeError(f"the record is a {type(record).__name__}, not a string")
+        proto.ParseFromString(record)
+    except (tf.errors.OpError, IndexError, DecodeError, TypeError) as e:
         raise CorruptCheckpointError(
             f"cannot read the object graph of checkpoint {prefix}: {first_line(e)}; "
             "its data file is damaged"

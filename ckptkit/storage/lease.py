@@ -6,18 +6,24 @@ which has none). The object holds the owner's random token, pid, host and the wa
 the lease expires. While the writer lives, a background thread renews it every third of its
 duration; `release` removes it. A second writer gets `DirectoryLockedError` naming the holder
 and when its lease runs out. A writer killed with SIGKILL cannot remove its lease: it frees
-the directory `Storage.lease_secs` after its last renewal, when the next writer deletes the
-expired object and creates its own.
+the directory `Storage.lease_secs` after its last renewal, when the next writer takes it over.
 
-Two writers that both find the same expired lease can both take it (one deletes the other's
-new object); `check`, run before every write and commit, re-reads the lease and stops the
-writer whose token is no longer there, so at most one of them commits. Expiry compares the
-holder's clock with the reader's: clocks more than the lease duration apart break it.
+On ``s3://`` every write of the lease is fenced by the version it replaces (`fs.write_tagged`):
+a take-over replaces exactly the expired lease it read (of two takers, one wins), and a
+renewal only the version this writer wrote last, so a renewal delayed past expiry cannot
+overwrite the next writer's lease (the late writer learns it lost the lease instead). Without
+versions (`tf.io.gfile`, other fsspec protocols) a take-over deletes the expired object and
+creates its own, and two writers that both find the same expired lease can both take it;
+`check`, run before every write and commit, re-reads the lease and stops the writer whose
+token is no longer there, and the fenced commit (`commit`) stops a commit already in flight.
+Expiry compares the holder's clock with the reader's: clocks more than the lease duration
+apart break it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
@@ -59,6 +65,7 @@ class Lease:
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self._renewed = 0.0
+        self._tag: str | None = None  # the version of the lease object this writer wrote last
 
     @property
     def held(self) -> bool:
@@ -77,7 +84,7 @@ class Lease:
         token = uuid.uuid4().hex
         for _ in range(2):
             try:
-                fs.create(self.path, self._record(token))
+                self._tag = self._create(self._record(token))
             except FileExistsError:
                 try:
                     holder = self._holder()
@@ -85,8 +92,13 @@ class Lease:
                     continue  # released since
                 if holder["expires"] > self._clock():
                     raise DirectoryLockedError(self._locked_message(holder)) from None
-                fs.remove(self.path)  # expired: its writer is gone
-                continue
+                if holder["tag"] is None:  # no versions: remove, then create
+                    fs.remove(self.path)  # expired: its writer is gone
+                    continue
+                try:  # replace exactly the expired lease: of two takers, one wins
+                    self._tag = fs.write_tagged(self.path, self._record(token), holder["tag"])
+                except fs.ChangedError:
+                    continue
             self._token, self._lost = token, None
             self._renewed = self._clock()
             self._stop = threading.Event()
@@ -155,14 +167,33 @@ class Lease:
         if token is None or self._lost is not None:
             return
         try:
-            if self._holder().get("token") != token:
-                self._lost = "another writer took it over"
-                return
-            fs.write_atomic(self.path, self._record(token))
+            if self._tag is not None:  # fenced: only while it is still the version written
+                self._tag = fs.write_tagged(self.path, self._record(token), self._tag)
+            else:
+                if self._holder().get("token") != token:
+                    self._lost = "another writer took it over"
+                    return
+                fs.write_atomic(self.path, self._record(token))
             self._renewed = self._clock()
+        except fs.ChangedError:
+            self._lost = "another writer took it over"
         except OSError as e:
             if self._clock() > self._renewed + self._duration:
                 self._lost = f"it could not be renewed before it expired ({e.strerror or e})"
+
+    def _create(self, data: bytes) -> str | None:
+        """Creates the lease object if none is there; its version's tag (None: no tags).
+
+        Raises:
+            FileExistsError: A lease object is there.
+        """
+        if not fs.staged(self.path):
+            fs.create(self.path, data)
+            return None
+        try:
+            return fs.write_tagged(self.path, data, fs.ABSENT)
+        except fs.ChangedError as e:
+            raise FileExistsError(errno.EEXIST, "a lease is there", self.path) from e
 
     def _record(self, token: str) -> bytes:
         return json.dumps(
@@ -182,7 +213,7 @@ class Lease:
         beyond now plus the longer of the two writers' lease durations plus `_SKEW`): a lease
         edited to ``"expires": Infinity`` must not block the directory for good.
         """
-        raw = fs.read_bytes(self.path, limit=_MAX_BYTES)
+        raw, tag = fs.read_tagged(self.path, limit=_MAX_BYTES)
         try:
             found = json.loads(raw)
             expires = float(found["expires"])
@@ -190,10 +221,16 @@ class Lease:
             duration = max(self._duration, theirs if 0 < theirs <= _MAX_DURATION else 0.0)
             if not expires <= self._clock() + duration + _SKEW:  # also NaN and infinity
                 raise ValueError(f"expiry {expires} is not one a renewal writes")
-            return {**found, "expires": expires, "owner": f"pid {found['pid']} on {found['host']}"}
+            owner = f"pid {found['pid']} on {found['host']}"
+            return {**found, "expires": expires, "owner": owner, "tag": tag}
         except (ValueError, KeyError, TypeError):
             mtime = fs.stat(self.path).mtime
-            return {"token": None, "expires": mtime + self._duration, "owner": "holder unknown"}
+            return {
+                "token": None,
+                "expires": mtime + self._duration,
+                "owner": "holder unknown",
+                "tag": tag,
+            }
 
     def _locked_message(self, holder: dict[str, Any]) -> str:
         left = holder["expires"] - self._clock()
