@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import random
 import threading
 import time
 import warnings
+from collections import Counter
 
 import pytest
 import s3fs
@@ -25,6 +28,7 @@ def config(
     options = {} if endpoint is None else {"endpoint_url": endpoint}
     return ckptkit.CheckpointConfig(
         directory=directory,
+        retention=ckptkit.Retention(max_to_keep=None),  # every save stays listed
         storage=ckptkit.Storage(options=options, cache_dir=str(tmp_path / "cache"), **storage),
     )
 
@@ -177,3 +181,72 @@ def test_a_writer_cut_off_mid_commit_cannot_unlist_the_next_writers_checkpoint(
     restored = state()
     ckptkit.CheckpointManager(config(s3_dir, tmp_path / "r"), **restored).restore()
     assert equal_to(restored, 4)
+
+
+TRIALS = int(os.environ.get("CKPTKIT_PARTITION_TRIALS", "16"))
+
+
+@pytest.mark.slow
+def test_a_save_that_returned_stays_listed_whatever_the_network_did(s3_server, tmp_path) -> None:
+    """Randomized partitions: writer A saves through a proxy that stalls, refuses or holds
+    its commits at random moments; when A fails, writer B takes the directory over. Every save
+    that returned, A's or B's, must be listed at the end; failed ones may be or not."""
+    rng = random.Random(20261206)
+    events = ["none", "stall", "refuse", "hold the commit", "hold the lease"]
+    seen: Counter[str] = Counter()
+    for trial in range(TRIALS):
+        directory = f"s3://{s3_server.bucket()}/run"
+        bucket_path = directory.removeprefix("s3://")
+        returned: list[int] = []
+        with Proxy(s3_server.endpoint) as proxy:
+            cfg = config(
+                directory, tmp_path / f"a{trial}", proxy.endpoint,
+                lease_secs=1.5, timeout_secs=0.5, retries=1,
+            )  # fmt: skip
+            a_vars = state()
+            a = ckptkit.CheckpointManager(cfg, **a_vars)
+            for step in range(1, 6):
+                event = rng.choice(events)
+                seen[event] += 1
+                delay = rng.uniform(0.05, 2.5)
+                if event == "stall":
+                    proxy.set("stall")
+                elif event == "refuse":
+                    proxy.set("refuse")
+                elif event != "none":
+                    name = "checkpoint" if event == "hold the commit" else ".ckptkit.lease"
+                    proxy.hold(f"PUT /{bucket_path}/{name} ".encode())
+                heal = threading.Timer(delay, lambda: (proxy.set("forward"), proxy.release()))
+                heal.start()
+                try:
+                    fill(a_vars, step)
+                    a.save(step)
+                    returned.append(step)
+                except ckptkit.CkptkitError:
+                    break  # A is done: B takes over
+                finally:
+                    heal.join()
+            with contextlib.suppress(ckptkit.CkptkitError):
+                a.close()
+            # B, on a sound network, once A's lease is released or has expired.
+            b_vars = state()
+            b_cfg = config(directory, tmp_path / f"b{trial}", lease_secs=1.5)
+            deadline = time.monotonic() + 30
+            while True:
+                b = ckptkit.CheckpointManager(b_cfg, **b_vars)
+                try:
+                    b.restore_or_initialize()
+                    break
+                except ckptkit.DirectoryLockedError:
+                    assert time.monotonic() < deadline, "A's lease never expired"
+                    time.sleep(0.2)  # the lease's expiry is the event: it cannot be waited on
+            with contextlib.suppress(ckptkit.DirectoryLockedError):
+                for step in (100, 101):
+                    fill(b_vars, step)
+                    b.save(step)
+                    returned.append(step)
+            with contextlib.suppress(ckptkit.CkptkitError):
+                b.close()
+        listed = {c.step for c in ckptkit.CheckpointManager(b_cfg, **state()).checkpoints}
+        assert set(returned) <= listed, (trial, returned, listed)
+    print(f"{TRIALS} trials, events {dict(seen)}")
