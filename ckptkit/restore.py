@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 from ckptkit.backends.base import Backend
 from ckptkit.config import Assertion, CheckpointConfig
@@ -27,7 +28,7 @@ from ckptkit.errors import (
 )
 from ckptkit.reading.inspection import forget
 from ckptkit.reading.verification import CheckpointVerdict, verify_checkpoint
-from ckptkit.status import RestoreResult, check_assertion
+from ckptkit.status import RestoreReport, RestoreResult, check_assertion
 from ckptkit.storage import layout, tiers
 from ckptkit.storage.directory_view import DirectoryView
 from ckptkit.storage.manifest import read_manifest
@@ -208,32 +209,9 @@ class RestorePipeline:
         *,
         skipped: tuple[tuple[str, str], ...],
     ) -> RestoreResult:
-        """Matches `target` against the program, checks the assertion, then loads it.
-
-        A staged checkpoint read from its local copy is read again from the remote one when
-        that fails: a damaged cache is no verdict on the remote copy (which the manifest
-        check cannot tell apart when a byte flips and sizes stay).
-        """
-        try:
-            return self._load_once(target, mode, verdict, skipped=skipped)
-        except CorruptCheckpointError:
-            if not tiers.evict_copy(target):
-                raise
-            forget(target)
-            return self._load_once(target, mode, verdict, skipped=skipped)
-
-    def _load_once(
-        self,
-        target: str,
-        mode: Assertion,
-        verdict: CheckpointVerdict | None,
-        *,
-        skipped: tuple[tuple[str, str], ...],
-    ) -> RestoreResult:
+        """Matches `target` against the program, checks the assertion, then loads it."""
         backend = self._backend
-        report = backend.compare(target)
-        check_assertion(report, mode)
-        status = backend.restore(target, expect_partial=mode != "none")
+        report, status = self._match_and_load(target, mode)
         restored_step = layout.parse_step(target)
         if restored_step is not None:
             self._on_restored(restored_step)
@@ -249,6 +227,26 @@ class RestorePipeline:
             tf_status=status,
             _recheck=lambda: backend.compare(target, status),
         )
+
+    def _match_and_load(self, target: str, mode: Assertion) -> tuple[RestoreReport, Any]:
+        """The match report and TensorFlow's load status of `target`.
+
+        A staged checkpoint read from its local copy is read again from the remote one when
+        that fails: a damaged cache is no verdict on the remote copy (which the manifest
+        check cannot tell apart when a byte flips and sizes stay).
+        """
+        try:
+            return self._match_and_load_once(target, mode)
+        except CorruptCheckpointError:
+            if not tiers.evict_copy(target):
+                raise
+            forget(target)
+            return self._match_and_load_once(target, mode)
+
+    def _match_and_load_once(self, target: str, mode: Assertion) -> tuple[RestoreReport, Any]:
+        report = self._backend.compare(target)
+        check_assertion(report, mode)
+        return report, self._backend.restore(target, expect_partial=mode != "none")
 
 
 def ranked(view: DirectoryView, config: CheckpointConfig) -> tuple[str, ...]:
