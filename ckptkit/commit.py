@@ -139,11 +139,11 @@ class CommitPipeline:
         self._writer.check()
         entries = tuple(e for e in self._view.entries if e[0] != path)
         try:
-            self._view.state_tag = self._fenced(
-                entries, self._view.last_preserved, dropped=(path,), durable=False
-            )
+            self._fenced(entries, self._view.last_preserved, dropped=(path,), durable=False)
             self._view.drop(path)
             layout.delete_checkpoint(path)
+        except DirectoryLockedError:
+            raise  # the fence: typed as such, not as a failed removal
         except OSError as e:
             raise SaveError(
                 f"removing checkpoint {path} failed ({e.strerror or e}); the state file may "
@@ -239,7 +239,7 @@ class CommitPipeline:
         doomed = set(plan.delete)
         entries = [e for e in entries if e[0] not in doomed]
         self._writer.check()
-        view.state_tag = self._fenced(
+        self._fenced(
             tuple(entries),
             plan.last_preserved,
             dropped=plan.delete,  # marked, so that a kill before their deletion is finished later
@@ -257,18 +257,17 @@ class CommitPipeline:
         *,
         dropped: tuple[str, ...],
         durable: bool,
-    ) -> str | None:
+    ) -> None:
         """Writes the state file if it is still the version this manager read or wrote.
 
-        Returns:
-            The new version's tag.
+        The view keeps the new version's tag, which fences the next commit.
 
         Raises:
             DirectoryLockedError: Another writer committed since (this one lost its lease
                 while a request was in flight): nothing of theirs is un-listed.
         """
         try:
-            return layout.write_state(
+            self._view.state_tag = layout.write_state(
                 self._config.directory,
                 entries,
                 last_preserved,

@@ -109,12 +109,17 @@ def _refuse(path: str, name: str, item: h5py.Dataset) -> None:
 def _links(path: str, group: h5py.Group, prefix: str) -> None:
     """Raises `FormatError` for a soft or external link among `group`'s members."""
     for name in group:
-        link = group.get(name, getlink=True)
-        if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
-            raise FormatError(
-                f"{path}: {prefix}{name!s} is a {type(link).__name__} (to another place or "
-                "file); Keras files never hold links, not read"
-            )
+        _no_link(path, group, name, prefix)
+
+
+def _no_link(path: str, group: h5py.Group, name: str, prefix: str) -> None:
+    """Raises `FormatError` when `group`'s member `name` is a soft or external link."""
+    link = group.get(name, getlink=True)
+    if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
+        raise FormatError(
+            f"{path}: {prefix}{name!s} is a {type(link).__name__} (to another place or "
+            "file); Keras files never hold links, not read"
+        )
 
 
 def _declared(item: h5py.Dataset) -> int:
@@ -166,7 +171,7 @@ def read_keras_tensor(path: str, key: str) -> np.ndarray[Any, Any]:
             if not isinstance(group, h5py.Group) or part not in group:
                 group = None
                 break
-            _links(path, group, "/".join(parts[:i]) + "/" if i else "")
+            _no_link(path, group, part, "/".join(parts[:i]) + "/" if i else "")
             group = group[part]
         if not isinstance(group, h5py.Dataset):
             keys = [k for k, *_ in keras_datasets(path)]

@@ -232,9 +232,12 @@ def read_tagged(path: str, *, limit: int | None = None) -> tuple[bytes, str | No
         FileNotFoundError: Nothing is there.
         OSError: As for `read_bytes`.
     """
-    if staged(path):
-        return _FSSPEC.read_tagged(path, limit=limit)
-    return read_bytes(path, limit=limit), None
+    if not staged(path):
+        return read_bytes(path, limit=limit), None
+    data, tag = _FSSPEC.read_tagged(path, limit=limit)
+    if limit is not None and len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes", path)
+    return data, tag
 
 
 def write_tagged(

@@ -103,6 +103,8 @@ def _as_oserror(path: str, operation: str) -> Iterator[None]:
     except Exception as e:
         if isinstance(e, OSError) and e.errno == errno.EFBIG:
             raise  # our own size limit: the store answered
+        if _precondition_failed(e):  # a conditional write: the object changed since
+            raise ChangedError(errno.ESTALE, "changed by another writer since", path) from e
         raise StorageUnavailableError.asking(path, operation, e) from e
 
 
@@ -232,7 +234,8 @@ class FsspecFiles:
             The new version's ETag (None where the store has no tags).
 
         Raises:
-            ChangedError: Another writer replaced, created or removed it since.
+            ChangedError: Another writer replaced, created or removed it since (S3 answered
+                412, which `_as_oserror` turns into it).
         """
         fs, name = _filesystem(path)
         if expect is None or not hasattr(fs, "_call_s3"):
@@ -244,10 +247,6 @@ class FsspecFiles:
                 out = fs.pipe_file(name, data, **condition)
         except FileExistsError as e:  # If-None-Match failed: created since
             raise ChangedError(errno.ESTALE, "created by another writer since", path) from e
-        except StorageUnavailableError as e:
-            if _precondition_failed(e):
-                raise ChangedError(errno.ESTALE, "replaced by another writer since", path) from e
-            raise
         return str(out["ETag"]) if isinstance(out, dict) and "ETag" in out else None
 
 

@@ -179,6 +179,7 @@ def read_state_tagged(
     file, None where the store has no tags.
     """
     state_path = os.path.join(directory, STATE_FILE)
+    tag: str | None = None  # what could not be read is not fenced
     try:
         raw, tag = fs.read_tagged(state_path, limit=_STATE_MAX_BYTES)
         text = raw.decode()
@@ -189,7 +190,7 @@ def read_state_tagged(
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         _ignore_state(state_path, f"it is unreadable ({reason})")
-        return None, None
+        return None, tag
     if not text.strip():
         _ignore_state(state_path, "it is empty, as a rename without fsync leaves it after a crash")
         return None, tag
