@@ -47,6 +47,7 @@ from ckptkit.errors import (
     StorageUnavailableError,
     TrackableError,
     UploadError,
+    WorkerLostError,
 )
 from ckptkit.status import Mismatch, RestoreReport, RestoreResult
 
@@ -142,6 +143,7 @@ __all__ = [
     "UploadError",
     "VariableInfo",
     "VerifyReport",
+    "WorkerLostError",
     "__version__",
     "convert",
     "diff",

@@ -16,6 +16,7 @@ would already catch for that problem, so `except FileNotFoundError` keeps workin
     ├── MissingExtraError        (ImportError)        a URL needs an optional extra (ckptkit[s3])
     ├── StorageUnavailableError  (ConnectionError)    remote storage could not be asked
     ├── TrackableError           (TypeError)          an object TensorFlow cannot checkpoint
+    ├── WorkerLostError          (ConnectionError)    a worker of the cluster stopped answering
     ├── SaveError                (OSError)            a save failed; nothing was committed
     │   ├── DiskFullError                                 ... for lack of space (ENOSPC, EFBIG)
     │   └── UploadError                                   ... copying to remote storage failed
@@ -54,6 +55,7 @@ __all__ = [
     "StorageUnavailableError",
     "TrackableError",
     "UploadError",
+    "WorkerLostError",
 ]
 
 
@@ -133,6 +135,15 @@ class StorageUnavailableError(CkptkitError, ConnectionError):
 
 class TrackableError(CkptkitError, TypeError):
     """An object given to `CheckpointManager` that TensorFlow cannot checkpoint."""
+
+
+class WorkerLostError(CkptkitError, ConnectionError):
+    """A worker of a `tf.distribute` cluster stopped answering during a save or restore.
+
+    Killed, frozen or cut off: TensorFlow's coordination service declares a worker lost when it
+    misses heartbeats for 10 s, and aborts every collective; the message names the worker(s).
+    Committed checkpoints are intact; restart every worker and `restore_or_initialize` resumes.
+    """
 
 
 class SaveError(CkptkitError, OSError):

@@ -345,7 +345,8 @@ class CheckpointManager:
         due = self._timer.should_save(step)
         if self._cluster is not None and self._config.schedule.every_secs is not None:
             # Workers' clocks differ: every worker takes the chief's decision.
-            due = bool(self._cluster.agree(int(due)))
+            with self._cluster.answering(f"the decision whether to save at step {step}"):
+                due = bool(self._cluster.agree(int(due)))
         return due
 
     def _step(self, step: Any) -> int:

@@ -7,8 +7,8 @@ runs the cluster a few times with the scenarios in a row.
 
 from __future__ import annotations
 
+import json
 import os
-import random
 import signal
 import time
 
@@ -111,27 +111,41 @@ def test_what_the_chief_cannot_do_every_worker_fails_with_the_same_error(tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("victim", [0, 1])
-def test_a_worker_killed_in_a_save_leaves_the_committed_checkpoints(tmp_path, victim) -> None:
+@pytest.mark.parametrize(
+    ("victim", "how"),
+    [(0, signal.SIGKILL), (1, signal.SIGKILL), (0, signal.SIGSTOP), (1, signal.SIGSTOP)],
+    ids=["chief-killed", "worker-killed", "chief-frozen", "worker-frozen"],
+)
+def test_a_worker_lost_in_a_save_is_named_and_the_committed_checkpoints_stay(
+    tmp_path, victim, how
+) -> None:
     directory = str(tmp_path / "run")
     workers = start_cluster(
         "cluster_worker.py", directory, "--every-steps", "3", "--mib", "64", "--forever"
     )
+    survivor = workers[1 - victim]
     try:
         seen = 0
         for line in workers[0].stdout:
             if '"saving"' in line:
                 seen += 1
-                if seen == 3:
-                    time.sleep(random.uniform(0.0, 0.1))
-                    workers[victim].kill()
+                if seen == 3:  # both workers are past step 9's collective, before its commit
+                    workers[victim].send_signal(how)
                     break
-        # As a cluster manager would: when one worker dies, the others are stopped too.
-        time.sleep(0.5)
+        lost = time.monotonic()
+        out, err = survivor.communicate(timeout=120)
+        noticed = time.monotonic() - lost
     finally:
         for worker in workers:
             worker.kill()
             worker.communicate()
+    said = [json.loads(line) for line in out.splitlines() if line.startswith("{")][-1]
+    assert survivor.returncode == 3, err[-3000:]
+    assert said["error"] == "WorkerLostError", said
+    assert f"worker worker:{victim} stopped answering during save" in said["message"]
+    assert f"this worker (worker:{1 - victim}) stops too" in said["message"]
+    assert noticed < 60  # TensorFlow's heartbeat timeout is 10 s
+
     committed = [c.step for c in ckptkit.list_checkpoints(directory)]
     assert committed
     assert set(committed) <= {3, 6, 9}
@@ -146,6 +160,25 @@ def test_a_worker_killed_in_a_save_leaves_the_committed_checkpoints(tmp_path, vi
         assert lines[-1]["done"] == committed[-1] + 3
     assert ckptkit.verify(directory).ok
     assert not [n for n in os.listdir(directory) if n.startswith(".workertemp")]
+
+
+@pytest.mark.slow
+def test_a_worker_frozen_before_a_restore_is_named_by_the_chief(tmp_path) -> None:
+    workers = start_cluster("cluster_worker.py", str(tmp_path / "run"), "--freeze-at-restore")
+    started = time.monotonic()
+    try:
+        out, err = workers[0].communicate(timeout=120)
+        noticed = time.monotonic() - started
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.communicate()
+    said = [json.loads(line) for line in out.splitlines() if line.startswith("{")][-1]
+    assert workers[0].returncode == 3, err[-3000:]
+    assert said["error"] == "WorkerLostError", said
+    assert "worker worker:1 stopped answering during restore" in said["message"]
+    assert "restart every worker" in said["message"]
+    assert noticed < 60
 
 
 def test_a_single_process_strategy_saves_and_restores_async_too(tmp_path) -> None:

@@ -221,6 +221,16 @@ def test_a_full_disk_fails_the_save_cleanly_and_training_continues(tmp_path, mod
     assert ckptkit.verify(str(directory), full=True).ok
 
 
+def test_fit_raises_when_its_last_background_save_fails(tmp_path) -> None:
+    """Keras's own async callback returned normally here (keras#23609); this one must not."""
+    directory = tmp_path / "run"
+    outcome = worker_outcome("disk_full.py", str(directory), "fit")
+    assert outcome["error"] == "DiskFullError", outcome
+    assert "ckpt-2" in outcome["message"]
+    assert outcome["listed_after_failure"] == [1]  # the first epoch's, whole
+    assert ckptkit.verify(str(directory), full=True).ok
+
+
 def test_a_read_only_directory_is_a_save_error(config) -> None:
     cfg = config()
     mgr = ckptkit.CheckpointManager(cfg, v=tf.Variable(1.0))

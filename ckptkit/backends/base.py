@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from ckptkit.status import RestoreReport
@@ -83,6 +84,10 @@ class Peers(Protocol):
 
     def count(self, flag: bool) -> int:
         """How many workers passed True; every worker must call it at the same point."""
+        ...
+
+    def answering(self, doing: str) -> AbstractContextManager[None]:
+        """Raises `WorkerLostError` (naming it) where a collective failed for a lost worker."""
         ...
 
     def watch_preemption(

@@ -9,18 +9,35 @@ others write to scratch directories that they remove at once, as TensorFlow's ow
 `Cluster.agree` makes every worker take the chief's decision: a save at a time schedule, which
 checkpoint a restore loads, whether a save failed. It is a collective, so every worker must
 call it at the same point of the program, as it calls the training step.
+
+A worker that dies or freezes is noticed by TensorFlow's coordination service, which declares
+it lost after 10 s without heartbeats and aborts every collective on the others (a lost chief,
+which hosts the service, is noticed as a deadline or a reset connection in the same time).
+`Cluster.answering` turns those aborts into `WorkerLostError`, naming the worker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import tensorflow as tf
 
 from ckptkit.backends.cluster_preemption import ClusterPreemption
+from ckptkit.errors import WorkerLostError, first_line
 
 __all__ = ["Cluster"]
+
+# How a collective aborted by a lost peer fails: the kinds, and what its message says.
+_LOST = (
+    tf.errors.UnavailableError,
+    tf.errors.DeadlineExceededError,
+    tf.errors.AbortedError,
+    tf.errors.CancelledError,
+)
+_TASK = re.compile(r"/job:(\w+)(?:/replica:\d+)?/task:(\d+)")
 
 
 class Cluster:
@@ -36,10 +53,13 @@ class Cluster:
         self.num_workers, self.task, self.task_id = 1, "local", 0
         resolver = getattr(strategy, "cluster_resolver", None)
         jobs = resolver.cluster_spec().as_dict() if resolver is not None else {}
+        self._tasks = [
+            f"{job}:{i}" for job, tasks in jobs.items() if job != "ps" for i in range(len(tasks))
+        ]
         # ParameterServerStrategy has no cluster_resolver here, and rightly counts as one
         # process: only its coordinator runs the program (and saves, after coordinator.join()).
         if resolver is not None and jobs:
-            self.num_workers = sum(len(tasks) for job, tasks in jobs.items() if job != "ps")
+            self.num_workers = len(self._tasks)
             self.task = f"{resolver.task_type}:{resolver.task_id}"
             self.task_id = int(resolver.task_id or 0)
         self._local_replicas = len(strategy.extended.worker_devices)
@@ -82,6 +102,33 @@ class Cluster:
     def count(self, flag: bool) -> int:
         """How many workers passed True (one all-reduce; no-op on one worker)."""
         return self._sum(int(flag)) if self.multi_worker else int(flag)
+
+    @contextmanager
+    def answering(self, doing: str) -> Iterator[None]:
+        """Raises `WorkerLostError` for a collective that another worker's loss aborted.
+
+        Args:
+            doing: What the workers were doing together ("save ckpt-200"), for the message.
+
+        Raises:
+            WorkerLostError: Naming the worker(s) TensorFlow names, else every other worker.
+        """
+        try:
+            yield
+        except _LOST as e:
+            text = str(e.message)
+            if "ollective" not in text and "heartbeat" not in text:
+                raise  # not a collective's failure (a file system's, say)
+            named = {f"{job}:{index}" for job, index in _TASK.findall(text)} - {self.task}
+            lost = sorted(named) or [t for t in self._tasks if t != self.task]
+            which = " or ".join(lost) if named or len(lost) == 1 else "one of " + ", ".join(lost)
+            said = re.sub(r"\{\{.*?\}\}\s*", "", first_line(e))  # TensorFlow's op prefix
+            raise WorkerLostError(
+                f"worker {which} stopped answering during {doing} (killed, frozen or cut "
+                f"off), so this worker ({self.task}) stops too. The checkpoints committed "
+                "before are intact: restart every worker, and restore_or_initialize() resumes "
+                f"from the last one. TensorFlow said: {said}"
+            ) from e
 
     def _sum(self, mine: int) -> int:
         """The sum over workers of each one's `mine`."""

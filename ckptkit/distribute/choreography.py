@@ -134,7 +134,8 @@ def restore_together(
             result = restorer.run(step, path, False, mode)
         except CkptkitError as e:
             error = e
-    failed = cluster.count(error is not None)
+    with cluster.answering("restore"):
+        failed = cluster.count(error is not None)
     if error is not None:
         raise error
     assert result is not None

@@ -60,19 +60,21 @@ def on_chief(
     Raises:
         CkptkitError: The chief failed: on the other workers, an error of the same class
             (`CkptkitError` itself for a class not listed here); the chief raises its own.
+        WorkerLostError: A worker stopped answering (on every worker that still runs).
     """
-    if peers.is_chief:
+    with peers.answering(doing):
+        if peers.is_chief:
+            try:
+                result, value = chief()
+            except BaseException as e:
+                peers.agree(-_kind(e))  # a lost worker's abort fails this too, at once
+                raise
+            peers.agree(value)
+            return result, value
         try:
-            result, value = chief()
-        except BaseException as e:
-            peers.agree(-_kind(e))
-            raise
-        peers.agree(value)
-        return result, value
-    try:
-        mine = others()
-    finally:
-        value = peers.agree(0)  # also after this worker's own failure: the chief waits here
+            mine = others()
+        finally:
+            value = peers.agree(0)  # also after this worker's own failure: the chief waits here
     if value < 0:
         kind = _KINDS[-value - 1]
         raise kind(

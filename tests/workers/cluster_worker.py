@@ -1,7 +1,8 @@
 """One worker of a MultiWorkerMirroredStrategy cluster (TF_CONFIG names it) training and saving.
 
 Usage: cluster_worker.py DIR [--steps N] [--every-steps K | --every-secs S] [--mib M]
-[--late SECS] [--step-secs SECS] [--forever] [--chief-file-limit MIB] [--preemption].
+[--late SECS] [--step-secs SECS] [--forever] [--chief-file-limit MIB] [--preemption]
+[--freeze-at-restore].
 
 Prints one JSON object per line: ``{"restored": step or null, "values": [...]}`` after
 `restore_or_initialize`; ``{"saved": step}`` after each save; ``{"error": class name,
@@ -17,6 +18,8 @@ variable reads as, and the step.
 - `--chief-file-limit`: the chief's files may not grow past that many MiB (RLIMIT_FSIZE), so
   that its saves fail as on a full disk.
 - `--preemption`: `CheckpointConfig(preemption=Preemption())`.
+- `--freeze-at-restore`: worker 1 stops itself (SIGSTOP) before `restore_or_initialize`, as a
+  frozen machine would.
 
 Started by tests/test_distributed.py.
 """
@@ -53,6 +56,7 @@ def main() -> None:
     parser.add_argument("--forever", action="store_true")
     parser.add_argument("--chief-file-limit", type=int, default=0)
     parser.add_argument("--preemption", action="store_true")
+    parser.add_argument("--freeze-at-restore", action="store_true")
     args = parser.parse_args()
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
@@ -100,6 +104,8 @@ def main() -> None:
         big.assign_add(tf.ones_like(big))
 
     try:
+        if worker == 1 and args.freeze_at_restore:
+            os.kill(os.getpid(), signal.SIGSTOP)
         result = manager.restore_or_initialize()
         say(restored=result.step if result.restored else None, values=values())
         if worker == 0 and args.chief_file_limit:
