@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import contextvars
 import os
 import sys
 import threading
@@ -300,8 +301,10 @@ class CommitPipeline:
         assert self._thread is None, "one save in flight at a time: wait() first"
         self._abandoned = False
         self._in_flight = request.path
-        self._thread = threading.Thread(
-            target=self._background, args=(request,), name=f"ckptkit save {request.path}"
+        self._thread = threading.Thread(  # in this context: the manager's storage settings
+            target=contextvars.copy_context().run,
+            args=(self._background, request),
+            name=f"ckptkit save {request.path}",
         )
         # A daemon: interpreter exit must not hang on a stuck write. The manager waits for it
         # (bounded) at close and at exit instead.

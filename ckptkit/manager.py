@@ -10,11 +10,12 @@ backend how TensorFlow moves the tensors, and `status` whether a restore matches
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from ckptkit.backends.base import Backend
 from ckptkit.backends.object_based import ObjectBasedBackend
@@ -43,6 +44,23 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 __all__ = ["CheckpointManager"]
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _own_storage(
+    method: Callable[Concatenate[CheckpointManager, _P], _R],
+) -> Callable[Concatenate[CheckpointManager, _P], _R]:
+    """Runs `method` with this manager's `Storage` for its directory (see `routes.using`)."""
+
+    @functools.wraps(method)
+    def run(self: CheckpointManager, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with routes.using(self._config.directory, self._config.storage):
+            return method(self, *args, **kwargs)
+
+    return run
 
 
 class CheckpointManager:
@@ -154,34 +172,39 @@ class CheckpointManager:
         self._config = config
         self._directory = config.directory
         routes.register(config.directory, config.storage)
-        self._backend = backend
-        self._view = DirectoryView(
-            config.directory,
-            allow_outside=config.allow_outside_paths,
-            monitor=config.retention.monitor,
-        )
-        self._view.refresh()
-        self._cluster = cluster_of(backend, config)
-        # Only the chief of a cluster writes to the directory; the other workers never lock it.
-        self._writer = DirectoryWriter(config, self._view, follower=self._follower)
-        newest = self._view.newest
-        latest_step = None if newest is None else layout.parse_step(newest)
-        self._timer = SaveTimer(
-            config.schedule, last_step=latest_step, clock=clock or time.monotonic
-        )
-        self._pipeline = CommitPipeline(
-            config, self._view, self._writer, backend.tensorflow_version
-        )
-        self._restorer = RestorePipeline(
-            config, self._view, backend, reread=self._writer.reread, on_restored=self._timer.record
-        )
-        self._guard = PreemptionGuard(
-            config.preemption,
-            self._cluster,
-            save_now=self._save_now,
-            wait=self._pipeline.wait,
-            close=self.close,
-        )
+        with routes.using(config.directory, config.storage):
+            self._backend = backend
+            self._view = DirectoryView(
+                config.directory,
+                allow_outside=config.allow_outside_paths,
+                monitor=config.retention.monitor,
+            )
+            self._view.refresh()
+            self._cluster = cluster_of(backend, config)
+            # Only the chief of a cluster writes to the directory; the others never lock it.
+            self._writer = DirectoryWriter(config, self._view, follower=self._follower)
+            newest = self._view.newest
+            latest_step = None if newest is None else layout.parse_step(newest)
+            self._timer = SaveTimer(
+                config.schedule, last_step=latest_step, clock=clock or time.monotonic
+            )
+            self._pipeline = CommitPipeline(
+                config, self._view, self._writer, backend.tensorflow_version
+            )
+            self._restorer = RestorePipeline(
+                config,
+                self._view,
+                backend,
+                reread=self._writer.reread,
+                on_restored=self._timer.record,
+            )
+            self._guard = PreemptionGuard(
+                config.preemption,
+                self._cluster,
+                save_now=self._save_now,
+                wait=self._pipeline.wait,
+                close=self.close,
+            )
         self._exit_wait: weakref.finalize[Any, Any] | None = None
 
     @property
@@ -204,6 +227,7 @@ class CheckpointManager:
         """The name of the termination signal received (with `Preemption`), or None."""
         return self._guard.name
 
+    @_own_storage
     def close(self, *, tidy: bool = False) -> None:
         """Waits for a background save, then releases the writer lock and signal handlers.
 
@@ -263,6 +287,7 @@ class CheckpointManager:
         return self._backend
 
     @property
+    @_own_storage
     def checkpoints(self) -> list[CheckpointInfo]:
         """Committed checkpoints whose index file exists, oldest first (sizes are stat'ed)."""
         return [
@@ -272,6 +297,7 @@ class CheckpointManager:
         ]
 
     @property
+    @_own_storage
     def latest(self) -> CheckpointInfo | None:
         """The newest committed checkpoint whose index file exists, or None."""
         for path, t in reversed(self._view.entries):
@@ -289,6 +315,7 @@ class CheckpointManager:
         ranked = self.ranked()
         return ranked[0] if ranked else None
 
+    @_own_storage
     def ranked(self) -> list[CheckpointInfo]:
         """Committed checkpoints with a value of `Retention.monitor`, best first.
 
@@ -302,6 +329,7 @@ class CheckpointManager:
             if fs.exists(f"{path}.index", follow_links=True)
         ]
 
+    @_own_storage
     def maybe_save(
         self,
         step: Any,
@@ -352,6 +380,7 @@ class CheckpointManager:
     def _step(self, step: Any) -> int:
         return _as_step(self._backend.read_step(step))
 
+    @_own_storage
     def finish(
         self,
         step: Any,
@@ -373,10 +402,12 @@ class CheckpointManager:
             return None
         return self.save(step, metadata=metadata, metrics=metrics)
 
+    @_own_storage
     def due(self, step: Any) -> bool:
         """Whether `maybe_save(step)` would save: the schedule calls for it, or a signal came."""
         return self._guard.pending or self._due(self._step(step))
 
+    @_own_storage
     def _save_now(
         self, step: int, metadata: Mapping[str, Any] | None, metrics: Mapping[str, float] | None
     ) -> str:
@@ -386,6 +417,7 @@ class CheckpointManager:
             return path
         return self.save(step, metadata=metadata, metrics=metrics, async_save=False)
 
+    @_own_storage
     def save(
         self,
         step: Any,
@@ -462,6 +494,7 @@ class CheckpointManager:
         self._timer.record(step)
         return path
 
+    @_own_storage
     def wait(self) -> str | None:
         """Blocks until the background save in flight (if any) is committed.
 
@@ -485,6 +518,7 @@ class CheckpointManager:
     def _path_for(self, step: int) -> str:
         return os.path.join(self._directory, f"{self._config.prefix}-{step}")
 
+    @_own_storage
     def delete(self, step: int) -> None:
         """Deletes the committed checkpoint of `step`: unlisted first, then its files removed.
 
@@ -502,6 +536,7 @@ class CheckpointManager:
         self._writer.become()
         self._pipeline.uncommit(path)
 
+    @_own_storage
     def check_compatibility(
         self, *, step: int | None = None, path: str | None = None
     ) -> RestoreReport:
@@ -517,6 +552,7 @@ class CheckpointManager:
         """
         return self._backend.compare(self._restorer.select(step, path))
 
+    @_own_storage
     def restore(
         self,
         *,
@@ -567,6 +603,7 @@ class CheckpointManager:
                 )
             return self._restorer.run(step, path, best, mode)
 
+    @_own_storage
     def restore_or_initialize(self, *, assertion: Assertion | None = None) -> RestoreResult:
         """Restores the newest checkpoint if there is one; otherwise leaves the program as is.
 

@@ -183,6 +183,26 @@ def test_a_writer_cut_off_mid_commit_cannot_unlist_the_next_writers_checkpoint(
     assert equal_to(restored, 4)
 
 
+def test_two_managers_of_one_process_reach_one_url_each_their_own_way(
+    s3_server, s3_dir, tmp_path
+) -> None:
+    # A through a proxy, B straight to the server: the same s3:// URL, two endpoints.
+    with Proxy(s3_server.endpoint) as proxy:
+        a_vars = state()
+        a = ckptkit.CheckpointManager(
+            config(s3_dir, tmp_path / "a", proxy.endpoint, timeout_secs=1, retries=0), **a_vars
+        )
+        a.save(1)
+        a.close()
+        b = ckptkit.CheckpointManager(config(s3_dir, tmp_path / "b"), **state())
+        proxy.set("refuse")
+        with pytest.raises(ckptkit.StorageUnavailableError, match=r"cannot reach s3://"):
+            a.restore()  # A's way is cut: B's settings are not A's
+        assert b.restore().step == 1
+        b.save(2)
+        b.close()
+
+
 TRIALS = int(os.environ.get("CKPTKIT_PARTITION_TRIALS", "16"))
 
 
@@ -250,3 +270,66 @@ def test_a_save_that_returned_stays_listed_whatever_the_network_did(s3_server, t
         listed = {c.step for c in ckptkit.CheckpointManager(b_cfg, **state()).checkpoints}
         assert set(returned) <= listed, (trial, returned, listed)
     print(f"{TRIALS} trials, events {dict(seen)}")
+
+
+@pytest.mark.slow
+def test_held_requests_that_land_after_a_take_over_unlist_nothing(s3_server, tmp_path) -> None:
+    """A's commit and lease renewals are held by the network until B has taken the directory
+    over and committed; then they land. Whatever A's timeouts, A's save either returned (and
+    stays listed) or raised `DirectoryLockedError`; B's saves stay listed."""
+    rng = random.Random(20261207)
+    for trial in range(max(TRIALS // 2, 1)):
+        directory = f"s3://{s3_server.bucket()}/run"
+        bucket_path = directory.removeprefix("s3://")
+        held = rng.choice([["checkpoint", ".ckptkit.lease"], [".ckptkit.lease"]])
+        timeout = rng.choice([0.5, 2.0, 60.0])
+        with Proxy(s3_server.endpoint) as proxy:
+            a_cfg = config(
+                directory, tmp_path / f"a{trial}", proxy.endpoint,
+                lease_secs=1.5, timeout_secs=timeout, retries=1,
+            )  # fmt: skip
+            a_vars = state()
+            a = ckptkit.CheckpointManager(a_cfg, **a_vars)
+            a.save(1)
+            proxy.hold(*(f"PUT /{bucket_path}/{name} ".encode() for name in held))
+            outcome: list[BaseException | str | None] = []
+
+            def save_two(
+                a: ckptkit.CheckpointManager = a, values: dict = a_vars, outcome: list = outcome
+            ) -> None:
+                try:
+                    fill(values, 2)
+                    outcome.append(a.save(2))
+                except BaseException as e:
+                    outcome.append(e)
+
+            writer_a = threading.Thread(target=save_two)
+            writer_a.start()
+            assert proxy.holding.wait(30)
+            b_cfg = config(directory, tmp_path / f"b{trial}", lease_secs=1.5)
+            b_vars = state()
+            deadline = time.monotonic() + 30
+            while True:
+                b = ckptkit.CheckpointManager(b_cfg, **b_vars)
+                try:
+                    b.restore_or_initialize()
+                    break
+                except ckptkit.DirectoryLockedError:
+                    assert time.monotonic() < deadline, "A's lease never expired"
+                    time.sleep(0.2)  # the lease's expiry is the event: it cannot be waited on
+            for step in (100, 101):
+                fill(b_vars, step)
+                b.save(step)
+            proxy.release()  # A's held requests land now, after B's commits
+            writer_a.join(150)
+            assert not writer_a.is_alive(), (trial, held, timeout)
+            if not isinstance(outcome[0], str):
+                assert isinstance(outcome[0], ckptkit.DirectoryLockedError), outcome
+            with contextlib.suppress(ckptkit.CkptkitError):
+                a.close()
+            fill(b_vars, 102)
+            b.save(102)  # A's late renewals did not take B's lease
+            b.close()
+        listed = {c.step for c in ckptkit.CheckpointManager(b_cfg, **state()).checkpoints}
+        returned = {1, 100, 101, 102} | ({2} if isinstance(outcome[0], str) else set())
+        assert returned <= listed, (trial, held, timeout, outcome, listed)

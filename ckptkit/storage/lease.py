@@ -23,6 +23,7 @@ apart break it.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import json
 import os
@@ -102,9 +103,9 @@ class Lease:
             self._token, self._lost = token, None
             self._renewed = self._clock()
             self._stop = threading.Event()
-            self._renewer = threading.Thread(
-                target=_renew_while_held,
-                args=(weakref.ref(self), self._stop, self._duration / 3),
+            self._renewer = threading.Thread(  # in this context: the writer's storage settings
+                target=contextvars.copy_context().run,
+                args=(_renew_while_held, weakref.ref(self), self._stop, self._duration / 3),
                 name=f"ckptkit lease {self.path}",
                 daemon=True,
             )

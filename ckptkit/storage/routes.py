@@ -11,22 +11,30 @@ A `CheckpointManager` registers its directory's `Storage` settings here, so that
 primitives, the staging tier and readers in the same process (``ckptkit.inspect``, ...) use
 the same transport, fsspec options and cache for every path under that directory. Without a
 registration the defaults apply (fsspec's own configuration: ``AWS_*`` variables, ...).
+
+Two managers of one process may reach the same URL with different settings (two endpoints
+with a bucket of the same name, or another timeout): each runs its own calls, and the threads
+it starts, inside `using` its settings, which take precedence over the registrations.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Literal
 
 from ckptkit.config import GFILE_SCHEMES, Storage
 
-__all__ = ["Transport", "register", "settings", "transport"]
+__all__ = ["Transport", "register", "settings", "transport", "using"]
 
 Transport = Literal["local", "gfile", "fsspec"]
 
 _DEFAULT = Storage()
 _ROUTES: dict[str, Storage] = {}
 _GUARD = threading.Lock()
+_USING: ContextVar[tuple[str, Storage] | None] = ContextVar("ckptkit_storage", default=None)
 
 
 def register(directory: str, storage: Storage) -> None:
@@ -36,8 +44,21 @@ def register(directory: str, storage: Storage) -> None:
             _ROUTES[directory.rstrip("/")] = storage
 
 
+@contextmanager
+def using(directory: str, storage: Storage) -> Iterator[None]:
+    """Within the block (and threads started with its context), `storage` for `directory`."""
+    token = _USING.set((directory.rstrip("/"), storage))
+    try:
+        yield
+    finally:
+        _USING.reset(token)
+
+
 def settings(path: str) -> Storage:
-    """The settings of the registered directory holding `path` (the innermost), or defaults."""
+    """The settings for `path`: `using`'s, else the innermost registered directory's."""
+    own = _USING.get()
+    if own is not None and (path == own[0] or path.startswith(own[0] + "/")):
+        return own[1]
     with _GUARD:
         routes = list(_ROUTES.items())
     found = [
