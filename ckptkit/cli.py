@@ -9,7 +9,9 @@
     ckptkit convert SRC DST [--map RULES]... [--program MODULE:FACTORY]
                                    a name-based checkpoint re-encoded as an object-based one
 
-Every command takes ``--json`` and then prints only JSON on stdout. Exit status: 0 when all is
+Every command takes ``--json`` and then prints only JSON on stdout, and ``--timeout SECS`` /
+``--retries N`` for remote storage (`Storage.timeout_secs` / `Storage.retries`; a dead or
+stalled server answers exit status 3 within about SECS x (N + 1)). Exit status: 0 when all is
 well; 1 when `verify` finds damage or `diff` finds differences; 2 for a problem with the input
 (one line on stderr), a directory with no checkpoint for `ls` included; 3 when remote storage
 could not be asked (unreachable, timed out, credentials refused: nothing is said about what is
@@ -115,7 +117,44 @@ def _parser() -> argparse.ArgumentParser:
     )
     for command in (ls, inspect, diff, verify, convert):
         command.add_argument("--json", action="store_true", help="print JSON only")
+        command.add_argument(
+            "--timeout",
+            type=float,
+            metavar="SECS",
+            help="remote storage: how long one attempt of a call may wait (default: 20)",
+        )
+        command.add_argument(
+            "--retries",
+            type=int,
+            metavar="N",
+            help="remote storage: how many times a failed call is tried again (default: 4)",
+        )
     return parser
+
+
+@contextlib.contextmanager
+def _bounded(args: argparse.Namespace) -> Iterator[None]:
+    """Applies ``--timeout`` / ``--retries`` to the remote paths the command reads."""
+    fields = {"timeout_secs": args.timeout, "retries": args.retries}
+    given = {name: value for name, value in fields.items() if value is not None}
+    with contextlib.ExitStack() as stack:
+        if given:
+            import pydantic
+
+            from ckptkit.config import Storage
+            from ckptkit.storage import routes
+
+            try:
+                storage = Storage(**given)
+            except pydantic.ValidationError as e:
+                problem = e.errors()[0]
+                option = "--timeout" if problem["loc"][0] == "timeout_secs" else "--retries"
+                raise _UsageError(f"{option}: {problem['msg']}") from None
+            for path in _paths(args):
+                scheme, sep, rest = path.partition("://")
+                if sep:  # every path of that bucket or host
+                    stack.enter_context(routes.using(f"{scheme}://{rest.split('/')[0]}", storage))
+        yield
 
 
 @contextlib.contextmanager
@@ -135,9 +174,28 @@ def _quiet_stderr() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except CkptkitError as e:
+        # A failed conversion's report names every value; elsewhere the first line says it.
+        text = str(e) if args.command == "convert" else first_line(e)
+        print(f"ckptkit {args.command}: {text}", file=sys.stderr)
+        return EXIT_UNAVAILABLE if isinstance(e, StorageUnavailableError) else EXIT_USAGE
+    except MemoryError:
+        # Not "they differ" (1): the input asked for more memory than this process may have.
+        print(
+            f"ckptkit {args.command}: ran out of memory reading {', '.join(_paths(args))}; "
+            "the file claims more than it holds, or is larger than this machine's memory",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Runs the parsed command; returns its exit status."""
     from ckptkit.storage import layout  # no TensorFlow: `ls` and missing paths answer at once
 
-    try:
+    with _bounded(args):
         if args.command == "ls":
             infos = layout.list_checkpoints(args.directory)
             hidden = [
@@ -172,19 +230,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             _diff(result, as_json=args.json)
             if result.only_in_a or result.only_in_b or result.changed:
                 return EXIT_DIFFERENT
-    except CkptkitError as e:
-        # A failed conversion's report names every value; elsewhere the first line says it.
-        text = str(e) if args.command == "convert" else first_line(e)
-        print(f"ckptkit {args.command}: {text}", file=sys.stderr)
-        return EXIT_UNAVAILABLE if isinstance(e, StorageUnavailableError) else EXIT_USAGE
-    except MemoryError:
-        # Not "they differ" (1): the input asked for more memory than this process may have.
-        print(
-            f"ckptkit {args.command}: ran out of memory reading {', '.join(_paths(args))}; "
-            "the file claims more than it holds, or is larger than this machine's memory",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
     return 0
 
 

@@ -69,6 +69,24 @@ def test_the_cli_exits_3_when_storage_cannot_be_asked(
     assert "not found" not in err
 
 
+@pytest.mark.parametrize("command", ["ls", "verify", "inspect"])
+def test_the_cli_gives_up_on_a_stalled_server_within_its_timeout(
+    two_saved, monkeypatch, capsys, command
+) -> None:
+    with StalledServer() as stalled:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", stalled.endpoint)
+        s3fs.S3FileSystem.clear_instance_cache()
+        started = time.monotonic()
+        try:
+            status = main([command, two_saved, "--timeout", "0.5", "--retries", "1"])
+        finally:
+            s3fs.S3FileSystem.clear_instance_cache()
+        took = time.monotonic() - started
+    assert status == EXIT_UNAVAILABLE
+    assert "cannot reach s3://" in capsys.readouterr().err
+    assert took < 2 * 0.5 + 5  # two attempts of 0.5 s, s3fs's backoff, one call
+
+
 def test_a_stalled_server_fails_restore_and_save_within_their_bound(two_saved, tmp_path) -> None:
     with StalledServer() as stalled:
         cfg = config(two_saved, tmp_path, stalled.endpoint, timeout_secs=0.5, retries=1)

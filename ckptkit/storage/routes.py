@@ -34,7 +34,7 @@ Transport = Literal["local", "gfile", "fsspec"]
 _DEFAULT = Storage()
 _ROUTES: dict[str, Storage] = {}
 _GUARD = threading.Lock()
-_USING: ContextVar[tuple[str, Storage] | None] = ContextVar("ckptkit_storage", default=None)
+_USING: ContextVar[tuple[tuple[str, Storage], ...]] = ContextVar("ckptkit_storage", default=())
 
 
 def register(directory: str, storage: Storage) -> None:
@@ -47,7 +47,7 @@ def register(directory: str, storage: Storage) -> None:
 @contextmanager
 def using(directory: str, storage: Storage) -> Iterator[None]:
     """Within the block (and threads started with its context), `storage` for `directory`."""
-    token = _USING.set((directory.rstrip("/"), storage))
+    token = _USING.set((*_USING.get(), (directory.rstrip("/"), storage)))
     try:
         yield
     finally:
@@ -56,9 +56,9 @@ def using(directory: str, storage: Storage) -> Iterator[None]:
 
 def settings(path: str) -> Storage:
     """The settings for `path`: `using`'s, else the innermost registered directory's."""
-    own = _USING.get()
-    if own is not None and (path == own[0] or path.startswith(own[0] + "/")):
-        return own[1]
+    for root, storage in reversed(_USING.get()):  # the innermost block first
+        if path == root or path.startswith(root + "/"):
+            return storage
     with _GUARD:
         routes = list(_ROUTES.items())
     found = [
