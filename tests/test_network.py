@@ -94,7 +94,9 @@ def test_a_stalled_server_fails_restore_and_save_within_their_bound(two_saved, t
         started = time.monotonic()
         with pytest.raises(ckptkit.StorageUnavailableError, match=r"ReadTimeout|timed out|Timeout"):
             ckptkit.CheckpointManager(cfg, **state()).restore()
-        assert time.monotonic() - started < 30  # a bound, not a timing: it had hung for good
+        # A bound, not a timing: it had hung for good, then took 4 attempts of a listing
+        # (s3fs retries each page inside a retried call) where 2 were promised.
+        assert time.monotonic() - started < 2 * 0.5 + 5
 
     # The stalled attempt left nothing: both checkpoints listed and restorable.
     variables = state()
@@ -127,7 +129,7 @@ def test_a_save_that_stalls_fails_within_its_bound_and_lists_nothing(
 ) -> None:
     variables = state()
     with Proxy(s3_server.endpoint) as proxy:
-        cfg = config(two_saved, tmp_path / "w", proxy.endpoint, timeout_secs=0.5, retries=1)
+        cfg = config(two_saved, tmp_path / "w", proxy.endpoint, timeout_secs=2, retries=1)
         mgr = ckptkit.CheckpointManager(cfg, **variables)
         assert mgr.restore().step == 2  # through the proxy while it forwards
         proxy.set("stall")
@@ -208,7 +210,7 @@ def test_two_managers_of_one_process_reach_one_url_each_their_own_way(
     with Proxy(s3_server.endpoint) as proxy:
         a_vars = state()
         a = ckptkit.CheckpointManager(
-            config(s3_dir, tmp_path / "a", proxy.endpoint, timeout_secs=1, retries=0), **a_vars
+            config(s3_dir, tmp_path / "a", proxy.endpoint, timeout_secs=5, retries=1), **a_vars
         )
         a.save(1)
         a.close()
@@ -300,7 +302,7 @@ def test_held_requests_that_land_after_a_take_over_unlist_nothing(s3_server, tmp
         directory = f"s3://{s3_server.bucket()}/run"
         bucket_path = directory.removeprefix("s3://")
         held = rng.choice([["checkpoint", ".ckptkit.lease"], [".ckptkit.lease"]])
-        timeout = rng.choice([0.5, 2.0, 60.0])
+        timeout = rng.choice([1.0, 2.0, 60.0])
         with Proxy(s3_server.endpoint) as proxy:
             a_cfg = config(
                 directory, tmp_path / f"a{trial}", proxy.endpoint,

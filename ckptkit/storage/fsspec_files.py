@@ -62,6 +62,24 @@ def _filesystem(path: str) -> tuple[Any, str]:
     return found
 
 
+def _within(fs: Any, path: str) -> dict[str, float]:
+    """The limit on one whole call to an async fsspec filesystem (``sync``'s ``timeout``).
+
+    Each attempt of a call is bounded by the client's timeouts, but a call can make several
+    requests, each retried (s3fs lists a prefix page by page, every page retried, inside a
+    retried call): the whole call gets every attempt's time and s3fs's backoff, once. For
+    transfers of whole files (`upload`, `download`), only each attempt is bounded.
+    """
+    from fsspec.asyn import AsyncFileSystem
+
+    if not isinstance(fs, AsyncFileSystem):
+        return {}
+    storage = routes.settings(path)
+    attempts = storage.retries + 1
+    backoff = sum(min(1.7**i * 0.1, 15.0) for i in range(attempts))  # s3fs's waits
+    return {"timeout": storage.timeout_secs * attempts + backoff}
+
+
 def _missing(path: str, error: ImportError) -> MissingExtraError:
     scheme = path.partition("://")[0].lower()
     extra = _EXTRAS.get(scheme)
@@ -79,7 +97,7 @@ def _is(test: str, path: str) -> bool:
     try:
         with _as_oserror(path, "check that it exists"):
             fs.invalidate_cache(name)
-            return bool(getattr(fs, test)(name))
+            return bool(getattr(fs, test)(name, **_within(fs, path)))
     except FileNotFoundError:
         return False
 
@@ -105,6 +123,10 @@ def _as_oserror(path: str, operation: str) -> Iterator[None]:
             raise  # our own size limit: the store answered
         if _precondition_failed(e):  # a conditional write: the object changed since
             raise ChangedError(errno.ESTALE, "changed by another writer since", path) from e
+        if isinstance(e, TimeoutError) and not str(e):  # `_within`'s limit on the whole call
+            e = TimeoutError(
+                "no answer within Storage's bound, timeout_secs x (retries + 1) plus backoff"
+            )
         raise StorageUnavailableError.asking(path, operation, e) from e
 
 
@@ -116,7 +138,8 @@ class FsspecFiles:
         fs, name = _filesystem(path)
         with _as_oserror(path, "read it"):
             fs.invalidate_cache(name)
-            return bytes(fs.cat_file(name, end=None if limit is None else limit + 1))
+            end = None if limit is None else limit + 1
+            return bytes(fs.cat_file(name, end=end, **_within(fs, path)))
 
     def exists(self, path: str, *, follow_links: bool = False) -> bool:
         """Whether an object or a folder (a prefix) `path` exists; False where the store errs."""
@@ -135,7 +158,7 @@ class FsspecFiles:
         fs, name = _filesystem(path)
         with _as_oserror(path, "read its size"):
             fs.invalidate_cache(name)
-            info = fs.info(name)
+            info = fs.info(name, **_within(fs, path))
             if info.get("type") == "directory":
                 raise IsADirectoryError(errno.EISDIR, "a directory, not a regular file", path)
             try:
@@ -148,7 +171,7 @@ class FsspecFiles:
         """Creates the folder `path` where the store has folders (a no-op on S3's prefixes)."""
         fs, name = _filesystem(path)
         with _as_oserror(path, "create it"):
-            fs.makedirs(name, exist_ok=True)
+            fs.makedirs(name, exist_ok=True, **_within(fs, path))
 
     def listdir(self, directory: str) -> list[str]:
         """The names in `directory`, sorted, fetched anew; empty when the store has none.
@@ -160,7 +183,7 @@ class FsspecFiles:
         try:
             with _as_oserror(directory, "list it"):
                 fs.invalidate_cache(name)
-                found = fs.ls(name, detail=False, refresh=True)
+                found = fs.ls(name, detail=False, refresh=True, **_within(fs, directory))
         except FileNotFoundError:
             return []
         return sorted({os.path.basename(str(p).rstrip("/")) for p in found} - {""})
@@ -170,11 +193,12 @@ class FsspecFiles:
         fs, name = _filesystem(path)
         with _as_oserror(path, "remove it"):
             fs.invalidate_cache(name)
+            within = _within(fs, path)
             try:
-                if fs.isdir(name):
-                    fs.rm(name, recursive=True)
+                if fs.isdir(name, **within):
+                    fs.rm(name, recursive=True, **within)
                 else:
-                    fs.rm_file(name)
+                    fs.rm_file(name, **within)
             except FileNotFoundError:
                 return False
         return True
@@ -183,7 +207,7 @@ class FsspecFiles:
         """Replaces the object `path` with `data` in one put, which appears whole or not at all."""
         fs, name = _filesystem(path)
         with _as_oserror(path, "write it"):
-            fs.pipe_file(name, data)
+            fs.pipe_file(name, data, **_within(fs, path))
 
     def create(self, path: str, data: bytes) -> None:
         """Writes the object `path` only if none is there (a conditional put where there is one).
@@ -193,12 +217,13 @@ class FsspecFiles:
         """
         fs, name = _filesystem(path)
         with _as_oserror(path, "create it"):
+            within = _within(fs, path)
             try:
-                fs.pipe_file(name, data, mode="create")
+                fs.pipe_file(name, data, mode="create", **within)
             except TypeError:  # an fsspec filesystem without create-only writes: check, then put
-                if fs.exists(name):
+                if fs.exists(name, **within):
                     raise FileExistsError(errno.EEXIST, "exists", path) from None
-                fs.pipe_file(name, data)
+                fs.pipe_file(name, data, **within)
 
     def fsync(self, path: str) -> None:
         """Nothing: object stores make their own durability promises."""
@@ -219,7 +244,7 @@ class FsspecFiles:
 
         bucket, key, _ = fs.split_path(name)
         with _as_oserror(path, "read it"):
-            data, tag = sync(fs.loop, _get_tagged, fs, bucket, key, limit)
+            data, tag = sync(fs.loop, _get_tagged, fs, bucket, key, limit, **_within(fs, path))
         return data, tag
 
     def write_tagged(self, path: str, data: bytes, expect: str | None) -> str | None:
@@ -244,7 +269,7 @@ class FsspecFiles:
         condition = {"mode": "create"} if expect == ABSENT else {"IfMatch": expect}
         try:
             with _as_oserror(path, "write it"):
-                out = fs.pipe_file(name, data, **condition)
+                out = fs.pipe_file(name, data, **condition, **_within(fs, path))
         except FileExistsError as e:  # If-None-Match failed: created since
             raise ChangedError(errno.ESTALE, "created by another writer since", path) from e
         return str(out["ETag"]) if isinstance(out, dict) and "ETag" in out else None
