@@ -197,19 +197,32 @@ class RestorePolicy(BaseModel):
     TensorFlow checks its crc32c; ``off`` skips it. When the newest checkpoint is damaged,
     `restore()` falls back to the newest intact one and warns with what it skipped.
 
+    Fine-tuning into a changed model: ``skip_mismatch=True`` loads everything that fits and
+    leaves each value whose shape or dtype differs (the program keeps its own); ``exclude``
+    leaves out the values whose names match one of its glob patterns. Each value left out is
+    named, with the reason, in `RestoreReport.left_out`, and the assertion judges the rest.
+
     Attributes:
         assertion: The default assertion mode; `restore(assertion=...)` overrides it.
         verify: How thoroughly to verify a checkpoint before loading it.
+        skip_mismatch: The default of `restore(skip_mismatch=...)`.
+        exclude: The default of `restore(exclude=...)`: glob patterns (``*`` also crosses
+            ``/``) over a value's checkpoint path, its variable's own name and its object
+            paths, as `RestoreReport` and ``ckptkit inspect`` print them.
 
     Example:
         >>> RestorePolicy(assertion="consumed").assertion
         'consumed'
+        >>> RestorePolicy(skip_mismatch=True, exclude=["*head*"]).exclude
+        ('*head*',)
     """
 
     model_config = _MODEL_CONFIG
 
     assertion: Assertion = "existing_objects_matched"
     verify: Literal["off", "cheap", "full"] = "cheap"
+    skip_mismatch: StrictBool = False
+    exclude: tuple[Annotated[str, Field(min_length=1)], ...] = ()
 
 
 class Preemption(BaseModel):

@@ -14,7 +14,7 @@ import functools
 import os
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from ckptkit.backends.base import Backend
@@ -28,6 +28,7 @@ from ckptkit.errors import (
     TrackableError,
     first_line,
 )
+from ckptkit.matching import LeaveOut
 from ckptkit.preemption import PreemptionGuard
 from ckptkit.reading.inspection import sharing_readers
 from ckptkit.restore import RestorePipeline, ranked
@@ -560,6 +561,8 @@ class CheckpointManager:
         path: str | None = None,
         best: bool = False,
         assertion: Assertion | None = None,
+        skip_mismatch: bool | None = None,
+        exclude: Sequence[str] | None = None,
     ) -> RestoreResult:
         """Restores the newest checkpoint, or the best, or the one of `step`, or the one at `path`.
 
@@ -576,9 +579,15 @@ class CheckpointManager:
             best: Restore the best checkpoint by `Retention.monitor` (the values given to
                 `save(metrics=...)`); a damaged one is skipped for the next best.
             assertion: Overrides the config's `RestorePolicy.assertion`.
+            skip_mismatch: Load what fits and leave out each value whose shape or dtype
+                differs, which keeps the program's value (fine-tuning into a new head);
+                overrides `RestorePolicy.skip_mismatch`.
+            exclude: Glob patterns of values never to load (``["*head*"]``; see
+                `RestorePolicy.exclude`); overrides the policy's.
 
         Returns:
-            Which checkpoint was loaded, its step, and the match report.
+            Which checkpoint was loaded, its step, and the match report (what was left out is
+            in its `left_out`, with the reason).
 
         Raises:
             CheckpointNotFoundError: No such checkpoint (or none at all).
@@ -590,6 +599,7 @@ class CheckpointManager:
         if best and (step is not None or path is not None):
             raise TypeError("pass one of step, path and best=True, not several")
         mode = assertion_mode(assertion, default=self._config.restore.assertion)
+        leave = self._leave_out(skip_mismatch, exclude)
         with sharing_readers():  # verification and matching read each index once
             if self._cluster is not None and self._cluster.multi_worker:
                 return restore_together(
@@ -599,18 +609,42 @@ class CheckpointManager:
                     path,
                     best,
                     mode,
+                    leave,
                     reread=self._view.refresh,
                 )
-            return self._restorer.run(step, path, best, mode)
+            return self._restorer.run(step, path, best, mode, leave)
+
+    def _leave_out(self, skip_mismatch: bool | None, exclude: Sequence[str] | None) -> LeaveOut:
+        """What a restore leaves out: the arguments, else the config's `RestorePolicy`."""
+        policy = self._config.restore
+        if exclude is not None and (
+            isinstance(exclude, str) or not all(isinstance(p, str) and p for p in exclude)
+        ):
+            raise TypeError(f"exclude takes a list of glob patterns (received {exclude!r})")
+        return LeaveOut(
+            skip_mismatch=policy.skip_mismatch if skip_mismatch is None else bool(skip_mismatch),
+            exclude=policy.exclude if exclude is None else tuple(exclude),
+        )
 
     @_own_storage
-    def restore_or_initialize(self, *, assertion: Assertion | None = None) -> RestoreResult:
+    def restore_or_initialize(
+        self,
+        *,
+        assertion: Assertion | None = None,
+        skip_mismatch: bool | None = None,
+        exclude: Sequence[str] | None = None,
+    ) -> RestoreResult:
         """Restores the newest checkpoint if there is one; otherwise leaves the program as is.
 
         This is how a training job starts, so it also takes the directory's writer lock (as
         the first save would): a second job writing to the same directory, or a directory
         this process cannot write, is stopped here, before it trains, rather than at its first
         save. A program that only reads should call `restore`, which writes nothing.
+
+        Args:
+            assertion: As for `restore`.
+            skip_mismatch: As for `restore`.
+            exclude: As for `restore`.
 
         Returns:
             ``restored=False`` for a fresh start, else as `restore`.
@@ -629,11 +663,14 @@ class CheckpointManager:
                     None,
                     False,
                     mode,
+                    self._leave_out(skip_mismatch, exclude),
                     reread=self._view.refresh,
                     start=self._claim,
                 )
         fresh = self._claim()
-        return self.restore(assertion=mode) if fresh is None else fresh
+        if fresh is not None:
+            return fresh
+        return self.restore(assertion=mode, skip_mismatch=skip_mismatch, exclude=exclude)
 
     def _claim(self) -> RestoreResult | None:
         """Takes the writer lock early; a fresh start when nothing is committed, else None."""

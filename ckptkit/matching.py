@@ -18,16 +18,18 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
 from typing import NamedTuple
 
 from ckptkit.errors import KeyMapError
 from ckptkit.keymap import Rename
-from ckptkit.status import Mismatch, RestoreReport
+from ckptkit.status import Mismatch, RestoreReport, spec_text
 
 __all__ = [
     "CheckpointGraph",
     "CheckpointNode",
+    "LeaveOut",
     "NameMatch",
     "NamedValue",
     "ValueSpec",
@@ -185,6 +187,80 @@ def match(
 
 
 _SLOT = object()  # Stands in for an optimizer slot variable; TensorFlow creates them on restore.
+
+
+@dataclass(frozen=True)
+class LeaveOut:
+    """Checkpoint values a restore leaves out on purpose; the program keeps its own values.
+
+    Attributes:
+        skip_mismatch: Leave out every value whose shape or dtype differs from its program
+            variable's (fine-tuning into a changed head), instead of refusing the restore.
+        exclude: Glob patterns (``fnmatch``, case-sensitive; ``*`` also crosses ``/``) over a
+            value's names: its checkpoint path (``model/head/kernel``), the variable's own
+            name (``sequential/head/kernel``) and every object path that reaches it.
+    """
+
+    skip_mismatch: bool = False
+    exclude: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.skip_mismatch or bool(self.exclude)
+
+    def apply(
+        self, graph: CheckpointGraph, report: RestoreReport, routes: Mapping[int, Sequence[str]]
+    ) -> tuple[RestoreReport, frozenset[int]]:
+        """The report without the values left out, and their node ids (not to be loaded).
+
+        Args:
+            graph: The checkpoint's object graph.
+            report: `match`'s report of `graph` against the program.
+            routes: Each node's object paths (`inspection.object_paths`).
+
+        Returns:
+            The report with each value left out moved to `RestoreReport.left_out` (named, with
+            the reason), so that the assertion judges what remains; and the nodes to skip.
+        """
+        why: dict[int, str] = {}
+        for node_id, node in enumerate(graph.nodes):
+            if node.value is None or not self.exclude:
+                continue
+            names = [node.path, node.full_name, *routes.get(node_id, ())]
+            for pattern in self.exclude:
+                if any(name and fnmatchcase(name, pattern) for name in names):
+                    why[node_id] = f"excluded by {pattern!r}"
+                    break
+        node_of = {node.display_name: i for i, node in enumerate(graph.nodes) if node.value}
+        kept: list[Mismatch] = []
+        for mismatch in report.mismatches:
+            found = node_of.get(mismatch.name)
+            if found is not None and found in why:
+                continue  # excluded already
+            if found is not None and self.skip_mismatch:
+                why[found] = (
+                    f"skip_mismatch: checkpoint has "
+                    f"{spec_text(mismatch.checkpoint_dtype, mismatch.checkpoint_shape)}, the "
+                    f"program keeps its {spec_text(mismatch.program_dtype, mismatch.program_shape)}"
+                )
+                continue
+            kept.append(mismatch)
+        gone = {graph.nodes[i].display_name for i in why}
+        left = tuple(f"{graph.nodes[i].display_name}: {why[i]}" for i in sorted(why))
+        return (
+            replace(
+                report,
+                matched=tuple(n for n in report.matched if n not in gone),
+                unused_checkpoint_values=tuple(
+                    n for n in report.unused_checkpoint_values if n not in gone
+                ),
+                deferred_checkpoint_values=tuple(
+                    n for n in report.deferred_checkpoint_values if n not in gone
+                ),
+                mismatches=tuple(kept),
+                left_out=report.left_out + left,
+            ),
+            frozenset(why),
+        )
 
 
 def _match_slots(graph: CheckpointGraph, matched: dict[int, object]) -> None:

@@ -24,9 +24,11 @@ from ckptkit.errors import (
     CheckpointNotFoundError,
     CheckpointSkippedWarning,
     CorruptCheckpointError,
+    FormatError,
     first_line,
 )
-from ckptkit.reading.inspection import forget
+from ckptkit.matching import LeaveOut
+from ckptkit.reading.inspection import forget, load_graph, object_paths
 from ckptkit.reading.verification import CheckpointVerdict, verify_checkpoint
 from ckptkit.status import RestoreReport, RestoreResult, check_assertion
 from ckptkit.storage import layout, tiers
@@ -36,6 +38,7 @@ from ckptkit.warn import warn
 
 __all__ = ["RestorePipeline", "ranked"]
 
+_NOTHING = LeaveOut()
 _MAX_REREADS = 20  # a reader re-reads the state this often per restore when files vanish
 
 
@@ -67,8 +70,19 @@ class RestorePipeline:
         self._reread = reread
         self._on_restored = on_restored
 
-    def run(self, step: int | None, path: str | None, best: bool, mode: Assertion) -> RestoreResult:
-        """Restores the checkpoint of `step`, at `path`, the best or the newest intact one."""
+    def run(
+        self,
+        step: int | None,
+        path: str | None,
+        best: bool,
+        mode: Assertion,
+        leave: LeaveOut = _NOTHING,
+    ) -> RestoreResult:
+        """Restores the checkpoint of `step`, at `path`, the best or the newest intact one.
+
+        The values `leave` names are not loaded (the program keeps its own), and the
+        assertion judges what remains.
+        """
         if step is not None or path is not None:
             target = self.select(step, path)
             verdict = self._verify(target)
@@ -77,7 +91,7 @@ class RestorePipeline:
                     f"checkpoint {target} is damaged: {_why(verdict)}; restore another one "
                     "(ckptkit.verify lists which are intact)"
                 )
-            return self._load(target, mode, verdict, skipped=())
+            return self._load(target, mode, leave, verdict, skipped=())
         if not self._view.entries:
             raise self._nothing_to_restore()
         if best and not ranked(self._view, self._config):
@@ -85,7 +99,7 @@ class RestorePipeline:
                 f"no checkpoint in {self._directory} has a value of "
                 f"{self._config.retention.monitor!r} to rank by; pass it to save(metrics=...)"
             )
-        return self._walk_back(best, mode)
+        return self._walk_back(best, mode, leave)
 
     def fresh_start(self) -> RestoreResult:
         """Nothing to restore: warns about what interrupted saves left uncommitted, if any."""
@@ -145,7 +159,7 @@ class RestorePipeline:
             "`ckptkit ls --all`"
         )
 
-    def _walk_back(self, best: bool, mode: Assertion) -> RestoreResult:
+    def _walk_back(self, best: bool, mode: Assertion, leave: LeaveOut) -> RestoreResult:
         """Loads the newest (or best) checkpoint that is intact and fits, skipping the others."""
         skipped: list[tuple[str, str]] = []
         tried: set[str] = set()
@@ -164,7 +178,7 @@ class RestorePipeline:
             problems = _why(verdict)
             if not problems:
                 try:
-                    result = self._load(target, mode, verdict, skipped=tuple(skipped))
+                    result = self._load(target, mode, leave, verdict, skipped=tuple(skipped))
                 except (CorruptCheckpointError, CheckpointNotFoundError) as e:
                     problems = first_line(e)
                 else:
@@ -205,13 +219,14 @@ class RestorePipeline:
         self,
         target: str,
         mode: Assertion,
+        leave: LeaveOut,
         verdict: CheckpointVerdict | None,
         *,
         skipped: tuple[tuple[str, str], ...],
     ) -> RestoreResult:
         """Matches `target` against the program, checks the assertion, then loads it."""
         backend = self._backend
-        report, status = self._match_and_load(target, mode)
+        report, status = self._match_and_load(target, mode, leave)
         restored_step = layout.parse_step(target)
         if restored_step is not None:
             self._on_restored(restored_step)
@@ -225,10 +240,12 @@ class RestorePipeline:
             metadata={} if manifest is None else dict(manifest.metadata),
             metrics={} if manifest is None else dict(manifest.metrics),
             tf_status=status,
-            _recheck=lambda: backend.compare(target, status),
+            _recheck=lambda: _leaving(target, backend.compare(target, status), leave)[0],
         )
 
-    def _match_and_load(self, target: str, mode: Assertion) -> tuple[RestoreReport, Any]:
+    def _match_and_load(
+        self, target: str, mode: Assertion, leave: LeaveOut
+    ) -> tuple[RestoreReport, Any]:
         """The match report and TensorFlow's load status of `target`.
 
         A staged checkpoint read from its local copy is read again from the remote one when
@@ -236,17 +253,39 @@ class RestorePipeline:
         check cannot tell apart when a byte flips and sizes stay).
         """
         try:
-            return self._match_and_load_once(target, mode)
+            return self._match_and_load_once(target, mode, leave)
         except CorruptCheckpointError:
             if not tiers.evict_copy(target):
                 raise
             forget(target)
-            return self._match_and_load_once(target, mode)
+            return self._match_and_load_once(target, mode, leave)
 
-    def _match_and_load_once(self, target: str, mode: Assertion) -> tuple[RestoreReport, Any]:
-        report = self._backend.compare(target)
+    def _match_and_load_once(
+        self, target: str, mode: Assertion, leave: LeaveOut
+    ) -> tuple[RestoreReport, Any]:
+        report, nodes = _leaving(target, self._backend.compare(target), leave)
         check_assertion(report, mode)
-        return report, self._backend.restore(target, expect_partial=mode != "none")
+        return report, self._backend.restore(target, expect_partial=mode != "none", leave_out=nodes)
+
+
+def _leaving(
+    target: str, report: RestoreReport, leave: LeaveOut
+) -> tuple[RestoreReport, frozenset[int]]:
+    """`report` without what `leave` leaves out, and the object-graph nodes not to load.
+
+    Raises:
+        FormatError: `leave` asks for something and `target` has no object graph.
+    """
+    if not leave:
+        return report, frozenset()
+    graph = load_graph(target)
+    if graph is None:
+        raise FormatError(
+            f"exclude= and skip_mismatch= need an object-based checkpoint; {target} is "
+            "name-based (a tf.compat.v1 Saver's): use a key map that maps what to leave out "
+            "to None (ckptkit.migrate)"
+        )
+    return leave.apply(graph, report, object_paths(graph))
 
 
 def ranked(view: DirectoryView, config: CheckpointConfig) -> tuple[str, ...]:

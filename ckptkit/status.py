@@ -61,12 +61,14 @@ class Mismatch:
 
     def __str__(self) -> str:
         return (
-            f"{self.name}: checkpoint has {_spec(self.checkpoint_dtype, self.checkpoint_shape)}, "
-            f"program has {_spec(self.program_dtype, self.program_shape)}"
+            f"{self.name}: checkpoint has "
+            f"{spec_text(self.checkpoint_dtype, self.checkpoint_shape)}, program has "
+            f"{spec_text(self.program_dtype, self.program_shape)}"
         )
 
 
-def _spec(dtype: str, shape: tuple[int, ...]) -> str:
+def spec_text(dtype: str, shape: tuple[int, ...]) -> str:
+    """``float32[8, 3]``: a value's dtype and shape as reports print them."""
     return f"{dtype}[{', '.join(map(str, shape))}]"
 
 
@@ -83,7 +85,8 @@ class RestoreReport:
             those are created. Check with `RestoreResult.assert_restored` then.
         unrestored_objects: Program variables with no value in the checkpoint.
         mismatches: Matched variables whose shape or dtype differ.
-        left_out: Checkpoint entries a key map left out on purpose (name-based restores).
+        left_out: Checkpoint entries left out on purpose: by a key map (name-based restores),
+            or by `restore(exclude=..., skip_mismatch=True)`, each with the reason.
     """
 
     checkpoint: str
@@ -128,7 +131,7 @@ class RestoreReport:
                 "checkpoint value(s) deferred: loaded when their objects are created",
                 self.deferred_checkpoint_values,
             ),
-            ("checkpoint value(s) left out by the key map", self.left_out),
+            ("checkpoint value(s) left out on purpose", self.left_out),
         ]
         for title, items in sections:
             if not items:

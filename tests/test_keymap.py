@@ -105,7 +105,7 @@ def test_matches_by_path_own_name_and_unique_ending() -> None:
     assert "dnn/logits/bias -> model/_operations/2/bias (sequential/logits/bias)" in (
         result.report.matched
     )
-    assert "left out by the key map" in result.report.format()
+    assert "left out on purpose" in result.report.format()
 
 
 def test_exact_matching_ignores_own_names_and_endings() -> None:

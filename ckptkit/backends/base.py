@@ -61,8 +61,14 @@ class Backend(Protocol):
         """
         ...
 
-    def restore(self, path: str, *, expect_partial: bool) -> Any:
-        """Loads `path` into the program; returns TensorFlow's load status."""
+    def restore(
+        self, path: str, *, expect_partial: bool, leave_out: frozenset[int] = frozenset()
+    ) -> Any:
+        """Loads `path` into the program, but not the object-graph nodes `leave_out`.
+
+        Returns:
+            TensorFlow's load status.
+        """
         ...
 
 

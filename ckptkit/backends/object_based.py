@@ -19,6 +19,7 @@ from ckptkit.backends.tf_internals import (
     KERAS_VARIABLE,
     Snapshot,
     is_trackable,
+    restore_leaving_out,
     restored_into,
     saves_values,
 )
@@ -150,10 +151,19 @@ class ObjectBasedBackend:
                 found.append((NamedValue(path, "" if own == path else own, spec), obj))
         return found
 
-    def restore(self, path: str, *, expect_partial: bool) -> Any:
-        """Loads `path` (eagerly where variables exist, deferred where they will be created)."""
+    def restore(
+        self, path: str, *, expect_partial: bool, leave_out: frozenset[int] = frozenset()
+    ) -> Any:
+        """Loads `path` (eagerly where variables exist, deferred where they will be created).
+
+        The values of the object-graph nodes `leave_out` are not loaded: the program keeps its
+        own there (`restore_leaving_out`).
+        """
         try:
-            status = self.checkpoint.restore(tiers.readable(path))
+            if leave_out:
+                status = restore_leaving_out(self.checkpoint, tiers.readable(path), leave_out)
+            else:
+                status = self.checkpoint.restore(tiers.readable(path))
         except (tf.errors.OpError, ValueError) as e:
             raise CorruptCheckpointError(
                 f"TensorFlow could not load checkpoint {path}: {e}; its data may be damaged"

@@ -125,8 +125,19 @@ class SaverBackend:
         """
         return self._match(path).report
 
-    def restore(self, path: str, *, expect_partial: bool) -> Any:
-        """Restores `path` into the session: all variables, or the matched ones when partial."""
+    def restore(
+        self, path: str, *, expect_partial: bool, leave_out: frozenset[int] = frozenset()
+    ) -> Any:
+        """Restores `path` into the session: all variables, or the matched ones when partial.
+
+        Raises:
+            TrackableError: `leave_out` given: a graph-mode restore has no object graph.
+        """
+        if leave_out:
+            raise TrackableError(
+                f"exclude= and skip_mismatch= need an object-based checkpoint; {path} is "
+                "restored by name in graph mode: pass var_list= with the variables to restore"
+            )
         found = self._match(path)
         if found.report.unrestored_objects:
             # A Saver fails on any variable missing from the checkpoint; restore the subset.

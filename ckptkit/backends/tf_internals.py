@@ -7,11 +7,14 @@ moves it, so an upgrade is checked here, against `nox -s oldest` and the newest 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import keras
 import tensorflow as tf
+from tensorflow.core.protobuf.trackable_object_graph_pb2 import TrackableObjectGraph
+from tensorflow.python.checkpoint import checkpoint as tf_checkpoint
+from tensorflow.python.checkpoint import restore as restore_lib
 from tensorflow.python.checkpoint.functional_saver import MultiDeviceSaver
 from tensorflow.python.training.saving import saveable_object, saveable_object_util
 
@@ -22,6 +25,7 @@ __all__ = [
     "is_trackable",
     "keras_metric_direction",
     "name_saveables",
+    "restore_leaving_out",
     "restored_into",
     "saves_values",
     "set_initial_epoch",
@@ -67,6 +71,60 @@ def restored_into(status: Any) -> Mapping[int, object] | None:
     coordinator = getattr(status, "_checkpoint", None)
     bound = getattr(coordinator, "object_by_proto_id", None)
     return dict(bound.items()) if bound is not None else None
+
+
+def restore_leaving_out(
+    checkpoint: tf.train.Checkpoint, save_path: str, leave_out: Collection[int]
+) -> Any:
+    """`checkpoint.restore(save_path)`, except that the nodes `leave_out` load no value.
+
+    The same steps as TensorFlow's `TrackableSaver.restore` (TF 2.16 to 2.21), on the object
+    graph read from the checkpoint with the values (attributes and slot references) of those
+    nodes taken out: the objects are still matched, so their children and deferred restores
+    go on as usual, and the program's variables there keep their values. A release that moves
+    these internals fails here with an AttributeError or TypeError, in tests.
+
+    Returns:
+        TensorFlow's load status, as `restore` returns it.
+    """
+    if not tf.executing_eagerly():
+        raise TypeError("leaving values out of a restore needs eager execution")
+    saver = checkpoint._saver
+    view = saver._graph_view
+    if view.attached_dependencies:
+        raise TypeError("leaving values out of a restore of a checkpoint with attached objects")
+    reader = tf.train.load_checkpoint(save_path)
+    graph = TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    for node_id in leave_out:
+        del graph.nodes[node_id].attributes[:]
+    for node in graph.nodes:
+        kept = [
+            slot
+            for slot in node.slot_variables
+            if slot.slot_variable_node_id not in leave_out
+            and slot.original_variable_node_id not in leave_out
+        ]
+        del node.slot_variables[:]
+        node.slot_variables.extend(kept)
+    options = tf.train.CheckpointOptions()
+    with tf.device("/cpu:0"):
+        prefix = tf.constant(save_path)
+    coordinator = tf_checkpoint._CheckpointRestoreCoordinator(
+        object_graph_proto=graph,
+        save_path=save_path,
+        save_path_tensor=prefix,
+        reader=reader,
+        restore_op_cache=saver._restore_op_cache,
+        graph_view=view,
+        options=options,
+        saveables_cache=saver._saveables_cache,
+    )
+    restore_lib.CheckpointPosition(checkpoint=coordinator, proto_id=0).restore(view.root, reader)
+    checkpoint._maybe_create_save_counter()
+    return tf_checkpoint.CheckpointLoadStatus(
+        coordinator, graph_view=view, feed_dict=None, options=options
+    )
 
 
 def set_initial_epoch(model: Any, epoch: int | None) -> None:

@@ -22,6 +22,7 @@ from ckptkit.errors import (
     CorruptCheckpointError,
     TrackableError,
 )
+from ckptkit.matching import LeaveOut
 from ckptkit.restore import RestorePipeline
 from ckptkit.status import RestoreResult
 
@@ -86,6 +87,7 @@ def restore_together(
     path: str | None,
     best: bool,
     mode: Assertion,
+    leave: LeaveOut,
     *,
     reread: Callable[[], None],
     start: Callable[[], RestoreResult | None] | None = None,
@@ -99,6 +101,7 @@ def restore_together(
         path: Likewise; every worker restores the path it was given.
         best: Likewise.
         mode: The assertion to check.
+        leave: What to leave out (`RestorePipeline.run`).
         reread: Re-reads the directory (the other workers look for the chief's choice).
         start: For `restore_or_initialize`, run first on the chief: a fresh start (for every
             worker) when the directory is empty, else None.
@@ -112,7 +115,7 @@ def restore_together(
             fresh = start()
             if fresh is not None:
                 return fresh, 0
-        result = restorer.run(step, path, best, mode)
+        result = restorer.run(step, path, best, mode, leave)
         if path is not None:
             return result, 1  # every worker restores the path it was given
         if result.step is None:
@@ -131,7 +134,7 @@ def restore_together(
             if step is None and path is None:
                 reread()
                 step = chosen - 1
-            result = restorer.run(step, path, False, mode)
+            result = restorer.run(step, path, False, mode, leave)
         except CkptkitError as e:
             error = e
     with cluster.answering("restore"):
