@@ -1,4 +1,4 @@
-"""After training: fine-tune into a changed model (skip_mismatch, exclude)."""
+"""After training: fine-tune into a changed model (skip_mismatch, exclude, init_from)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 import ckptkit
+import ckptkit.keras
 
 X = np.random.default_rng(0).random((16, 5), dtype=np.float32)
 Y = np.arange(16) % 3
@@ -155,3 +156,48 @@ def test_the_restore_policy_carries_the_defaults(config, trained) -> None:
     with pytest.raises(ValueError, match="at least 1 character"):
         ckptkit.RestorePolicy(exclude=("",))
     del old
+
+
+class Weights(keras.callbacks.Callback):
+    """Records the model's weights when `fit` begins (after the callbacks before it)."""
+
+    def on_train_begin(self, logs: object = None) -> None:
+        self.at_start = {layer.name: weights(layer) for layer in self.model.layers}
+
+
+def test_fit_starts_from_another_runs_checkpoint_with_a_new_head(tmp_path) -> None:
+    pretrain = classifier(3)
+    pretrain.fit(
+        X,
+        Y,
+        epochs=2,
+        verbose=0,
+        callbacks=[ckptkit.keras.CheckpointCallback(tmp_path / "pretrain", keep_checkpoints=True)],
+    )
+    new = classifier(10, seed=1)
+    head = weights(new.get_layer("head"))
+    seen = Weights()
+    callback = ckptkit.keras.CheckpointCallback(
+        tmp_path / "finetune", init_from=tmp_path / "pretrain", skip_mismatch=True
+    )
+    new.fit(X, (Y * 3) % 10, epochs=1, verbose=0, callbacks=[callback, seen])
+    for a, b in zip(seen.at_start["body"], weights(pretrain.get_layer("body")), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(seen.at_start["head"], head, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert callback.initialized is not None
+    assert callback.initialized.path is not None
+    assert callback.initialized.path.endswith("ckpt-2")  # 2 epochs of one batch
+    assert callback.initialized.report is not None
+    assert len(callback.initialized.report.left_out) == 6  # kernel, bias, their Adam slots
+    assert int(new.optimizer.iterations.numpy()) == 1  # its own optimizer, from zero
+
+
+def test_init_from_refuses_a_checkpoint_with_nothing_of_the_model(tmp_path, config) -> None:
+    cfg = config()
+    ckptkit.CheckpointManager(cfg, other=tf.Variable(1.0)).save(1)
+    callback = ckptkit.keras.CheckpointCallback(tmp_path / "run", init_from=cfg.directory)
+    with pytest.raises(ckptkit.RestoreMismatchError, match="no program variable matched"):
+        classifier(3).fit(X, Y, epochs=1, verbose=0, callbacks=[callback])
+    with pytest.raises(ValueError, match="no init_from was given"):
+        ckptkit.keras.CheckpointCallback(tmp_path / "run", skip_mismatch=True)

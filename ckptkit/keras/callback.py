@@ -23,7 +23,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import keras
@@ -33,6 +33,7 @@ from ckptkit.config import CheckpointConfig, Retention, Schedule, as_config
 from ckptkit.errors import CheckpointExistsError, CheckpointSkippedWarning
 from ckptkit.keras.export import KerasExport
 from ckptkit.keras.resume import Progress, batches_done, build_from, seed_states
+from ckptkit.keras.warm_start import warm_start
 from ckptkit.manager import CheckpointManager
 from ckptkit.retention import Mode
 from ckptkit.status import RestoreResult
@@ -114,6 +115,13 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             `CheckpointConfig.async_save`); None: as the config says. A background save's
             error stops `fit` at the next batch or epoch end; `fit` returns once the last
             save is committed.
+        init_from: Another run's checkpoint (a prefix, or a directory: its newest intact
+            one) to take the model's weights from when this `fit` starts fresh (a `fit`
+            that resumes from its own directory ignores it). Only ``model`` is loaded: the
+            optimizer, step and position start anew. At least one value must load.
+        skip_mismatch: With `init_from`: leave out values whose shape or dtype changed (a
+            new head), as `CheckpointManager.restore(skip_mismatch=True)`.
+        exclude: With `init_from`: glob patterns of values never to load (``["*head*"]``).
         clock: Monotonic seconds for time schedules; for tests.
 
     Raises:
@@ -137,6 +145,9 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         keep_checkpoints: bool = False,
         resume_finished: bool = False,
         async_save: bool | None = None,
+        init_from: str | os.PathLike[str] | None = None,
+        skip_mismatch: bool = False,
+        exclude: Sequence[str] = (),
         clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__()
@@ -157,6 +168,17 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 "after every N batches of this fit (as ModelCheckpoint), "
                 "Schedule(every_steps=N) at every multiple N of the global step"
             )
+        if init_from is None and (skip_mismatch or exclude):
+            raise ValueError(
+                "skip_mismatch and exclude choose what init_from loads, and no init_from was "
+                "given; for this run's own restores use RestorePolicy(skip_mismatch=..., "
+                "exclude=...) in the CheckpointConfig"
+            )
+        if isinstance(exclude, str):
+            raise TypeError(f"exclude takes a list of glob patterns (received {exclude!r})")
+        self.init_from = None if init_from is None else os.fspath(init_from)
+        self._skip_mismatch, self._exclude = skip_mismatch, tuple(exclude)
+        self.initialized: RestoreResult | None = None
         self.filepath = None if filepath is None else os.fspath(filepath)
         self._export_to = (
             None
@@ -320,6 +342,8 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         _OPEN[os.path.abspath(self.config.directory)] = manager = self._manager
         result = manager.restore_or_initialize()
         if not result.restored:
+            if self.init_from is not None:
+                self._warm_start(model)
             return manager
         self.restored = result
         self._progress.load()
@@ -332,6 +356,25 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 f"{self._progress.at_epoch + 1}, {self._progress.at_batch} batches done)"
             )
         return manager
+
+    def _warm_start(self, model: keras.Model) -> None:
+        """A fresh `fit`: the model's weights from `init_from` (see `warm_start`)."""
+        assert self.init_from is not None
+        self.initialized = result = warm_start(
+            self.init_from,
+            model,
+            storage=self.config.storage,
+            skip_mismatch=self._skip_mismatch,
+            exclude=self._exclude,
+        )
+        if self.verbose > 0 and result.report is not None:
+            left = len(result.report.left_out)
+            print(
+                f"\nCheckpointCallback: started from {result.path} "
+                f"({len(result.report.matched)} values loaded"
+                + (f", {left} left out: see .initialized.report" if left else "")
+                + ")"
+            )
 
     def _ensure_open(self) -> CheckpointManager:
         return self._manager if self._manager is not None else self._open()
