@@ -42,7 +42,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ckptkit.config import CheckpointConfig
-from ckptkit.errors import CheckpointExistsError, DirectoryLockedError, SaveError, first_line
+from ckptkit.errors import (
+    CheckpointExistsError,
+    DirectoryLockedError,
+    SaveError,
+    StorageUnavailableError,
+    first_line,
+)
 from ckptkit.retention import plan_deletions
 from ckptkit.storage import fs, layout, tiers
 from ckptkit.storage.directory_view import DirectoryView
@@ -190,7 +196,8 @@ class CommitPipeline:
             raise  # the files may be another writer's now: leave them
         except OSError as e:
             with contextlib.suppress(OSError):
-                layout.delete_checkpoint(path)
+                if not _unreachable(e):  # else each removal would wait out its bound too;
+                    layout.delete_checkpoint(path)  # the next writer's sweep removes them
                 tier.discard(path, e)
             if isinstance(e, SaveError):
                 raise
@@ -396,3 +403,13 @@ def wait_at_exit(pipeline: CommitPipeline, timeout: float, directory: str) -> No
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(1)  # SystemExit raised in an exit handler is ignored by the interpreter
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether `error` is, or was caused by, storage that could not be asked."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, StorageUnavailableError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
