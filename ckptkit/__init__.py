@@ -37,6 +37,7 @@ from ckptkit.errors import (
     DirectoryLockedError,
     DiskFullError,
     FormatError,
+    IncompatibleCheckpointsError,
     InvalidMetadataError,
     InvalidStepError,
     KeyMapError,
@@ -52,6 +53,7 @@ from ckptkit.errors import (
 from ckptkit.status import Mismatch, RestoreReport, RestoreResult
 
 if TYPE_CHECKING:
+    from ckptkit.averaging import Averaged, average
     from ckptkit.manager import CheckpointManager
     from ckptkit.migration import convert, migrate
     from ckptkit.reading.inspection import (
@@ -70,6 +72,7 @@ if TYPE_CHECKING:
 # Names whose modules import TensorFlow load on first use, so that `import ckptkit` (and the
 # `ckptkit` command's start-up) does not pay for TensorFlow before it is needed.
 _LAZY = {
+    "Averaged": "ckptkit.averaging",
     "CheckpointContents": "ckptkit.reading.inspection",
     "CheckpointDiff": "ckptkit.reading.inspection",
     "CheckpointInfo": "ckptkit.storage.layout",
@@ -78,6 +81,7 @@ _LAZY = {
     "CheckpointVerdict": "ckptkit.reading.verification",
     "KeyChange": "ckptkit.reading.inspection",
     "VariableInfo": "ckptkit.reading.inspection",
+    "average": "ckptkit.averaging",
     "convert": "ckptkit.migration",
     "diff": "ckptkit.reading.inspection",
     "inspect": "ckptkit.reading.inspection",
@@ -105,6 +109,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "Assertion",
+    "Averaged",
     "CheckpointConfig",
     "CheckpointContents",
     "CheckpointDiff",
@@ -121,6 +126,7 @@ __all__ = [
     "DirectoryLockedError",
     "DiskFullError",
     "FormatError",
+    "IncompatibleCheckpointsError",
     "InvalidMetadataError",
     "InvalidStepError",
     "KeyChange",
@@ -145,6 +151,7 @@ __all__ = [
     "VerifyReport",
     "WorkerLostError",
     "__version__",
+    "average",
     "convert",
     "diff",
     "inspect",

@@ -8,6 +8,8 @@
     ckptkit verify PATH [--full]   is every checkpoint intact? exit 0 yes, 1 no
     ckptkit convert SRC DST [--map RULES]... [--program MODULE:FACTORY]
                                    a name-based checkpoint re-encoded as an object-based one
+    ckptkit average DIR [--last N | --steps 3,6,9] -o OUT [--overwrite]
+                                   the mean of several checkpoints, as a new checkpoint
 
 Every command takes ``--json`` and then prints only JSON on stdout, and ``--timeout SECS`` /
 ``--retries N`` for remote storage (`Storage.timeout_secs` / `Storage.retries`; a dead or
@@ -115,7 +117,23 @@ def _parser() -> argparse.ArgumentParser:
         choices=["consumed", "existing_objects_matched", "nontrivial_match", "partial"],
         help="how strictly checkpoint and program must match (default: consumed)",
     )
-    for command in (ls, inspect, diff, verify, convert):
+    average = sub.add_parser(
+        "average",
+        help="write the mean of several checkpoints' float values as a new checkpoint",
+        description="Writes a new checkpoint at OUT whose floating-point values are the mean of "
+        "the chosen checkpoints' (accumulated in float64), every other value the newest "
+        "chosen one's. SOURCE is a directory (its committed checkpoints: all, --last N or "
+        "--steps) or several checkpoint paths.",
+    )
+    average.add_argument("source", nargs="+", metavar="SOURCE")
+    chosen = average.add_mutually_exclusive_group()
+    chosen.add_argument("--last", type=int, metavar="N", help="the newest N checkpoints")
+    chosen.add_argument("--steps", metavar="S,S,...", help="the checkpoints of these steps (3,6,9)")
+    average.add_argument("-o", "--output", required=True, metavar="OUT", help="prefix to write")
+    average.add_argument(
+        "--overwrite", action="store_true", help="replace a checkpoint already at OUT"
+    )
+    for command in (ls, inspect, diff, verify, convert, average):
         command.add_argument("--json", action="store_true", help="print JSON only")
         command.add_argument(
             "--timeout",
@@ -219,6 +237,8 @@ def _run(args: argparse.Namespace) -> int:
             return 0 if report.ok else EXIT_DAMAGED
         if args.command == "convert":
             _convert(args)
+        elif args.command == "average":
+            _average(args)
         elif args.command == "inspect" and args.tensor is not None:
             _tensor(args.path, args.tensor, as_json=args.json)
         elif args.command == "inspect":
@@ -239,6 +259,8 @@ def _paths(args: argparse.Namespace) -> list[str]:
         return [args.a, args.b]
     if args.command == "ls":
         return [args.directory]
+    if args.command == "average":
+        return list(args.source)
     return [args.source if args.command == "convert" else args.path]
 
 
@@ -528,6 +550,45 @@ def _convert(args: argparse.Namespace) -> None:
         return
     print(report.format(verbose=True))
     print(f"wrote {result.path}")
+
+
+def _average(args: argparse.Namespace) -> None:
+    from ckptkit.averaging import average
+
+    steps = None
+    if args.steps is not None:
+        try:
+            steps = [int(step) for step in args.steps.split(",")]
+        except ValueError:
+            raise _UsageError(
+                f"--steps takes steps separated by commas, e.g. 3,6,9 (received {args.steps!r})"
+            ) from None
+    if len(args.source) > 1 and (steps is not None or args.last is not None):
+        raise _UsageError("--last and --steps choose among one directory's checkpoints")
+    source = args.source[0] if len(args.source) == 1 else args.source
+    try:
+        result = average(
+            source, output=args.output, last=args.last, steps=steps, overwrite=args.overwrite
+        )
+    except ValueError as e:
+        if isinstance(e, CkptkitError):
+            raise
+        raise _UsageError(str(e)) from e
+    if args.json:
+        _print_json(
+            {
+                "path": result.path,
+                "sources": list(result.sources),
+                "averaged": list(result.averaged),
+                "copied": list(result.copied),
+            }
+        )
+        return
+    names = ", ".join(os.path.basename(p) for p in result.sources)
+    print(
+        f"wrote {result.path}: the mean of {names} ({len(result.averaged)} float values "
+        f"averaged, {len(result.copied)} others from {os.path.basename(result.sources[-1])})"
+    )
 
 
 def _program(spec: str, name: str) -> dict[str, Any]:

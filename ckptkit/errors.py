@@ -10,6 +10,7 @@ would already catch for that problem, so `except FileNotFoundError` keeps workin
     ├── CorruptCheckpointError   (ValueError)         files there cannot be read as a checkpoint
     ├── DirectoryLockedError     (BlockingIOError)    another writer holds the directory
     ├── FormatError              (ValueError)         a format this backend cannot restore
+    ├── IncompatibleCheckpointsError (ValueError)     checkpoints that cannot be combined
     ├── InvalidMetadataError     (TypeError)          save() metadata that is not JSON
     ├── KeyMapError              (ValueError)         a key map that is malformed or ambiguous
     ├── InvalidStepError         (ValueError)         a step that is not a non-negative integer
@@ -45,6 +46,7 @@ __all__ = [
     "DirectoryLockedError",
     "DiskFullError",
     "FormatError",
+    "IncompatibleCheckpointsError",
     "InvalidMetadataError",
     "InvalidStepError",
     "KeyMapError",
@@ -95,6 +97,10 @@ class DirectoryLockedError(CkptkitError, BlockingIOError):
 
 class FormatError(CkptkitError, ValueError):
     """The checkpoint is of a format this backend cannot restore (e.g. name-based into TF2)."""
+
+
+class IncompatibleCheckpointsError(CkptkitError, ValueError):
+    """Checkpoints that cannot be combined (`ckptkit.average`): other entries, shapes or dtypes."""
 
 
 class InvalidMetadataError(CkptkitError, TypeError):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ import tensorflow as tf
 
 import ckptkit
 import ckptkit.keras
+from ckptkit.cli import main
 
 X = np.random.default_rng(0).random((16, 5), dtype=np.float32)
 Y = np.arange(16) % 3
@@ -201,3 +205,127 @@ def test_init_from_refuses_a_checkpoint_with_nothing_of_the_model(tmp_path, conf
         classifier(3).fit(X, Y, epochs=1, verbose=0, callbacks=[callback])
     with pytest.raises(ValueError, match="no init_from was given"):
         ckptkit.keras.CheckpointCallback(tmp_path / "run", skip_mismatch=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Averaging checkpoints.
+
+
+def averaged_state() -> dict[str, tf.Variable]:
+    return {
+        "w": tf.Variable(tf.zeros((4, 3))),
+        "half": tf.Variable(tf.zeros((5,), tf.float16)),
+        "brain": tf.Variable(tf.zeros((2, 2), tf.bfloat16)),
+        "count": tf.Variable(0, dtype=tf.int64),
+    }
+
+
+@pytest.fixture
+def three_saved(config) -> tuple[str, list[dict[str, np.ndarray]]]:
+    """Checkpoints at steps 3, 6 and 9 of random values; returns the directory and values."""
+    cfg = config()
+    variables = averaged_state()
+    rng = np.random.default_rng(3)
+    saved = []
+    with ckptkit.CheckpointManager(cfg, **variables) as manager:
+        for step in (3, 6, 9):
+            values = {
+                name: rng.normal(size=v.shape).astype(v.dtype.as_numpy_dtype)
+                for name, v in variables.items()
+                if v.dtype.is_floating
+            }
+            values["count"] = np.int64(step * 10)
+            for name, value in values.items():
+                variables[name].assign(value)
+            manager.save(step)
+            saved.append(values)
+    return cfg.directory, saved
+
+
+def test_average_is_the_mean_of_every_float_and_the_newest_of_the_rest(
+    three_saved, tmp_path
+) -> None:
+    directory, saved = three_saved
+    result = ckptkit.average(directory, output=tmp_path / "avg" / "ckpt-avg")
+    assert result.path == str(tmp_path / "avg" / "ckpt-avg")
+    assert [os.path.basename(p) for p in result.sources] == ["ckpt-3", "ckpt-6", "ckpt-9"]
+    restored = averaged_state()
+    ckptkit.CheckpointManager(str(tmp_path / "avg"), **restored).restore(
+        path=result.path, assertion="consumed"
+    )
+    for name in ("w", "half", "brain"):
+        dtype = restored[name].dtype.as_numpy_dtype
+        expected = np.mean([s[name].astype(np.float64) for s in saved], axis=0).astype(dtype)
+        np.testing.assert_array_equal(restored[name].numpy(), expected)
+    assert int(restored["count"].numpy()) == 90  # the newest one's
+    contents = ckptkit.inspect(result.path)
+    assert {v.key.partition("/.ATTRIBUTES")[0] for v in contents.variables} >= {"w", "count"}
+    assert sorted(k.partition("/.ATTRIBUTES")[0] for k in result.averaged) == [
+        "brain",
+        "half",
+        "w",
+    ]
+
+
+def test_average_chooses_by_last_steps_or_paths(three_saved, tmp_path) -> None:
+    directory, saved = three_saved
+    last = ckptkit.average(directory, last=2, output=tmp_path / "last")
+    steps = ckptkit.average(directory, steps=[6, 9], output=tmp_path / "steps")
+    paths = ckptkit.average(
+        [f"{directory}/ckpt-6", f"{directory}/ckpt-9.index"], output=tmp_path / "paths"
+    )
+    expected = ((saved[1]["w"].astype(np.float64) + saved[2]["w"]) / 2).astype(np.float32)
+    for result in (last, steps, paths):
+        assert [os.path.basename(p) for p in result.sources] == ["ckpt-6", "ckpt-9"]
+        np.testing.assert_array_equal(ckptkit.read_tensor(result.path, "w"), expected)
+    with pytest.raises(ckptkit.CheckpointNotFoundError, match=r"step\(s\) \[7\]"):
+        ckptkit.average(directory, steps=[6, 7], output=tmp_path / "none")
+    with pytest.raises(ValueError, match="last or steps, not both"):
+        ckptkit.average(directory, last=2, steps=[6], output=tmp_path / "none")
+
+
+def test_average_refuses_checkpoints_that_differ_and_writes_nothing(three_saved, tmp_path) -> None:
+    directory, _ = three_saved
+    wider = {**averaged_state(), "w": tf.Variable(tf.zeros((4, 4)))}
+    ckptkit.CheckpointManager(str(tmp_path / "wider"), **wider).save(1)
+    fewer = {k: v for k, v in averaged_state().items() if k != "half"}
+    ckptkit.CheckpointManager(str(tmp_path / "fewer"), **fewer).save(1)
+    output = tmp_path / "out" / "avg"
+    newest = f"{directory}/ckpt-9"
+    with pytest.raises(ckptkit.IncompatibleCheckpointsError, match=r"'w/.*float32\[4, 3\] in"):
+        ckptkit.average([newest, str(tmp_path / "wider")], output=output)
+    with pytest.raises(ckptkit.IncompatibleCheckpointsError, match=r"holds 'half/.* does not"):
+        ckptkit.average([newest, str(tmp_path / "fewer")], output=output)
+    assert not output.parent.exists()
+
+
+def test_average_replaces_an_output_only_when_asked(three_saved, tmp_path) -> None:
+    directory, saved = three_saved
+    output = tmp_path / "avg"
+    ckptkit.average(directory, steps=[3], output=output)
+    with pytest.raises(ckptkit.CheckpointExistsError, match="overwrite=True"):
+        ckptkit.average(directory, steps=[9], output=output)
+    np.testing.assert_array_equal(ckptkit.read_tensor(str(output), "w"), saved[0]["w"])
+    ckptkit.average(directory, steps=[9], output=output, overwrite=True)
+    np.testing.assert_array_equal(ckptkit.read_tensor(str(output), "w"), saved[2]["w"])
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("avg")) == [
+        "avg.data-00000-of-00001",
+        "avg.index",
+    ]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
+
+
+def test_the_average_command(three_saved, tmp_path, capsys) -> None:
+    directory, saved = three_saved
+    output = str(tmp_path / "avg")
+    assert main(["average", directory, "--steps", "3,9", "-o", output]) == 0
+    assert "wrote" in capsys.readouterr().out
+    expected = ((saved[0]["w"].astype(np.float64) + saved[2]["w"]) / 2).astype(np.float32)
+    np.testing.assert_array_equal(ckptkit.read_tensor(output, "w"), expected)
+    assert main(["average", directory, "--last", "2", "-o", output, "--json"]) == 2
+    assert "overwrite" in capsys.readouterr().err
+    assert main(["average", directory, "--last", "2", "-o", output, "--overwrite", "--json"]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert [os.path.basename(p) for p in said["sources"]] == ["ckpt-6", "ckpt-9"]
+    assert main(["average", directory, "--steps", "3,x", "-o", output]) == 2
+    assert "--steps takes steps separated by commas" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from ckptkit import errors
 
 PUBLIC = [
     "Assertion",
+    "Averaged",
     "CheckpointConfig",
     "CheckpointContents",
     "CheckpointDiff",
@@ -28,6 +29,7 @@ PUBLIC = [
     "DirectoryLockedError",
     "DiskFullError",
     "FormatError",
+    "IncompatibleCheckpointsError",
     "InvalidMetadataError",
     "InvalidStepError",
     "KeyChange",
@@ -52,6 +54,7 @@ PUBLIC = [
     "VerifyReport",
     "WorkerLostError",
     "__version__",
+    "average",
     "convert",
     "diff",
     "inspect",
@@ -148,6 +151,7 @@ def test_the_state_file_schema_is_tensorflows() -> None:
         (errors.CheckpointKeyError, KeyError),
         (errors.CorruptCheckpointError, ValueError),
         (errors.FormatError, ValueError),
+        (errors.IncompatibleCheckpointsError, ValueError),
         (errors.InvalidStepError, ValueError),
         (errors.KeyMapError, ValueError),
         (errors.TrackableError, TypeError),
