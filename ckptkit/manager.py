@@ -28,6 +28,7 @@ from ckptkit.errors import (
     TrackableError,
     first_line,
 )
+from ckptkit.exporting import export_checkpoint
 from ckptkit.matching import LeaveOut
 from ckptkit.preemption import PreemptionGuard
 from ckptkit.reading.inspection import sharing_readers
@@ -625,6 +626,69 @@ class CheckpointManager:
             skip_mismatch=policy.skip_mismatch if skip_mismatch is None else bool(skip_mismatch),
             exclude=policy.exclude if exclude is None else tuple(exclude),
         )
+
+    @_own_storage
+    def export(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        step: int | None = None,
+        best: bool = False,
+        signatures: Any = None,
+        overwrite: bool = False,
+        name: str | None = None,
+    ) -> RestoreResult:
+        """Writes a checkpoint (the newest by default) as a SavedModel for serving.
+
+        The checkpoint is loaded into this manager's objects (checked as `restore` checks
+        it), the object is exported (a Keras model through `model.export`, served with
+        ``tf.saved_model.load(path).serve(x)``; a `tf.Module` through `tf.saved_model.save`
+        with `signatures`), and every program variable is put back as it was before the
+        call, so a running training loop can export its best so far and go on.
+
+        Args:
+            path: The SavedModel folder to write (a local path).
+            step: Export the checkpoint of this step.
+            best: Export the best checkpoint by `Retention.monitor`.
+            signatures: For a `tf.Module`: the `tf.function` signatures to serve.
+            overwrite: Replace a folder already at `path`.
+            name: The object to export, when this manager holds more than one model or
+                module (``export(path, name="generator")``).
+
+        Returns:
+            The restore of the checkpoint exported: its path, step, metrics and report.
+
+        Raises:
+            CheckpointExistsError: Something is at `path` and `overwrite` is not set.
+            CheckpointNotFoundError: No such checkpoint.
+            TrackableError: Nothing (or more than one object) to export, or an unbuilt model.
+            TypeError: A graph-mode manager (`for_session`): use its `Saver`'s own export.
+        """
+        backend = self._backend
+        if not isinstance(backend, ObjectBasedBackend):
+            raise TypeError("a manager made by for_session has no object to export")
+        if best and step is not None:
+            raise TypeError("pass step or best=True, not both")
+        self._pipeline.wait(self._config.async_timeout_secs)  # a save's error surfaces first
+        restorer = RestorePipeline(  # the save schedule does not count this restore
+            self._config,
+            self._view,
+            backend,
+            reread=self._writer.reread,
+            on_restored=lambda _: None,
+        )
+        with sharing_readers():
+            return export_checkpoint(
+                backend,
+                restorer,
+                path,
+                step=step,
+                best=best,
+                mode=self._config.restore.assertion,
+                signatures=signatures,
+                overwrite=overwrite,
+                name=name,
+            )
 
     @_own_storage
     def restore_or_initialize(

@@ -329,3 +329,86 @@ def test_the_average_command(three_saved, tmp_path, capsys) -> None:
     assert [os.path.basename(p) for p in said["sources"]] == ["ckpt-6", "ckpt-9"]
     assert main(["average", directory, "--steps", "3,x", "-o", output]) == 2
     assert "--steps takes steps separated by commas" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Export for serving.
+
+
+def test_export_writes_the_best_checkpoint_and_leaves_the_program_as_it_was(
+    config, tmp_path
+) -> None:
+    cfg = config().model_copy(
+        update={"retention": ckptkit.Retention(max_to_keep=None, monitor="loss")}
+    )
+    model = classifier(3)
+    manager = ckptkit.CheckpointManager(cfg, model=model, optimizer=model.optimizer)
+    outputs = {}
+    for step, loss in ((1, 0.9), (2, 0.2), (3, 0.5)):  # step 2 is the best
+        model.fit(X, Y, epochs=1, verbose=0)
+        manager.save(step, metrics={"loss": loss})
+        outputs[step] = model.predict(X, verbose=0)
+    model.fit(X, Y, epochs=1, verbose=0)  # training has gone on since
+    live = [w.numpy().copy() for w in model.weights + model.optimizer.variables]
+    result = manager.export(tmp_path / "served", best=True)
+    assert result.step == 2
+    served = tf.saved_model.load(str(tmp_path / "served"))
+    np.testing.assert_allclose(served.serve(X).numpy(), outputs[2], rtol=1e-6, atol=1e-6)
+    for variable, before in zip(model.weights + model.optimizer.variables, live, strict=True):
+        np.testing.assert_array_equal(variable.numpy(), before)  # put back
+    assert manager.latest is not None
+    assert manager.latest.step == 3  # nothing was saved or removed
+    with pytest.raises(ckptkit.CheckpointExistsError, match="overwrite=True"):
+        manager.export(tmp_path / "served")
+    assert manager.export(tmp_path / "served", overwrite=True).step == 3
+    served = tf.saved_model.load(str(tmp_path / "served"))
+    np.testing.assert_allclose(served.serve(X).numpy(), outputs[3], rtol=1e-6, atol=1e-6)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    manager.close()
+
+
+def test_export_a_module_with_its_signature(config, tmp_path) -> None:
+    class Scale(tf.Module):
+        def __init__(self) -> None:
+            self.factor = tf.Variable(1.0)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def __call__(self, x: tf.Tensor) -> tf.Tensor:
+            return x * self.factor
+
+    module = Scale()
+    manager = ckptkit.CheckpointManager(config(), scale=module, step=tf.Variable(0))
+    module.factor.assign(3.0)
+    manager.save(1)
+    module.factor.assign(5.0)
+    manager.export(tmp_path / "served", signatures={"serving_default": module.__call__})
+    served = tf.saved_model.load(str(tmp_path / "served"))
+    out = served.signatures["serving_default"](tf.constant([1.0, 2.0]))
+    np.testing.assert_array_equal(next(iter(out.values())).numpy(), [3.0, 6.0])
+    assert module.factor.numpy() == 5.0
+    with pytest.raises(ckptkit.TrackableError, match="name="):
+        ckptkit.CheckpointManager(config(), a=Scale(), b=Scale()).export(tmp_path / "x")
+
+
+def test_fit_exports_its_best_checkpoint_when_it_ends(tmp_path) -> None:
+    outputs: list[np.ndarray] = []
+
+    class Record(keras.callbacks.Callback):
+        """The model's output after each epoch (run after the checkpoint callback)."""
+
+        def on_epoch_end(self, epoch: int, logs: object = None) -> None:
+            outputs.append(self.model.predict(X, verbose=0))
+
+    model = classifier(3)
+    callback = ckptkit.keras.CheckpointCallback(
+        tmp_path / "run", monitor="val_loss", export_best_to=tmp_path / "served"
+    )
+    history = model.fit(
+        X, Y, epochs=4, verbose=0, validation_data=(X[:8], Y[:8]), callbacks=[callback, Record()]
+    )
+    best_epoch = int(np.argmin(history.history["val_loss"]))
+    assert callback.exported is not None
+    assert callback.exported.metrics["val_loss"] == min(history.history["val_loss"])
+    served = tf.saved_model.load(str(tmp_path / "served"))
+    np.testing.assert_allclose(served.serve(X).numpy(), outputs[best_epoch], rtol=1e-6, atol=1e-6)
+    assert not (tmp_path / "run").exists()  # the backups went after the export, as always

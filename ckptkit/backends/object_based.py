@@ -151,6 +151,21 @@ class ObjectBasedBackend:
                 found.append((NamedValue(path, "" if own == path else own, spec), obj))
         return found
 
+    def values(self) -> list[tuple[Any, Any]]:
+        """Every program variable with a copy of its value now, to `put_back` later."""
+        return [(obj, obj.numpy().copy()) for _, obj in self.variables()]
+
+    @staticmethod
+    def put_back(values: list[tuple[Any, Any]]) -> None:
+        """Assigns each variable the value `values` holds for it."""
+        for variable, value in values:
+            variable.assign(value)
+
+    def top_objects(self) -> dict[str, Any]:
+        """The objects checkpointed, by name (what the manager was given)."""
+        children = tf.train.TrackableView.children(self.checkpoint).items()
+        return {name: obj for name, obj in children if name != "save_counter"}
+
     def restore(
         self, path: str, *, expect_partial: bool, leave_out: frozenset[int] = frozenset()
     ) -> Any:

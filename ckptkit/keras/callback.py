@@ -122,6 +122,10 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         skip_mismatch: With `init_from`: leave out values whose shape or dtype changed (a
             new head), as `CheckpointManager.restore(skip_mismatch=True)`.
         exclude: With `init_from`: glob patterns of values never to load (``["*head*"]``).
+        export_best_to: When `fit` ends, export the best checkpoint (by `Retention.monitor`,
+            else by `monitor` and `mode`) as a SavedModel in this folder, replacing what is
+            there (`CheckpointManager.export`); served with
+            ``tf.saved_model.load(path).serve(x)``. `exported` says which checkpoint.
         clock: Monotonic seconds for time schedules; for tests.
 
     Raises:
@@ -148,6 +152,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         init_from: str | os.PathLike[str] | None = None,
         skip_mismatch: bool = False,
         exclude: Sequence[str] = (),
+        export_best_to: str | os.PathLike[str] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__()
@@ -179,6 +184,8 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.init_from = None if init_from is None else os.fspath(init_from)
         self._skip_mismatch, self._exclude = skip_mismatch, tuple(exclude)
         self.initialized: RestoreResult | None = None
+        self.export_best_to = None if export_best_to is None else os.fspath(export_best_to)
+        self.exported: RestoreResult | None = None
         self.filepath = None if filepath is None else os.fspath(filepath)
         self._export_to = (
             None
@@ -204,6 +211,9 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             updates["async_save"] = async_save
         if retention is not None:
             updates["retention"] = retention
+        ranking = updates.get("retention", config.retention)
+        if export_best_to is not None and ranking.monitor is None:
+            updates["retention"] = ranking.model_copy(update={"monitor": monitor, "mode": mode})
         if schedule is not None:
             updates["schedule"] = schedule
         elif not explicit_schedule:
@@ -482,9 +492,10 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         return {"epoch": progress.at_epoch, "batch": progress.at_batch}
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
-        """After a successful `fit`: removes the backups (see `keep_checkpoints`), closes.
+        """After a successful `fit`: exports the best, removes the backups, closes.
 
-        With `keep_checkpoints`, saves the last step first when `Schedule.save_last_step`.
+        With `keep_checkpoints`, saves the last step first when `Schedule.save_last_step`;
+        with `export_best_to`, exports the best checkpoint before anything is removed.
         """
         set_initial_epoch(self.model, None)  # Keras would otherwise reuse it in the next fit
         manager = self._manager
@@ -493,6 +504,8 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if self.keep_checkpoints:
             manager.finish(self._step(), metadata=self._position())  # Schedule.save_last_step
         manager.wait()  # the last save is committed before the directory is tidied or left
+        if self.export_best_to is not None:
+            self.exported = manager.export(self.export_best_to, best=True, overwrite=True)
         if not self.keep_checkpoints:
             self._remove_backups(manager)
         kept = [os.path.basename(info.path) for info in manager.checkpoints]
