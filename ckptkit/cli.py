@@ -11,7 +11,8 @@
     ckptkit average DIR [--last N | --steps 3,6,9] -o OUT [--overwrite]
                                    the mean of several checkpoints, as a new checkpoint
 
-Every command takes ``--json`` and then prints only JSON on stdout, and ``--timeout SECS`` /
+TensorFlow's start-up lines are hidden unless ``-v`` is given before the command. Every
+command takes ``--json`` and then prints only JSON on stdout, and ``--timeout SECS`` /
 ``--retries N`` for remote storage (`Storage.timeout_secs` / `Storage.retries`; a dead or
 stalled server answers exit status 3 within about SECS x (N + 1)). Exit status: 0 when all is
 well; 1 when `verify` finds damage or `diff` finds differences; 2 for a problem with the input
@@ -33,6 +34,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ckptkit._version import __version__
 from ckptkit.errors import CkptkitError, StorageUnavailableError, first_line
 
 if TYPE_CHECKING:
@@ -62,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
         description="List, inspect and compare TensorFlow checkpoints.",
         epilog="exit status: 0 all well; 1 verify found damage or diff found differences; 2 a "
         "problem with the input (one line on stderr); 3 remote storage could not be asked",
+    )
+    parser.add_argument("--version", action="version", version=f"ckptkit {__version__}")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="let TensorFlow print its start-up lines (hidden by default)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ls = sub.add_parser("ls", help="list the checkpoints of a directory, newest last")
@@ -194,6 +203,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
+    except BrokenPipeError:
+        # The reader stopped reading (`ckptkit ls --json | head -1`): end quietly, as `cat`
+        # does, with stdout pointed at nothing so that the interpreter's last flush is too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
     except CkptkitError as e:
         # A failed conversion's report names every value; elsewhere the first line says it.
         text = str(e) if args.command == "convert" else first_line(e)
@@ -228,8 +244,9 @@ def _run(args: argparse.Namespace) -> int:
         for given in _paths(args):
             if not _present(given):
                 layout.resolve_checkpoint(given)  # raises the error that names the path
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        with _quiet_stderr():
+        if not args.verbose:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        with contextlib.nullcontext() if args.verbose else _quiet_stderr():
             from ckptkit.reading import inspection, verification
         if args.command == "verify":
             report = verification.verify(args.path, full=args.full)

@@ -412,3 +412,31 @@ def test_fit_exports_its_best_checkpoint_when_it_ends(tmp_path) -> None:
     served = tf.saved_model.load(str(tmp_path / "served"))
     np.testing.assert_allclose(served.serve(X).numpy(), outputs[best_epoch], rtol=1e-6, atol=1e-6)
     assert not (tmp_path / "run").exists()  # the backups went after the export, as always
+
+
+def test_a_resumed_fit_says_from_which_epoch_and_step_once(tmp_path, capsys) -> None:
+    def fit(epochs: int) -> None:
+        callback = ckptkit.keras.CheckpointCallback(
+            tmp_path / "run", keep_checkpoints=True, resume_finished=True, verbose=1
+        )
+        classifier(3).fit(X, Y, epochs=epochs, verbose=0, callbacks=[callback])
+
+    fit(2)
+    capsys.readouterr()
+    fit(3)
+    out = capsys.readouterr().out.splitlines()
+    said = [line for line in out if line.startswith("CheckpointCallback: resumed")]
+    assert len(said) == 1
+    assert said[0].startswith("CheckpointCallback: resumed from epoch 3 (step 2,")
+
+
+def test_the_command_reads_a_tensor_by_any_name_a_report_prints(config, capsys) -> None:
+    cfg = config()
+    ckptkit.CheckpointManager(cfg, v=tf.Variable([1.0, 2.0], name="weights")).save(1)
+    for name in ("v", "v/.ATTRIBUTES/VARIABLE_VALUE", "weights", "v (weights)"):
+        assert main(["inspect", cfg.directory, "--tensor", name]) == 0
+        assert "[1. 2.]" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith("ckptkit ")

@@ -41,6 +41,25 @@ def test_the_command_runs_as_a_process(directory) -> None:
     assert done.stderr == ""
 
 
+def test_a_reader_that_stops_reading_ends_the_command_quietly(config) -> None:
+    """`ckptkit ... --json | head -1`: no BrokenPipeError traceback, exit status 0."""
+    cfg = config()
+    many = {f"v{i}": tf.Variable(float(i)) for i in range(2000)}  # JSON past a pipe's buffer
+    ckptkit.CheckpointManager(cfg, **many).save(1)
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "ckptkit", "inspect", cfg.directory, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdout is not None
+    assert reader.stdout.readline() == "{\n"
+    reader.stdout.close()  # as `head -1` does
+    _, err = reader.communicate(timeout=120)
+    assert reader.returncode == 0
+    assert err == ""
+
+
 def test_ls_json_is_pure_json(directory) -> None:
     done = run("ls", directory, "--json")
     assert done.returncode == 0, done.stderr

@@ -1,7 +1,8 @@
-"""The examples print no TensorFlow C++ start-up lines (each imports TensorFlow at the top)."""
+"""The examples print no TensorFlow C++ start-up lines; README's Quick start runs as written."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +43,22 @@ def test_every_example_that_imports_tensorflow_quiets_it_first() -> None:
             if m in text
         )
         assert text.index("import quiet_tf") < first, path.name
+
+
+def test_the_readme_quick_start_runs_twice_in_a_row_verbatim(tmp_path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    start = readme.index("```python\n", readme.index("## Quick start")) + len("```python\n")
+    code = readme[start : readme.index("```", start)]
+    said = []
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        said.append(done.stdout.strip().splitlines()[-1])
+    assert said == ["False 300 [100, 200, 300]", "True 300 [100, 200, 300]"]

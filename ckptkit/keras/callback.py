@@ -362,8 +362,9 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             self._export_to.best = float(best)  # so a restart does not export a worse one
         if self.verbose > 0:
             print(
-                f"\nCheckpointCallback: resumed from {self.restored.path} (epoch "
-                f"{self._progress.at_epoch + 1}, {self._progress.at_batch} batches done)"
+                f"\nCheckpointCallback: resumed from epoch {self._progress.at_epoch + 1} "
+                f"(step {result.step}, {self._progress.at_batch} batches of the epoch done) "
+                f"of {self.restored.path}"
             )
         return manager
 

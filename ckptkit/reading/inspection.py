@@ -414,8 +414,9 @@ def read_tensor(path: str | os.PathLike[str], key: str) -> np.ndarray[Any, Any]:
         path: A checkpoint prefix or directory, or a Keras ``.weights.h5`` / ``.keras`` file.
         key: The full checkpoint key, or an object path such as ``model/l1/kernel`` (any path
             through the object graph, e.g. ``model/_functional/_operations/1/_kernel`` for a
-            variable stored under the optimizer's path); in a Keras file, a dataset such as
-            ``layers/dense/vars/0``.
+            variable stored under the optimizer's path), or the variable's own name
+            (``sequential/l1/kernel``), or a report's ``path (name)``; in a Keras file, a
+            dataset such as ``layers/dense/vars/0``.
 
     Raises:
         CheckpointKeyError: The checkpoint has no such key.
@@ -429,7 +430,7 @@ def read_tensor(path: str | os.PathLike[str], key: str) -> np.ndarray[Any, Any]:
         full = _full_key(reader, key)
     except CheckpointKeyError:
         graph = load_graph(prefix)
-        resolved = None if graph is None else resolve_object_path(graph, key)
+        resolved = None if graph is None else _by_name(graph, key)
         if resolved is not None and reader.has_tensor(resolved):
             return get_tensor(reader, prefix, resolved)
         keys = sorted(k for k in reader.get_variable_to_shape_map() if k != OBJECT_GRAPH_KEY)
@@ -438,6 +439,30 @@ def read_tensor(path: str | os.PathLike[str], key: str) -> np.ndarray[Any, Any]:
             f"{', '.join(keys[:5])} (see `ckptkit inspect {prefix}`)"
         ) from None
     return get_tensor(reader, prefix, full)
+
+
+def _by_name(graph: CheckpointGraph, name: str) -> str | None:
+    """The key of the variable `name` names: an object path, its own name, or ``path (name)``.
+
+    Raises:
+        CheckpointKeyError: The variable's own name is several variables'.
+    """
+    path, _, own = name.partition(" (")
+    found = resolve_object_path(graph, path)
+    if found is not None:
+        return found
+    own = own.removesuffix(")") if own else name
+    keys = sorted(
+        node.path + VALUE_SUFFIX
+        for node in graph.nodes
+        if node.full_name == own and node.path and node.value is not None
+    )
+    if len(keys) > 1:
+        raise CheckpointKeyError(
+            f"{own!r} is the name of {len(keys)} variables in checkpoint {graph.path} "
+            f"({', '.join(keys)}); pass one of their keys"
+        )
+    return keys[0] if keys else None
 
 
 def get_tensor(reader: Any, prefix: str, key: str) -> np.ndarray[Any, Any]:
