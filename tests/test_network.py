@@ -296,7 +296,8 @@ def test_a_save_that_returned_stays_listed_whatever_the_network_did(s3_server, t
 def test_held_requests_that_land_after_a_take_over_unlist_nothing(s3_server, tmp_path) -> None:
     """A's commit and lease renewals are held by the network until B has taken the directory
     over and committed; then they land. Whatever A's timeouts, A's save either returned (and
-    stays listed) or raised `DirectoryLockedError`; B's saves stay listed."""
+    stays listed) or failed (`DirectoryLockedError`, or storage it could not reach in time);
+    B's saves stay listed."""
     rng = random.Random(20261207)
     for trial in range(max(TRIALS // 2, 1)):
         directory = f"s3://{s3_server.bucket()}/run"
@@ -344,7 +345,12 @@ def test_held_requests_that_land_after_a_take_over_unlist_nothing(s3_server, tmp
             writer_a.join(150)
             assert not writer_a.is_alive(), (trial, held, timeout)
             if not isinstance(outcome[0], str):
-                assert isinstance(outcome[0], ckptkit.DirectoryLockedError), outcome
+                # Refused by the fence, or given up on (A's own timeout ran out while its
+                # commit was held; the held PUT then lands against B's newer state and fails).
+                failed = outcome[0]
+                assert isinstance(failed, ckptkit.DirectoryLockedError) or (
+                    isinstance(failed, ckptkit.SaveError) and "cannot reach" in str(failed)
+                ), outcome
             with contextlib.suppress(ckptkit.CkptkitError):
                 a.close()
             fill(b_vars, 102)
