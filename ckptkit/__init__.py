@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from ckptkit.reading.verification import CheckpointVerdict, Problem, VerifyReport, verify
     from ckptkit.session_hook import CheckpointHook
     from ckptkit.storage.layout import CheckpointInfo, list_checkpoints
+    from ckptkit.storage.manifest import SaveCost
 
 # Names whose modules import TensorFlow load on first use, so that `import ckptkit` (and the
 # `ckptkit` command's start-up) does not pay for TensorFlow before it is needed.
@@ -89,6 +90,7 @@ _LAZY = {
     "migrate": "ckptkit.migration",
     "Problem": "ckptkit.reading.verification",
     "read_tensor": "ckptkit.reading.inspection",
+    "SaveCost": "ckptkit.storage.manifest",
     "verify": "ckptkit.reading.verification",
     "VerifyReport": "ckptkit.reading.verification",
 }
@@ -140,6 +142,7 @@ __all__ = [
     "RestoreReport",
     "RestoreResult",
     "Retention",
+    "SaveCost",
     "SaveError",
     "Schedule",
     "ShapeMismatchError",

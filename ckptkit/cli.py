@@ -349,6 +349,7 @@ def _ls(infos: list[CheckpointInfo], hidden: list[CheckpointInfo], *, as_json: b
                     "time": i.time,
                     "metrics": m.metrics if m else None,
                     "metadata": m.metadata if m else None,
+                    "cost": m.cost.model_dump() if m and m.cost else None,
                     "listed": n < listed,
                 }
                 for n, (i, m) in enumerate(zip(infos, manifests, strict=True))

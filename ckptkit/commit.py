@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ckptkit.config import CheckpointConfig
@@ -52,7 +52,7 @@ from ckptkit.errors import (
 from ckptkit.retention import plan_deletions
 from ckptkit.storage import fs, layout, tiers
 from ckptkit.storage.directory_view import DirectoryView
-from ckptkit.storage.manifest import MANIFEST_SUFFIX, build_manifest
+from ckptkit.storage.manifest import MANIFEST_SUFFIX, Manifest, SaveCost, build_manifest
 from ckptkit.storage.writer import DirectoryWriter
 from ckptkit.warn import warn
 
@@ -69,12 +69,14 @@ class SaveRequest:
         user: The manifest's user fields (`manifest.user_fields`).
         write: Writes the files to `path` and returns the prefix written; raises `OSError`
             (`SaveError` for TensorFlow's failures) when it cannot.
+        started: When the caller asked for it (`time.monotonic`), for its `SaveCost`.
     """
 
     path: str
     step: int
     user: Mapping[str, Any]
     write: Callable[[str], str]
+    started: float = field(default_factory=time.monotonic)
 
 
 class CommitPipeline:
@@ -157,8 +159,14 @@ class CommitPipeline:
                 "still list it. Check the directory's permissions and space, then retry"
             ) from e
 
-    def run(self, request: SaveRequest) -> str:
+    def run(self, request: SaveRequest, *, released: float | None = None) -> str:
         """Writes and commits `request` on this thread; returns the checkpoint's path.
+
+        Then calls `CheckpointConfig.on_commit`, if set, with the committed checkpoint.
+
+        Args:
+            request: The save.
+            released: For a background save: when its caller was released (monotonic).
 
         Raises:
             DirectoryLockedError: Another writer holds the directory now; nothing is touched.
@@ -183,7 +191,13 @@ class CommitPipeline:
                 user=request.user,
                 durable=durable,
             )
-            written = tier.publish(written, path, manifest, durable=durable)
+            final = [manifest]
+
+            def with_cost() -> Manifest:  # just before the manifest is written: after an upload
+                final[0] = manifest.model_copy(update={"cost": _cost(request, released, manifest)})
+                return final[0]
+
+            written = tier.publish(written, path, with_cost, durable=durable)
             layout.unmark_pending(path)
             with self._committing:
                 if self._abandoned:
@@ -205,7 +219,21 @@ class CommitPipeline:
         for old in deleted:
             self._delete_files(old, written)
         self._trim_local(written)
+        self._tell(written, now, final[0])
         return written
+
+    def _tell(self, written: str, now: float, manifest: Manifest) -> None:
+        """Calls `CheckpointConfig.on_commit`; what it raises is warned about, never raised."""
+        on_commit = self._config.on_commit
+        if on_commit is None:
+            return
+        cost = manifest.cost
+        size = sum(record.size for record in manifest.files.values())
+        info = layout.CheckpointInfo(written, layout.parse_step(written), now, size, cost)
+        try:
+            on_commit(info)
+        except Exception as e:  # the checkpoint is committed whatever the callable does
+            warn(f"{written} is committed; on_commit raised {type(e).__name__}: {first_line(e)}")
 
     def _trim_local(self, committed: str) -> None:
         """Keeps the local copies of the newest `Storage.keep_local` committed checkpoints."""
@@ -237,12 +265,14 @@ class CommitPipeline:
         best: tuple[str, ...] = ()
         if retention.best_k is not None and retention.direction is not None:
             best = view.ranked(retention.direction, candidates, scores)[: retention.best_k]
+        every = retention.keep_every_steps
         plan = plan_deletions(
             candidates,
             max_to_keep=retention.max_to_keep,
             keep_every_n_hours=retention.keep_every_n_hours,
             last_preserved=view.last_preserved,
             best=best,
+            milestones=[p for p, _ in candidates if every and _multiple(p, every)],
         )
         doomed = set(plan.delete)
         entries = [e for e in entries if e[0] not in doomed]
@@ -310,7 +340,7 @@ class CommitPipeline:
         self._in_flight = request.path
         self._thread = threading.Thread(  # in this context: the manager's storage settings
             target=contextvars.copy_context().run,
-            args=(self._background, request),
+            args=(self._background, request, time.monotonic()),
             name=f"ckptkit save {request.path}",
         )
         # A daemon: interpreter exit must not hang on a stuck write. The manager waits for it
@@ -318,9 +348,9 @@ class CommitPipeline:
         self._thread.daemon = True
         self._thread.start()
 
-    def _background(self, request: SaveRequest) -> None:
+    def _background(self, request: SaveRequest, released: float) -> None:
         try:
-            self.run(request)
+            self.run(request, released=released)
         except BaseException as e:  # kept for the next call, which raises it
             self._error = e
 
@@ -403,6 +433,23 @@ def wait_at_exit(pipeline: CommitPipeline, timeout: float, directory: str) -> No
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(1)  # SystemExit raised in an exit handler is ignored by the interpreter
+
+
+def _cost(request: SaveRequest, released: float | None, manifest: Manifest) -> SaveCost:
+    """What the save of `request` cost until now: its bytes, blocked and background time."""
+    now = time.monotonic()
+    blocked = (now if released is None else released) - request.started
+    return SaveCost(
+        bytes_written=sum(record.size for record in manifest.files.values()),
+        blocked_secs=max(blocked, 0.0),
+        background_secs=0.0 if released is None else max(now - released, 0.0),
+    )
+
+
+def _multiple(path: str, every: int) -> bool:
+    """Whether the step in `path`'s name is a multiple of `every`."""
+    step = layout.parse_step(path)
+    return step is not None and step % every == 0
 
 
 def _unreachable(error: BaseException) -> bool:

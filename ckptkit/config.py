@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -72,11 +73,15 @@ class Schedule(BaseModel):
     A step schedule saves when the step crosses a multiple of `every_steps` (100, 200, ... even
     when the loop advances several steps at a time), counted from the newest checkpoint, so a
     resumed run keeps the same rhythm. A time schedule saves when `every_secs` have passed since
-    the last save (or since the first `maybe_save` call).
+    the last save (or since the first `maybe_save` call). `steps` adds exact steps on top of
+    either (the step a learning-rate schedule changes at, an evaluation point), or alone:
+    ``Schedule(steps=[1000, 5000])`` saves at those two steps only.
 
     Attributes:
         every_steps: Save every this many steps.
         every_secs: Save when this many seconds have passed since the last save.
+        steps: Also save at each of these steps (when the step reaches or crosses it, so a
+            loop that advances several steps at a time still saves there, once).
         save_first_step: Also save at the first step `maybe_save` sees when no checkpoint
             exists yet (as the Estimator's saver hook does at the start of training).
         save_last_step: Also save when training ends (`CheckpointManager.finish`, the Keras
@@ -92,15 +97,26 @@ class Schedule(BaseModel):
 
     every_steps: int | None = Field(default=None, gt=0)
     every_secs: float | None = Field(default=None, gt=0)
+    steps: tuple[Annotated[int, Field(ge=0)], ...] = ()
     save_first_step: StrictBool = False
     save_last_step: StrictBool = False
 
     @model_validator(mode="before")
     @classmethod
     def _default_to_seconds(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "every_secs" not in data and data.get("every_steps") is None:
+        if (
+            isinstance(data, dict)
+            and "every_secs" not in data
+            and data.get("every_steps") is None
+            and not data.get("steps")
+        ):
             return {**data, "every_secs": DEFAULT_EVERY_SECS}
         return data
+
+    @field_validator("steps")
+    @classmethod
+    def _sorted_steps(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(sorted(set(value)))
 
     @model_validator(mode="after")
     def _one_interval(self) -> Schedule:
@@ -115,7 +131,7 @@ class Schedule(BaseModel):
     @property
     def periodic(self) -> bool:
         """Whether this schedule ever saves on its own."""
-        return self.every_steps is not None or self.every_secs is not None
+        return self.every_steps is not None or self.every_secs is not None or bool(self.steps)
 
 
 class Retention(BaseModel):
@@ -133,6 +149,8 @@ class Retention(BaseModel):
         max_to_keep: How many of the newest checkpoints to keep; ``None`` keeps all.
         keep_every_n_hours: Additionally keep one checkpoint per this many hours.
         best_k: Additionally keep the k best checkpoints by `monitor`.
+        keep_every_steps: Additionally keep, for good, every checkpoint whose step is a
+            multiple of this (milestones: ``keep_every_steps=10_000``); they stay listed.
         monitor: The metric that ranks checkpoints, e.g. ``"val_loss"``; also what
             `CheckpointManager.restore(best=True)` goes by.
         mode: ``"min"`` or ``"max"`` when lower or higher is better; ``"auto"`` infers it from
@@ -148,6 +166,7 @@ class Retention(BaseModel):
     max_to_keep: int | None = Field(default=5, gt=0)
     keep_every_n_hours: float | None = Field(default=None, gt=0)
     best_k: int | None = Field(default=None, gt=0)
+    keep_every_steps: int | None = Field(default=None, gt=0)
     monitor: str | None = Field(default=None, min_length=1)
     mode: Mode = "auto"
 
@@ -339,6 +358,10 @@ class CheckpointConfig(BaseModel):
         allow_outside_paths: Follow paths in the ``checkpoint`` state file that point outside
             `directory`. Off by default: a crafted state file could otherwise make restores
             read, and retention delete, files elsewhere.
+        on_commit: Called with the `CheckpointInfo` of each checkpoint once it is committed
+            (an async save's from its background thread), never for a save that failed: to
+            copy, notify or evaluate without polling. What it raises is warned about; the
+            checkpoint stays committed.
 
     Example:
         >>> cfg = CheckpointConfig.model_validate({"directory": "/tmp/x", "prefix": "model"})
@@ -359,6 +382,7 @@ class CheckpointConfig(BaseModel):
     async_timeout_secs: float = Field(600.0, gt=0, allow_inf_nan=False)
     allow_outside_paths: StrictBool = False
     storage: Storage = Field(default_factory=Storage)
+    on_commit: Callable[[Any], object] | None = None
 
     @field_validator("directory")
     @classmethod

@@ -466,6 +466,7 @@ class CheckpointManager:
             TrackableError: An async save of values that cannot be taken ahead of writing
                 (graph mode).
         """
+        begun = time.monotonic()  # what the caller waits is part of the save's cost
         step = self._step(step)
         extra = user_fields(metadata, metrics)
         background = self._config.async_save if async_save is None else async_save
@@ -474,16 +475,17 @@ class CheckpointManager:
         if self._cluster is not None and self._cluster.multi_worker:
             if background:
                 raise TrackableError(NO_ASYNC)
-            request = SaveRequest(path, step, extra, self._backend.write)
+            request = SaveRequest(path, step, extra, self._backend.write, begun)
             save_together(self._cluster, request, self._pipeline, reread=self._view.refresh)
             self._timer.record(step)
             return path
         self._pipeline.admit(path, step)
         if not background:
-            written = self._pipeline.run(SaveRequest(path, step, extra, self._backend.write))
+            request = SaveRequest(path, step, extra, self._backend.write, begun)
+            written = self._pipeline.run(request)
             self._timer.record(step)
             return written
-        request = SaveRequest(path, step, extra, self._backend.snapshot())
+        request = SaveRequest(path, step, extra, self._backend.snapshot(), begun)
         if self._exit_wait is None or not self._exit_wait.alive:  # exit waits for it, bounded
             self._exit_wait = weakref.finalize(
                 self,

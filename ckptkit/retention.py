@@ -80,6 +80,7 @@ def plan_deletions(
     keep_every_n_hours: float | None,
     last_preserved: float,
     best: Collection[str] = (),
+    milestones: Collection[str] = (),
 ) -> RetentionPlan:
     """Decides which of `candidates` (path, wall time; oldest first) to delete.
 
@@ -90,6 +91,7 @@ def plan_deletions(
         last_preserved: Wall time of the last preserved checkpoint (or of the first run).
         best: Checkpoints to keep for now as the best by a metric (see `best_k`); they stay
             candidates and are deleted once better ones push them out.
+        milestones: Checkpoints kept for good (`Retention.keep_every_steps`).
 
     Returns:
         The plan; `candidates` itself is not changed.
@@ -99,7 +101,7 @@ def plan_deletions(
     delete: list[str] = []
     preserved: list[str] = []
     for path, timestamp in candidates[: len(candidates) - max_to_keep]:
-        if path in best:
+        if path in best or path in milestones:
             continue
         if keep_every_n_hours is not None and (
             timestamp - keep_every_n_hours * 3600.0 >= last_preserved

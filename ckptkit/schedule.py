@@ -8,10 +8,14 @@ Example:
     >>> timer = SaveTimer(Schedule(every_steps=100), last_step=None)
     >>> [s for s in range(1, 350) if timer.should_save(s) and timer.record(s) is None]
     [100, 200, 300]
+    >>> timer = SaveTimer(Schedule(every_steps=100, steps=[150, 151]), last_step=None)
+    >>> [s for s in range(0, 350, 2) if timer.should_save(s) and timer.record(s) is None]
+    [100, 150, 152, 200, 300]
 """
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Callable
 
@@ -39,6 +43,8 @@ class SaveTimer:
     ) -> None:
         self._every_steps = schedule.every_steps
         self._every_secs = schedule.every_secs
+        self._steps = schedule.steps
+        self._seen = last_step  # the step of the previous call: `steps` are crossed from it
         self._save_first = schedule.save_first_step and last_step is None
         self._save_last = schedule.save_last_step
         self._clock = clock
@@ -54,6 +60,9 @@ class SaveTimer:
             return False
         if self._save_first:
             return True
+        seen, self._seen = self._seen, step
+        if self._steps and self._crossed(seen, step):
+            return True
         if self._every_steps is not None:
             base = self._last_step if self._last_step is not None and self._last_step < step else 0
             return step // self._every_steps > base // self._every_steps
@@ -66,12 +75,18 @@ class SaveTimer:
             return now - self._last_time >= self._every_secs
         return False
 
+    def _crossed(self, seen: int | None, step: int) -> bool:
+        """Whether a listed step lies in (seen, step]: reached since the previous call."""
+        after = -1 if seen is None or seen >= step else seen
+        at = bisect.bisect_right(self._steps, after)
+        return at < len(self._steps) and self._steps[at] <= step
+
     def should_save_last(self, step: int) -> bool:
         """Whether training ending at `step` calls for a save (`Schedule.save_last_step`)."""
         return self._save_last and step != self._last_step
 
     def record(self, step: int) -> None:
         """Note that a checkpoint was saved at `step` (by the schedule or explicitly)."""
-        self._last_step = step
+        self._last_step = self._seen = step
         self._last_time = self._clock()
         self._save_first = False

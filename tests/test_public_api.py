@@ -43,6 +43,7 @@ PUBLIC = [
     "RestoreReport",
     "RestoreResult",
     "Retention",
+    "SaveCost",
     "SaveError",
     "Schedule",
     "ShapeMismatchError",

@@ -114,3 +114,15 @@ def test_kept_set_is_exactly_the_newest_and_the_best(
     if ranked:
         top = min(ranked) if mode == "min" else max(ranked)
         assert any(dict(scored)[c] == top for c in kept)
+
+
+def test_milestones_outlive_max_to_keep() -> None:
+    candidates = names(7)
+    plan = plan_deletions(
+        candidates,
+        max_to_keep=2,
+        keep_every_n_hours=None,
+        last_preserved=0.0,
+        milestones=["ckpt-0", "ckpt-3"],
+    )
+    assert plan.delete == ("ckpt-1", "ckpt-2", "ckpt-4")

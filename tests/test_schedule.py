@@ -107,3 +107,27 @@ def test_estimator_schedule_saves_first_multiples_and_last(every: int, last: int
 def test_save_last_step_is_off_by_default() -> None:
     timer = SaveTimer(Schedule(every_steps=10), last_step=None)
     assert not timer.should_save_last(7)
+
+
+def test_listed_steps_alone_save_there_only() -> None:
+    schedule = Schedule(steps=[7, 5, 5])
+    assert schedule.every_secs is None  # no default rhythm on top of the steps asked for
+    assert schedule.steps == (5, 7)
+    assert run(SaveTimer(schedule, last_step=None), list(range(12))) == [5, 7]
+
+
+def test_listed_steps_add_to_a_rhythm_and_are_crossed_once() -> None:
+    timer = SaveTimer(Schedule(every_steps=4, steps=[5, 6]), last_step=None)
+    assert run(timer, list(range(0, 13, 3))) == [6, 9, 12]  # 5 and 6 crossed at 6: one save
+    resumed = SaveTimer(Schedule(steps=[5, 20]), last_step=10)
+    assert run(resumed, list(range(11, 25))) == [20]  # 5 was passed before the restart
+
+
+@given(st.lists(st.integers(0, 60), max_size=6), st.integers(1, 5))
+def test_a_save_comes_at_the_first_step_at_or_past_each_listed_one(
+    listed: list[int], stride: int
+) -> None:
+    steps = list(range(0, 64, stride))
+    saved = run(SaveTimer(Schedule(steps=listed), last_step=None), steps)
+    expected = {min(s for s in steps if s >= wanted) for wanted in listed if wanted <= steps[-1]}
+    assert saved == sorted(expected)

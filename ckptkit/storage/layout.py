@@ -40,7 +40,7 @@ from ckptkit.errors import (
     StorageUnavailableError,
 )
 from ckptkit.storage import fs
-from ckptkit.storage.manifest import MANIFEST_SUFFIX, file_problems, read_manifest
+from ckptkit.storage.manifest import MANIFEST_SUFFIX, SaveCost, file_problems, read_manifest
 from ckptkit.storage.state_proto import CheckpointState
 from ckptkit.warn import warn
 
@@ -104,12 +104,15 @@ class CheckpointInfo:
         time: Wall time it was committed (seconds since the epoch), from the state file or
             the index file's modification time.
         size_bytes: Total size of its files.
+        cost: What its save cost (bytes written, seconds the caller was blocked, seconds in
+            the background), from its manifest; None without one.
     """
 
     path: str
     step: int | None
     time: float
     size_bytes: int
+    cost: SaveCost | None = None
 
 
 @dataclass(frozen=True)
@@ -342,11 +345,16 @@ def describe(path: str, time: float | None = None) -> CheckpointInfo:
             raise
         except OSError:
             continue
+    try:
+        manifest = read_manifest(path)
+    except CorruptCheckpointError:
+        manifest = None  # reported by verify and skipped by restore; a listing still lists it
     return CheckpointInfo(
         path=path,
         step=parse_step(path),
         time=_mtime(path) if time is None else time,
         size_bytes=size,
+        cost=None if manifest is None else manifest.cost,
     )
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "MANIFEST_SUFFIX",
     "FileRecord",
     "Manifest",
+    "SaveCost",
     "build_manifest",
     "crc32_of",
     "file_problems",
@@ -61,6 +62,24 @@ class FileRecord(BaseModel):
     crc32: int | None = None
 
 
+class SaveCost(BaseModel):
+    """What a save cost, as its manifest records it (Orbax reports the same split).
+
+    Attributes:
+        bytes_written: The checkpoint's files, in bytes.
+        blocked_secs: How long the caller of `save` waited: the whole save when synchronous;
+            for an async save, until its values were taken.
+        background_secs: How long an async save then ran in the background until its
+            manifest was written (after an upload: just before the commit); 0 when sync.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bytes_written: int = Field(ge=0)
+    blocked_secs: float = Field(ge=0)
+    background_secs: float = Field(ge=0)
+
+
 class Manifest(BaseModel):
     """What a committed checkpoint consists of.
 
@@ -74,6 +93,7 @@ class Manifest(BaseModel):
         ckptkit: ckptkit version that wrote it.
         metadata: The user's JSON metadata passed to `save`.
         metrics: The user's metrics passed to `save`.
+        cost: What the save cost (None in manifests written before it was recorded).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -87,6 +107,7 @@ class Manifest(BaseModel):
     ckptkit: str
     metadata: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
+    cost: SaveCost | None = None
 
     @field_validator("checkpoint")
     @classmethod

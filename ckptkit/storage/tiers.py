@@ -36,6 +36,7 @@ import stat
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 
 from ckptkit.errors import CorruptCheckpointError, StorageUnavailableError, UploadError
 from ckptkit.storage import fs, fsspec_files, layout, routes
@@ -78,9 +79,11 @@ class Direct:
         """Where TensorFlow writes the checkpoint `path`: at `path`."""
         return path
 
-    def publish(self, written: str, path: str, manifest: Manifest, *, durable: bool) -> str:
-        """Records the written checkpoint's manifest beside it; returns its path."""
-        write_manifest(written, manifest, durable=durable)
+    def publish(
+        self, written: str, path: str, manifest: Callable[[], Manifest], *, durable: bool
+    ) -> str:
+        """Records the written checkpoint's manifest (made now) beside it; returns its path."""
+        write_manifest(written, manifest(), durable=durable)
         return written
 
     def discard(self, path: str, error: OSError) -> None:
@@ -103,15 +106,20 @@ class Staged(Direct):
         os.makedirs(os.path.dirname(local), exist_ok=True)
         return local
 
-    def publish(self, written: str, path: str, manifest: Manifest, *, durable: bool) -> str:
-        """Uploads the local copy `written` to `path`, then writes the manifest in both tiers.
+    def publish(
+        self, written: str, path: str, manifest: Callable[[], Manifest], *, durable: bool
+    ) -> str:
+        """Uploads the local copy `written` to `path`, then its manifest, in both tiers.
+
+        The manifest is made after the upload, so that it records the upload's time.
 
         Raises:
             UploadError: A file could not be uploaded; the local copy stays for a retry.
         """
         upload(written, path)
-        write_manifest(written, manifest)  # the local copy, as the cache matches it
-        write_manifest(path, manifest, durable=durable)
+        made = manifest()
+        write_manifest(written, made)  # the local copy, as the cache matches it
+        write_manifest(path, made, durable=durable)
         return path
 
     def discard(self, path: str, error: OSError) -> None:
