@@ -90,6 +90,7 @@ def examples(session: nox.Session) -> None:
     session.run("python", "examples/legacy_saver.py", "--dir", f"{tmp}/legacy_saver")
     session.run("python", "examples/estimator_schedule.py", "--dir", f"{tmp}/estimator")
     session.run("python", "examples/multi_worker.py", "--dir", f"{tmp}/multi_worker")
+    session.run("python", "examples/finetune_and_export.py", "--dir", f"{tmp}/after")
 
 
 @nox.session(python=PYTHON)
