@@ -18,11 +18,13 @@ extra host memory (RSS) while an async save is in flight, as a multiple of the s
 (g) saves of the state of (a) to an S3 server on this machine (moto, its own process): staged
 through ckptkit against a local write plus a raw fsspec put, and the blocking time of an async
 save there against one to a local directory (see `remote_case.py`).
+(h) `ckptkit.average` of 5 checkpoints of the state of (a), time and peak memory, against
+tensor2tensor's way of averaging (all sums in memory at once; see `average_case.py`).
 
 Dirty pages are flushed (`os.sync`) before every timed repetition, outside the timed region,
 so that one case's writeback does not land in the next one's time.
 
-    python benchmarks/bench.py [--reps 7] [--quick] [--only e|f|g]
+    python benchmarks/bench.py [--reps 7] [--quick] [--only e|f|g|h]
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from contextlib import contextmanager
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf
+from average_case import bench_average
 from cluster_case import bench_cluster
 from remote_case import bench_remote
 
@@ -64,6 +67,7 @@ GOALS = {
     "f_cluster": 1.1,  # a 2-worker cluster's save, over TensorFlow's chief + workertemp pattern
     "g_staged_save": 1 / 0.8,  # a save to s3:// over a local write + raw fsspec put (>= 0.8x)
     "g_async_blocked": 1.2,  # an async save's blocking time to s3://, over one to a local dir
+    "h_average": 1.1,  # averaging 5 checkpoints (float64 sums), over t2t's way (float32 sums)
 }
 
 
@@ -423,7 +427,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7, help="repetitions per measurement")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--only", choices=["e", "f", "g"], help="run one case only")
+    parser.add_argument("--only", choices=["e", "f", "g", "h"], help="run one case only")
     parser.add_argument("--rss-probe", choices=["none", "async"], help=argparse.SUPPRESS)
     parser.add_argument("--width", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--every", type=int, help=argparse.SUPPRESS)
@@ -449,6 +453,8 @@ def main() -> None:
             ratios["f_cluster"] = bench_cluster(args.reps, root, mib=16 if args.quick else 256)
         if args.only in (None, "g"):
             ratios |= bench_remote(args.reps, root, large_elems)
+        if args.only in (None, "h"):
+            ratios |= bench_average(min(args.reps, 3), root, large_elems)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print("\nratio goals (ckptkit over the first baseline of each line):")
