@@ -97,6 +97,8 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "compat":  # the tf.train.CheckpointManager drop-in, a module of its own
+        return importlib.import_module("ckptkit.compat")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'ckptkit' has no attribute {name!r}")
@@ -155,6 +157,7 @@ __all__ = [
     "WorkerLostError",
     "__version__",
     "average",
+    "compat",
     "convert",
     "diff",
     "inspect",

@@ -318,6 +318,40 @@ class CheckpointManager:
         return ranked[0] if ranked else None
 
     @_own_storage
+    def managed_by_retention(self) -> list[str]:
+        """The committed checkpoints retention may still delete, oldest first.
+
+        All but those kept for good by `Retention.keep_every_n_hours`: what
+        `tf.train.CheckpointManager.checkpoints` lists.
+        """
+        view = self._view
+        return [path for path, t in view.entries if t > view.last_preserved]
+
+    def as_tf_manager(self) -> Any:
+        """This manager as a `tf.train.CheckpointManager` (see `ckptkit.compat`).
+
+        For code and frameworks that take one (Orbit's `Controller`, TensorFlow's
+        `PreemptionCheckpointHandler`): its saves and restores are this manager's.
+
+        Raises:
+            TypeError: A graph-mode manager (`for_session`).
+        """
+        from ckptkit.compat import CheckpointManager as TFManager
+
+        backend = self._backend
+        if not isinstance(backend, ObjectBasedBackend):
+            raise TypeError("a manager made by for_session has no tf.train.Checkpoint")
+        retention = self._config.retention
+        return TFManager(
+            backend.checkpoint,
+            self._directory,
+            retention.max_to_keep,
+            keep_checkpoint_every_n_hours=retention.keep_every_n_hours,
+            checkpoint_name=self._config.prefix,
+            manager=self,
+        )
+
+    @_own_storage
     def ranked(self) -> list[CheckpointInfo]:
         """Committed checkpoints with a value of `Retention.monitor`, best first.
 

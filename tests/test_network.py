@@ -223,6 +223,19 @@ def test_two_managers_of_one_process_reach_one_url_each_their_own_way(
         b.close()
 
 
+def take_over(cfg: ckptkit.CheckpointConfig, variables: dict) -> ckptkit.CheckpointManager:
+    """Writer B's manager, once writer A's lease is released or has expired (within 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        manager = ckptkit.CheckpointManager(cfg, **variables)
+        try:
+            manager.restore_or_initialize()
+            return manager
+        except ckptkit.DirectoryLockedError:
+            assert time.monotonic() < deadline, "A's lease never expired"
+            time.sleep(0.2)  # the lease's expiry is the event: it cannot be waited on
+
+
 TRIALS = int(os.environ.get("CKPTKIT_PARTITION_TRIALS", "16"))
 
 
@@ -271,15 +284,7 @@ def test_a_save_that_returned_stays_listed_whatever_the_network_did(s3_server, t
             # B, on a sound network, once A's lease is released or has expired.
             b_vars = state()
             b_cfg = config(directory, tmp_path / f"b{trial}", lease_secs=1.5)
-            deadline = time.monotonic() + 30
-            while True:
-                b = ckptkit.CheckpointManager(b_cfg, **b_vars)
-                try:
-                    b.restore_or_initialize()
-                    break
-                except ckptkit.DirectoryLockedError:
-                    assert time.monotonic() < deadline, "A's lease never expired"
-                    time.sleep(0.2)  # the lease's expiry is the event: it cannot be waited on
+            b = take_over(b_cfg, b_vars)
             with contextlib.suppress(ckptkit.DirectoryLockedError):
                 for step in (100, 101):
                     fill(b_vars, step)
@@ -329,15 +334,7 @@ def test_held_requests_that_land_after_a_take_over_unlist_nothing(s3_server, tmp
             assert proxy.holding.wait(30)
             b_cfg = config(directory, tmp_path / f"b{trial}", lease_secs=1.5)
             b_vars = state()
-            deadline = time.monotonic() + 30
-            while True:
-                b = ckptkit.CheckpointManager(b_cfg, **b_vars)
-                try:
-                    b.restore_or_initialize()
-                    break
-                except ckptkit.DirectoryLockedError:
-                    assert time.monotonic() < deadline, "A's lease never expired"
-                    time.sleep(0.2)  # the lease's expiry is the event: it cannot be waited on
+            b = take_over(b_cfg, b_vars)
             for step in (100, 101):
                 fill(b_vars, step)
                 b.save(step)

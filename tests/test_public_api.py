@@ -56,6 +56,7 @@ PUBLIC = [
     "WorkerLostError",
     "__version__",
     "average",
+    "compat",
     "convert",
     "diff",
     "inspect",
