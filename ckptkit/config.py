@@ -244,6 +244,34 @@ class RestorePolicy(BaseModel):
     exclude: tuple[Annotated[str, Field(min_length=1)], ...] = ()
 
 
+class Recovery(BaseModel):
+    """Roll back to the newest good checkpoint when training diverges, instead of stopping.
+
+    Hand the loss to `CheckpointManager.check_loss` once per step (before that step's save),
+    or give `CheckpointCallback(recovery=...)` to `fit`. A loss that is NaN, infinite or above
+    `loss_upper_bound` restores the newest checkpoint committed before it (model, optimizer,
+    step, and whatever else the manager holds), warns with the step it rolled back to, and
+    training goes on. While the loss is bad, and for a save whose metrics are not finite,
+    saves are refused with a warning, so diverged weights are never committed. After
+    `max_trials` rollbacks with no new checkpoint committed in between, `DivergenceError`
+    names the steps.
+
+    Attributes:
+        max_trials: Rollbacks allowed in a row before giving up.
+        loss_upper_bound: A finite loss above this also counts as diverged; None: only NaN
+            and infinity do.
+
+    Example:
+        >>> Recovery(max_trials=2, loss_upper_bound=1e4).max_trials
+        2
+    """
+
+    model_config = _MODEL_CONFIG
+
+    max_trials: int = Field(3, gt=0)
+    loss_upper_bound: float | None = Field(None, allow_inf_nan=False)
+
+
 class Preemption(BaseModel):
     """Save at the next safe point after a termination signal, then exit.
 
@@ -348,6 +376,7 @@ class CheckpointConfig(BaseModel):
         durable: fsync data, index, manifest and directory before a checkpoint counts as
             committed, so it survives a power loss, not only a process kill.
         preemption: Save and exit on SIGTERM/SIGINT (see `Preemption`); None: off.
+        recovery: Roll back past a diverged loss (see `Recovery`); None: off.
         async_save: Save in the background: `save` returns once the values are taken (copied
             off accelerators), and TensorFlow's write, the manifest, the commit and retention
             run on a thread while training goes on. `save(async_save=...)` overrides it per
@@ -378,6 +407,7 @@ class CheckpointConfig(BaseModel):
     restore: RestorePolicy = Field(default_factory=RestorePolicy)
     durable: StrictBool = False
     preemption: Preemption | None = None
+    recovery: Recovery | None = None
     async_save: StrictBool = False
     async_timeout_secs: float = Field(600.0, gt=0, allow_inf_nan=False)
     allow_outside_paths: StrictBool = False

@@ -9,6 +9,7 @@ would already catch for that problem, so `except FileNotFoundError` keeps workin
     ├── CheckpointKeyError       (KeyError)           a checkpoint has no such key
     ├── CorruptCheckpointError   (ValueError)         files there cannot be read as a checkpoint
     ├── DirectoryLockedError     (BlockingIOError)    another writer holds the directory
+    ├── DivergenceError          (ArithmeticError)    the loss kept diverging after rollbacks
     ├── FormatError              (ValueError)         a format this backend cannot restore
     ├── IncompatibleCheckpointsError (ValueError)     checkpoints that cannot be combined
     ├── InvalidMetadataError     (TypeError)          save() metadata that is not JSON
@@ -45,6 +46,7 @@ __all__ = [
     "CorruptCheckpointError",
     "DirectoryLockedError",
     "DiskFullError",
+    "DivergenceError",
     "FormatError",
     "IncompatibleCheckpointsError",
     "InvalidMetadataError",
@@ -93,6 +95,10 @@ class CorruptCheckpointError(CkptkitError, ValueError):
 
 class DirectoryLockedError(CkptkitError, BlockingIOError):
     """Another checkpoint manager is writing to the same directory."""
+
+
+class DivergenceError(CkptkitError, ArithmeticError):
+    """The loss diverged again after `Recovery.max_trials` rollbacks in a row."""
 
 
 class FormatError(CkptkitError, ValueError):

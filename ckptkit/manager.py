@@ -32,6 +32,7 @@ from ckptkit.exporting import export_checkpoint
 from ckptkit.matching import LeaveOut
 from ckptkit.preemption import PreemptionGuard
 from ckptkit.reading.inspection import sharing_readers
+from ckptkit.recovery import DivergenceWatch
 from ckptkit.restore import RestorePipeline, ranked
 from ckptkit.schedule import SaveTimer
 from ckptkit.status import RestoreReport, RestoreResult, assertion_mode
@@ -208,6 +209,7 @@ class CheckpointManager:
                 close=self.close,
             )
         self._exit_wait: weakref.finalize[Any, Any] | None = None
+        self._watch = None if config.recovery is None else DivergenceWatch(config.recovery)
 
     @property
     def config(self) -> CheckpointConfig:
@@ -446,7 +448,7 @@ class CheckpointManager:
     @_own_storage
     def _save_now(
         self, step: int, metadata: Mapping[str, Any] | None, metrics: Mapping[str, float] | None
-    ) -> str:
+    ) -> str | None:
         """Saves `step` synchronously unless it is committed already (for a signal)."""
         path = self._path_for(step)
         if self._view.listed(path):
@@ -461,7 +463,7 @@ class CheckpointManager:
         metadata: Mapping[str, Any] | None = None,
         metrics: Mapping[str, float] | None = None,
         async_save: bool | None = None,
-    ) -> str:
+    ) -> str | None:
         """Saves a checkpoint for `step`, commits it, then applies retention.
 
         The commit protocol (see `ckptkit.commit`): a ``.pending`` mark; TensorFlow writes the
@@ -488,7 +490,8 @@ class CheckpointManager:
 
         Returns:
             The checkpoint prefix, e.g. ``runs/exp1/ckpt-200`` (in the background: the prefix
-            it will have once committed).
+            it will have once committed). None when `Recovery` refused the save: the last
+            loss handed to `check_loss` diverged, or `metrics` are not finite (it warns).
 
         Raises:
             CheckpointExistsError: An intact committed checkpoint for `step` exists already.
@@ -501,6 +504,10 @@ class CheckpointManager:
                 (graph mode).
         """
         begun = time.monotonic()  # what the caller waits is part of the save's cost
+        refused = None if self._watch is None else self._watch.refusal(metrics)
+        if refused is not None:
+            warn(f"{self._directory}: not saving step {step}: {refused} (Recovery)")
+            return None
         step = self._step(step)
         extra = user_fields(metadata, metrics)
         background = self._config.async_save if async_save is None else async_save
@@ -531,6 +538,46 @@ class CheckpointManager:
         self._pipeline.start(request)
         self._timer.record(step)
         return path
+
+    @_own_storage
+    def check_loss(self, loss: Any) -> bool:
+        """Judges this step's loss; rolls back to the newest good checkpoint if it diverged.
+
+        Call it once per step, before that step's save: a loss that is NaN, infinite or
+        above `Recovery.loss_upper_bound` restores the newest checkpoint committed before it
+        (everything this manager holds: model, optimizer, step...), with a warning naming
+        the step, and training goes on from there. Saves are refused until a healthy loss.
+
+        Args:
+            loss: The loss (a number, or a scalar tensor or variable).
+
+        Returns:
+            True when it rolled back.
+
+        Raises:
+            TypeError: The config has no `Recovery`.
+            DivergenceError: `Recovery.max_trials` rollbacks in a row without a new
+                checkpoint in between, or no checkpoint to roll back to.
+        """
+        watch = self._watch
+        if watch is None:
+            raise TypeError(
+                "check_loss needs CheckpointConfig(recovery=ckptkit.Recovery(...)) to know "
+                "what to do with a diverged loss"
+            )
+        value = float(loss.numpy() if hasattr(loss, "numpy") else loss)
+        if watch.diverges(value):
+            self._pipeline.wait()  # a save in flight (of an earlier step) is a candidate
+        target = watch.judge(value, newest=self._view.newest)
+        if target is None:
+            return False
+        result = self.restore(path=target)
+        warn(
+            f"{self._directory}: the loss diverged ({value}); rolled back to {target} (step "
+            f"{result.step}), rollback {watch.rollbacks} of at most "
+            f"{self._config.recovery.max_trials if self._config.recovery else 0} in a row"
+        )
+        return True
 
     @_own_storage
     def wait(self) -> str | None:

@@ -140,6 +140,7 @@ def convert(
     config = CheckpointConfig(directory=os.fspath(destination))
     with CheckpointManager(config, **trackables) as manager:
         written = manager.save(_step_of(prefix, reader), metadata={"converted_from": prefix})
+    assert written is not None  # no Recovery here: a save is refused only under one
     return dataclasses.replace(result, path=written, step=layout.parse_step(written))
 
 

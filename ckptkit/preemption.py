@@ -24,7 +24,7 @@ __all__ = ["PreemptionGuard", "SignalCatcher"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-SaveNow = Callable[[int, Mapping[str, Any] | None, Mapping[str, float] | None], str]
+SaveNow = Callable[[int, Mapping[str, Any] | None, Mapping[str, float] | None], str | None]
 
 
 class SignalCatcher:

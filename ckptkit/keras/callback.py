@@ -29,7 +29,7 @@ from typing import Any, Literal
 import keras
 
 from ckptkit.backends.tf_internals import set_initial_epoch
-from ckptkit.config import CheckpointConfig, Retention, Schedule, as_config
+from ckptkit.config import CheckpointConfig, Recovery, Retention, Schedule, as_config
 from ckptkit.errors import CheckpointExistsError, CheckpointSkippedWarning
 from ckptkit.keras.export import KerasExport
 from ckptkit.keras.resume import Progress, batches_done, build_from, seed_states
@@ -126,6 +126,11 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             else by `monitor` and `mode`) as a SavedModel in this folder, replacing what is
             there (`CheckpointManager.export`); served with
             ``tf.saved_model.load(path).serve(x)``. `exported` says which checkpoint.
+        recovery: Roll back past a diverged loss (NaN, infinite, above a bound), judged at
+            each batch's end (`CheckpointManager.check_loss`): the newest good checkpoint is
+            restored (model, optimizer), the metrics are reset so that the next batches are
+            judged on their own (Keras's batch loss is the epoch's running mean), and `fit`
+            goes on from the batch it was at. Overrides the config's `recovery`.
         clock: Monotonic seconds for time schedules; for tests.
 
     Raises:
@@ -153,6 +158,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         skip_mismatch: bool = False,
         exclude: Sequence[str] = (),
         export_best_to: str | os.PathLike[str] | None = None,
+        recovery: Recovery | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__()
@@ -209,6 +215,8 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         updates: dict[str, Any] = {}
         if async_save is not None:
             updates["async_save"] = async_save
+        if recovery is not None:
+            updates["recovery"] = recovery
         if retention is not None:
             updates["retention"] = retention
         ranking = updates.get("retention", config.retention)
@@ -242,6 +250,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             isinstance(save_freq, int)
             or self.config.schedule.periodic
             or self.config.preemption is not None
+            or self.config.recovery is not None
         ):
             # Only then: a batch hook makes Keras wait for every batch's logs, so a callback
             # that saves per epoch must not have one.
@@ -420,8 +429,11 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if self._skip > 0 or done <= self._progress.at_batch:
             self._last_batch = batch
             return  # a batch skipped on resume
+        epoch = self._progress.at_epoch
+        if self._rolled_back(epoch, done, logs):
+            return
         counted = self._count(batch)
-        self._progress.move_to(self._progress.at_epoch, done)
+        self._progress.move_to(epoch, done)
         manager = self._ensure_open()
         step = self._step()
         due = manager.due(step)  # the schedule's, or a termination signal
@@ -430,6 +442,16 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if self._save_each_epoch and done == (self.params or {}).get("steps"):
             return  # the epoch-end save follows at this step, with validation metrics
         self._save(manager, step, self._progress.at_epoch, batch, logs, schedule=due)
+
+    def _rolled_back(self, epoch: int, done: int, logs: Mapping[str, Any] | None) -> bool:
+        """With `recovery`: judges the batch's loss; after a rollback, `fit` goes on here."""
+        if self.config.recovery is None or not logs or "loss" not in logs:
+            return False
+        if not self._ensure_open().check_loss(logs["loss"]):
+            return False
+        self.model.reset_metrics()  # the running mean would stay NaN for the whole epoch
+        self._progress.move_to(epoch, done)  # the checkpoint's position was restored with it
+        return True
 
     def _count(self, batch: int) -> bool:
         """`ModelCheckpoint`'s rule for ``save_freq=N``: N batches trained in this `fit`.
