@@ -51,7 +51,21 @@ def tests(session: nox.Session) -> None:
 def slow(session: nox.Session) -> None:
     """The `slow` tests: real kills of worker processes, preemption signals, the examples."""
     session.install("-e", ".[test]")
+    _install_orbit(session)
     session.run("pytest", "-m", "slow", *session.posargs)
+
+
+def _install_orbit(session: nox.Session) -> None:
+    """Orbit (TF Model Garden's loop library) for `tests/test_orbit.py`, without the rest.
+
+    ``tf-models-official`` brings Orbit; its full dependency set conflicts with ours, and
+    `import orbit` needs only TensorFlow, tf-keras (at TensorFlow's minor version) and absl.
+    """
+    tensorflow = session.run(
+        "python", "-c", "import tensorflow as tf; print(tf.__version__)", silent=True
+    )
+    minor = ".".join(str(tensorflow).strip().splitlines()[-1].split(".")[:2])
+    session.install("--no-deps", "tf-models-official", f"tf-keras~={minor}.0")
 
 
 @nox.session(python=PYTHON)
@@ -80,6 +94,7 @@ def typecheck(session: nox.Session) -> None:
 def examples(session: nox.Session) -> None:
     """Runs every example, twice where the second run must resume from the first."""
     session.install("-e", ".")
+    _install_orbit(session)
     tmp = session.create_tmp()
     loop = ("python", "examples/custom_training_loop.py", "--dir", f"{tmp}/loop")
     session.run(*loop, "--fresh")
@@ -91,6 +106,7 @@ def examples(session: nox.Session) -> None:
     session.run("python", "examples/estimator_schedule.py", "--dir", f"{tmp}/estimator")
     session.run("python", "examples/multi_worker.py", "--dir", f"{tmp}/multi_worker")
     session.run("python", "examples/finetune_and_export.py", "--dir", f"{tmp}/after")
+    session.run("python", "examples/orbit_loop.py", "--dir", f"{tmp}/orbit")
 
 
 @nox.session(python=PYTHON)

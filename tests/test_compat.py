@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from forked import ForkedWorker
 
 import ckptkit
 import ckptkit.compat
@@ -113,3 +116,24 @@ def test_an_async_save_through_the_options_and_init_fn_on_a_fresh_start(tmp_path
     assert path is not None
     np.testing.assert_equal(ckptkit.read_tensor(path, "value"), 1.0)
     adapter.manager.close()
+
+
+@pytest.mark.slow
+def test_tensorflows_preemption_handler_saves_through_ckptkit_on_sigterm(tmp_path) -> None:
+    directory = str(tmp_path / "run")
+    with ForkedWorker("tf_preemption_handler.py", directory) as worker:
+        for line in worker.stdout:
+            if '"step": 20' in line:
+                worker.send_signal(signal.SIGTERM)
+                break
+        worker.stdout.read()
+    assert worker.returncode == 42  # TensorFlow's exit after its preemption save, off GCE
+    (saved,) = ckptkit.list_checkpoints(directory)  # through ckptkit: listed, with a manifest
+    assert os.path.exists(f"{saved.path}.manifest.json")
+    assert ckptkit.verify(directory).ok
+    stored = int(ckptkit.read_tensor(saved.path, "step"))
+    assert stored >= 20
+    with ForkedWorker("tf_preemption_handler.py", directory, "--steps", "0") as again:
+        said = json.loads(again.stdout.readline())
+        again.stdout.read()
+    assert said == {"start": stored, "value": float(stored)}  # restored by the handler

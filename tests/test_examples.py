@@ -17,7 +17,14 @@ NOISE = ("I0000", "absl::InitializeLog", "cuda drivers", "oneDNN")
 
 @pytest.mark.parametrize(
     "example",
-    ["custom_training_loop", "keras_fit", "legacy_saver", "multi_worker", "finetune_and_export"],
+    [
+        "custom_training_loop",
+        "keras_fit",
+        "legacy_saver",
+        "multi_worker",
+        "finetune_and_export",
+        "orbit_loop",
+    ],
 )
 def test_an_example_prints_no_tensorflow_startup_lines(example) -> None:
     done = subprocess.run(
