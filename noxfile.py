@@ -86,7 +86,9 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """Runs mypy --strict on the package (TensorFlow itself is untyped and taken as Any)."""
-    session.install(MYPY, "pydantic>=2.6", "numpy", "rich", "types-protobuf")
+    session.install(
+        MYPY, "pydantic>=2.6", "numpy", "rich", "types-protobuf", "ml-dtypes", "google-crc32c"
+    )
     session.run("mypy", "ckptkit")
 
 

@@ -1,0 +1,389 @@
+"""A TensorFlow checkpoint (tensor bundle) read in plain Python: no TensorFlow, no generated code.
+
+The ``.index`` file is a table (`table`) whose ``""`` key holds a ``BundleHeaderProto`` and
+every other key a ``BundleEntryProto``: dtype, shape, shard, offset, size, masked crc32c and,
+for a partitioned variable, its slices. The ``.data-NNNNN-of-NNNNN`` shards hold the values:
+fixed-size types as their little-endian buffer; strings as varint64 lengths, a masked crc32c
+of the lengths (each as 4 little-endian bytes, 8 past 2**32 - 1), then the bytes.
+``_CHECKPOINTABLE_OBJECT_GRAPH`` holds a serialized ``TrackableObjectGraph``. The messages are
+read here by a small protobuf wire-format reader, with their field numbers from TensorFlow's
+``.proto`` files.
+
+Every value is checked against the entry's crc32c, as TensorFlow's reader checks it; every
+count, length and offset against the bytes it lies in, so a crafted file gets `Damage`, never
+a huge allocation, a hang or a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import google_crc32c
+import ml_dtypes
+import numpy as np
+
+from ckptkit.reading.table import Damage, entries, varint
+
+__all__ = ["DTYPES", "OBJECT_GRAPH_KEY", "Bundle", "Entry", "GraphNode", "parse_object_graph"]
+
+OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+_DT_STRING, _DT_VARIANT, _DT_RESOURCE = 7, 21, 20
+
+# TensorFlow's DataType enum: the name TensorFlow gives each, and the numpy type of its values
+# (None: no numpy type; such values are listed but not read).
+DTYPES: dict[int, tuple[str, Any]] = {
+    1: ("float32", np.dtype("<f4")),
+    2: ("float64", np.dtype("<f8")),
+    3: ("int32", np.dtype("<i4")),
+    4: ("uint8", np.dtype("u1")),
+    5: ("int16", np.dtype("<i2")),
+    6: ("int8", np.dtype("i1")),
+    7: ("string", np.dtype(object)),
+    8: ("complex64", np.dtype("<c8")),
+    9: ("int64", np.dtype("<i8")),
+    10: ("bool", np.dtype("?")),
+    11: ("qint8", None),
+    12: ("quint8", None),
+    13: ("qint32", None),
+    14: ("bfloat16", np.dtype(ml_dtypes.bfloat16)),
+    15: ("qint16", None),
+    16: ("quint16", None),
+    17: ("uint16", np.dtype("<u2")),
+    18: ("complex128", np.dtype("<c16")),
+    19: ("float16", np.dtype("<f2")),
+    20: ("resource", None),
+    21: ("variant", None),
+    22: ("uint32", np.dtype("<u4")),
+    23: ("uint64", np.dtype("<u8")),
+    24: ("float8_e5m2", np.dtype(ml_dtypes.float8_e5m2)),
+    25: ("float8_e4m3fn", np.dtype(ml_dtypes.float8_e4m3fn)),
+    26: ("float8_e4m3fnuz", np.dtype(ml_dtypes.float8_e4m3fnuz)),
+    27: ("float8_e4m3b11fnuz", np.dtype(ml_dtypes.float8_e4m3b11fnuz)),
+    28: ("float8_e5m2fnuz", np.dtype(ml_dtypes.float8_e5m2fnuz)),
+    29: ("int4", np.dtype(ml_dtypes.int4)),
+    30: ("uint4", np.dtype(ml_dtypes.uint4)),
+    31: ("int2", None),
+    32: ("uint2", None),
+    33: ("float4_e2m1fn", None),
+}
+_MAX_DIMS = 254  # TensorShape's limit
+_MAX_SHARDS = 99_999  # shard file names have five digits
+_MASK_DELTA = 0xA282EAD8
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stored tensor, as its ``BundleEntryProto`` says.
+
+    Attributes:
+        key: Its checkpoint key.
+        dtype: TensorFlow's DataType number (`DTYPES` names it).
+        shape: Its dimensions.
+        shard: Which data file holds it.
+        offset: Where its bytes start there.
+        size: How many bytes it takes.
+        crc32c: The masked crc32c of those bytes.
+        sliced: A partitioned variable, stored as slices under other keys.
+    """
+
+    key: str
+    dtype: int
+    shape: tuple[int, ...]
+    shard: int
+    offset: int
+    size: int
+    crc32c: int
+    sliced: bool
+
+    @property
+    def dtype_name(self) -> str:
+        """TensorFlow's name of its dtype (``float32``, ``bfloat16``, ``string``...)."""
+        return DTYPES[self.dtype][0]
+
+
+@dataclass(frozen=True)
+class GraphNode:
+    """One object of a ``TrackableObjectGraph``.
+
+    Attributes:
+        children: ``(local_name, node_id)`` edges.
+        attributes: ``(name, full_name, checkpoint_key)`` of its saved values.
+        slots: ``(original variable node id, slot node id)`` of optimizer slots.
+    """
+
+    children: tuple[tuple[str, int], ...]
+    attributes: tuple[tuple[str, str, str], ...]
+    slots: tuple[tuple[int, int], ...]
+
+
+class Bundle:
+    """The index of checkpoint `prefix`, read and checked; values read on demand.
+
+    Args:
+        prefix: The checkpoint prefix, on a local path (its ``.index`` and data files).
+        index: The index file's bytes, when already read.
+
+    Raises:
+        Damage: The index is not a sound tensor-bundle index.
+    """
+
+    def __init__(self, prefix: str, index: bytes | None = None) -> None:
+        self.prefix = prefix
+        if index is None:
+            with open(f"{prefix}.index", "rb") as file:
+                index = file.read()
+        walk = entries(index)
+        first = next(walk, None)
+        if first is None or first[0] != b"":
+            raise Damage("it has no header entry")
+        header = _message(first[1], "the header")
+        self.num_shards = _int(header, 1, 0)
+        if not 1 <= self.num_shards <= _MAX_SHARDS:
+            raise Damage(f"the header names {self.num_shards} data shards")
+        if _int(header, 2, 0) != 0:
+            raise Damage("the header says big-endian, which no TensorFlow writer produces here")
+        self.entries: dict[str, Entry] = {}
+        previous = b""
+        for raw_key, value in walk:
+            if raw_key <= previous:
+                raise Damage(f"key {_show(raw_key)} is out of order")
+            previous = raw_key
+            try:
+                key = raw_key.decode()
+            except UnicodeDecodeError:
+                raise Damage(f"key {_show(raw_key)} is not UTF-8") from None
+            self.entries[key] = self._entry(key, value)
+
+    def _entry(self, key: str, value: bytes) -> Entry:
+        fields = _message(value, f"the entry of {key!r}")
+        dtype = _int(fields, 1, 0)
+        if dtype not in DTYPES or dtype == _DT_RESOURCE:
+            raise Damage(f"the entry of {key!r} has dtype {dtype}, which no checkpoint holds")
+        shape = _shape(fields.get(2, [b""])[-1], key)
+        shard, offset, size = _int(fields, 3, 0), _int(fields, 4, 0), _int(fields, 5, 0)
+        if not 0 <= shard < self.num_shards or offset < 0 or size < 0:
+            raise Damage(
+                f"the entry of {key!r} points at shard {shard}, offset {offset}, size {size}"
+            )
+        entry = Entry(
+            key, dtype, shape, shard, offset, size, _int(fields, 6, 0), sliced=bool(fields.get(7))
+        )
+        if not entry.sliced:
+            _check_size(entry)
+        return entry
+
+    def shard_path(self, shard: int) -> str:
+        """The data file of `shard`."""
+        return f"{self.prefix}.data-{shard:05d}-of-{self.num_shards:05d}"
+
+    def read(self, key: str) -> np.ndarray[Any, Any]:
+        """The value of `key`, checked against its crc32c.
+
+        Raises:
+            KeyError: No such key.
+            Damage: Its bytes are missing, short, or fail the checksum.
+            NotImplementedError: A partitioned variable, or a dtype numpy has no type for.
+        """
+        entry = self.entries[key]
+        if entry.sliced:
+            raise NotImplementedError(f"{key!r} is a partitioned variable (stored as slices)")
+        numpy_type = DTYPES[entry.dtype][1]
+        if numpy_type is None:
+            raise NotImplementedError(f"{key!r} is of dtype {entry.dtype_name}")
+        data = self._bytes(entry)
+        if entry.dtype == _DT_STRING:
+            return _strings(entry, data)
+        if _mask(google_crc32c.value(data)) != entry.crc32c:
+            raise Damage(f"the value of {key!r} fails its crc32c check")
+        value: np.ndarray[Any, Any] = np.frombuffer(data, numpy_type).reshape(entry.shape)
+        copied: np.ndarray[Any, Any] = value.copy()
+        return copied
+
+    def _bytes(self, entry: Entry) -> bytes:
+        path = self.shard_path(entry.shard)
+        with open(path, "rb") as file:
+            file.seek(entry.offset)
+            data = file.read(entry.size)
+        if len(data) != entry.size:
+            raise Damage(
+                f"the value of {entry.key!r} ends at byte {entry.offset + entry.size} of "
+                f"{os.path.basename(path)}, which has {entry.offset + len(data)} bytes"
+            )
+        return data
+
+    def object_graph(self) -> list[GraphNode] | None:
+        """The checkpoint's object graph; None for a name-based checkpoint (it has none)."""
+        if OBJECT_GRAPH_KEY not in self.entries:
+            return None
+        record = self.read(OBJECT_GRAPH_KEY)
+        if record.shape != () or not isinstance(record.item(), bytes):
+            raise Damage("the object-graph record is not one string")
+        return parse_object_graph(record.item())
+
+
+def parse_object_graph(data: bytes) -> list[GraphNode]:
+    """The nodes of a serialized ``TrackableObjectGraph``, node 0 first.
+
+    Raises:
+        Damage: It is not one, or refers to a node it does not have.
+    """
+    nodes = []
+    for raw in _message(data, "the object graph").get(1, []):
+        fields = _message(_bytes_of(raw), "an object-graph node")
+        children = []
+        for child in fields.get(1, []):
+            ref = _message(_bytes_of(child), "a child reference")
+            children.append((_text(ref, 2), _int(ref, 1, 0)))
+        attributes = []
+        for attribute in fields.get(2, []):
+            tensor = _message(_bytes_of(attribute), "an attribute")
+            attributes.append((_text(tensor, 1), _text(tensor, 2), _text(tensor, 3)))
+        slots = []
+        for slot in fields.get(3, []):
+            ref = _message(_bytes_of(slot), "a slot reference")
+            slots.append((_int(ref, 1, 0), _int(ref, 3, 0)))
+        nodes.append(GraphNode(tuple(children), tuple(attributes), tuple(slots)))
+    count = len(nodes)
+    for node in nodes:
+        refs = [c for _, c in node.children] + [i for pair in node.slots for i in pair]
+        bad = [i for i in refs if not 0 <= i < count]
+        if bad:
+            raise Damage(f"the object graph refers to node {bad[0]}, and it has {count} nodes")
+    return nodes
+
+
+# --- protobuf's wire format, just enough of it -------------------------------------------------
+
+
+def _message(data: bytes, what: str) -> dict[int, list[int | bytes]]:
+    """The fields of a protobuf message: number -> values in order (ints, or bytes)."""
+    fields: dict[int, list[int | bytes]] = {}
+    at, end = 0, len(data)
+    try:
+        while at < end:
+            tag, at = varint(data, at, end, 10)
+            number, wire = tag >> 3, tag & 7
+            if number == 0:
+                raise Damage("field number 0")
+            value: int | bytes
+            if wire == 0:
+                value, at = varint(data, at, end, 10)
+            elif wire == 1:
+                if at + 8 > end:
+                    raise Damage("a 64-bit field runs past the end")
+                value, at = struct.unpack_from("<Q", data, at)[0], at + 8
+            elif wire == 5:
+                if at + 4 > end:
+                    raise Damage("a 32-bit field runs past the end")
+                value, at = struct.unpack_from("<I", data, at)[0], at + 4
+            elif wire == 2:
+                length, at = varint(data, at, end, 10)
+                if length > end - at:
+                    raise Damage("a length-delimited field runs past the end")
+                value, at = data[at : at + length], at + length
+            else:
+                raise Damage(f"wire type {wire}")
+            fields.setdefault(number, []).append(value)
+    except Damage as e:
+        raise Damage(f"{what} is not a valid record ({e})") from None
+    return fields
+
+
+def _int(fields: dict[int, list[int | bytes]], number: int, default: int) -> int:
+    """The last value of varint field `number`, as a signed 64-bit integer."""
+    values = fields.get(number)
+    if not values:
+        return default
+    value = values[-1]
+    if not isinstance(value, int):
+        raise Damage(f"field {number} is not an integer")
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _text(fields: dict[int, list[int | bytes]], number: int) -> str:
+    values = fields.get(number)
+    if not values:
+        return ""
+    try:
+        return _bytes_of(values[-1]).decode()
+    except UnicodeDecodeError:
+        raise Damage(f"field {number} is not UTF-8 text") from None
+
+
+def _bytes_of(value: int | bytes) -> bytes:
+    if not isinstance(value, bytes):
+        raise Damage("a message field is not length-delimited")
+    return value
+
+
+def _shape(data: int | bytes, key: str) -> tuple[int, ...]:
+    fields = _message(_bytes_of(data), f"the shape of {key!r}")
+    if _int(fields, 3, 0):
+        raise Damage(f"the entry of {key!r} has no valid rank")
+    dims = fields.get(2, [])
+    if len(dims) > _MAX_DIMS:
+        raise Damage(f"the entry of {key!r} has no valid rank")
+    sizes = tuple(_int(_message(_bytes_of(d), "a dimension"), 1, 0) for d in dims)
+    elements = 1
+    for size in sizes:
+        elements *= size
+        if size < 0 or elements >= 1 << 63:
+            raise Damage(f"the entry of {key!r} has an invalid shape {list(sizes[:8])}")
+    return sizes
+
+
+def _check_size(entry: Entry) -> None:
+    """Whether `entry`'s claimed values can be what its bytes hold."""
+    elements = int(np.prod(entry.shape, dtype=np.int64)) if entry.shape else 1
+    numpy_type = DTYPES[entry.dtype][1]
+    if entry.dtype in (_DT_STRING, _DT_VARIANT):
+        fits, need = entry.size >= elements, "at least a byte a value"
+    elif numpy_type is None:
+        fits, need = entry.size * 4 >= elements, f"at least {-(-elements // 4)} bytes"
+    else:
+        fits = entry.size == elements * numpy_type.itemsize
+        need = f"{elements * numpy_type.itemsize} bytes"
+    if not fits:
+        raise Damage(
+            f"the entry of {entry.key!r} claims {elements} values in {entry.size} bytes "
+            f"(they need {need})"
+        )
+
+
+def _strings(entry: Entry, data: bytes) -> np.ndarray[Any, Any]:
+    """A string tensor: varint64 lengths, their masked crc32c, then the bytes."""
+    count = int(np.prod(entry.shape, dtype=np.int64)) if entry.shape else 1
+    lengths, at, crc = [], 0, 0
+    for _ in range(count):
+        length, at = varint(data, at, len(data), 10)
+        lengths.append(length)
+        # Each length as 4 little-endian bytes (8 past 2**32-1), as TensorFlow's writer sums it.
+        crc = google_crc32c.extend(crc, struct.pack("<I" if length <= 0xFFFFFFFF else "<Q", length))
+    if at + 4 > len(data) or sum(lengths) != len(data) - at - 4:
+        raise Damage(f"the string lengths of {entry.key!r} do not add up to its bytes")
+    stored = data[at : at + 4]
+    if struct.unpack("<I", stored)[0] != _mask(crc):
+        raise Damage(f"the string lengths of {entry.key!r} fail their crc32c check")
+    crc = google_crc32c.extend(crc, stored)
+    at += 4
+    values = np.empty(count, dtype=object)
+    for i, length in enumerate(lengths):
+        values[i] = data[at : at + length]
+        at += length
+    crc = google_crc32c.extend(crc, data[at - sum(lengths) : at])
+    if _mask(crc) != entry.crc32c:
+        raise Damage(f"the value of {entry.key!r} fails its crc32c check")
+    shaped: np.ndarray[Any, Any] = values.reshape(entry.shape)
+    return shaped
+
+
+def _mask(crc: int) -> int:
+    """TensorFlow's (LevelDB's) masked crc32c."""
+    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def _show(key: bytes) -> str:
+    return repr(key.decode("utf-8", "replace")[:80])
