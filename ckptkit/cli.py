@@ -485,7 +485,10 @@ def _tensor(path: str, key: str, *, as_json: bool) -> None:
 
     value = read_tensor(path, key)
     if as_json:
-        plain = value.astype(str) if value.dtype.kind in "SOU" else value
+        plain = value
+        if value.dtype.kind in "SOU":  # bytes as text; bytes that are not UTF-8 escaped
+            text = np.frompyfunc(_text_of, 1, 1)(value)
+            plain = np.asarray(text, dtype=object)
         _print_json(
             {
                 "key": key,
@@ -497,6 +500,12 @@ def _tensor(path: str, key: str, *, as_json: bool) -> None:
         return
     print(f"{key}: {value.dtype}{list(value.shape)}")
     print(np.array2string(value, threshold=1000))
+
+
+def _text_of(item: object) -> str:
+    if isinstance(item, bytes):
+        return item.decode("utf-8", "backslashreplace")
+    return str(item)
 
 
 def _diff(result: CheckpointDiff, *, as_json: bool) -> None:

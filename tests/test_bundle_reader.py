@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -110,3 +113,37 @@ def test_a_flipped_byte_fails_the_checksum_as_in_tensorflow(tmp_path) -> None:
     data.write_bytes(bytes(body[:10]))
     with pytest.raises(Damage, match="ends at byte"):
         Bundle(prefix).read("w/.ATTRIBUTES/VARIABLE_VALUE")
+
+
+def test_every_read_function_and_command_runs_without_tensorflow(tmp_path) -> None:
+    """In a fresh interpreter: after each call, `tensorflow` has not been imported."""
+    directory = tmp_path / "run"
+    checkpoint = tf.train.Checkpoint(
+        w=tf.Variable(tf.ones((3, 2))), s=tf.Variable(tf.constant(["a", "ä"]))
+    )
+    manager = tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=None)
+    manager.save()
+    checkpoint.w.assign(tf.zeros((3, 2)))
+    manager.save()
+    code = f"""
+import sys
+import ckptkit
+from ckptkit.cli import main
+
+def clean(what):
+    assert "tensorflow" not in sys.modules, what
+    print(what, "ok")
+
+d = {str(directory)!r}
+ckptkit.list_checkpoints(d); clean("list_checkpoints")
+ckptkit.inspect(d); clean("inspect")
+ckptkit.read_tensor(d, "w"); clean("read_tensor")
+ckptkit.diff(d + "/ckpt-1", d + "/ckpt-2"); clean("diff")
+assert ckptkit.verify(d, full=True).ok; clean("verify full")
+for args in (["ls", d], ["inspect", d], ["inspect", d, "--tensor", "s"],
+             ["diff", d + "/ckpt-1", d + "/ckpt-2"], ["verify", d, "--full"]):
+    main([*args, "--json"]); clean(" ".join(args[:1]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count(" ok\n") == 10

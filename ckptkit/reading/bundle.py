@@ -27,7 +27,15 @@ import numpy as np
 
 from ckptkit.reading.table import Damage, entries, varint
 
-__all__ = ["DTYPES", "OBJECT_GRAPH_KEY", "Bundle", "Entry", "GraphNode", "parse_object_graph"]
+__all__ = [
+    "DTYPES",
+    "OBJECT_GRAPH_KEY",
+    "Bundle",
+    "BundleReader",
+    "Entry",
+    "GraphNode",
+    "parse_object_graph",
+]
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 _DT_STRING, _DT_VARIANT, _DT_RESOURCE = 7, 21, 20
@@ -171,7 +179,9 @@ class Bundle:
         entry = Entry(
             key, dtype, shape, shard, offset, size, _int(fields, 6, 0), sliced=bool(fields.get(7))
         )
-        if not entry.sliced:
+        if entry.sliced:
+            _check_slices(entry, fields[7])
+        else:
             _check_size(entry)
         return entry
 
@@ -353,6 +363,22 @@ def _check_size(entry: Entry) -> None:
         )
 
 
+def _check_slices(entry: Entry, slices: list[int | bytes]) -> None:
+    """Whether each slice of a partitioned variable lies inside its shape."""
+    for piece in slices:
+        extents = _message(_bytes_of(piece), f"a slice of {entry.key!r}").get(1, [])
+        if len(extents) > len(entry.shape):
+            raise Damage(f"the entry of {entry.key!r} has a slice of higher rank than its shape")
+        for extent, size in zip(extents, entry.shape, strict=False):
+            fields = _message(_bytes_of(extent), f"a slice of {entry.key!r}")
+            start = _int(fields, 1, 0)
+            length = _int(fields, 2, 0) if 2 in fields else size - start
+            if start < 0 or length < 0 or start + length > size:
+                raise Damage(
+                    f"the entry of {entry.key!r} has a slice outside its shape {list(entry.shape)}"
+                )
+
+
 def _strings(entry: Entry, data: bytes) -> np.ndarray[Any, Any]:
     """A string tensor: varint64 lengths, their masked crc32c, then the bytes."""
     count = int(np.prod(entry.shape, dtype=np.int64)) if entry.shape else 1
@@ -387,3 +413,52 @@ def _mask(crc: int) -> int:
 
 def _show(key: bytes) -> str:
     return repr(key.decode("utf-8", "replace")[:80])
+
+
+class BundleReader:
+    """`Bundle` with the methods of TensorFlow's checkpoint reader that ckptkit calls.
+
+    What `tf.train.load_checkpoint` returns, for the reading code: key -> shape, key -> dtype
+    number, and values (a string scalar as bytes, as TensorFlow gives it). A partitioned
+    variable's value is assembled by TensorFlow's own reader (imported then, not before).
+
+    Args:
+        prefix: The checkpoint prefix, on a local path.
+        index: The index file's bytes, when already read.
+
+    Raises:
+        Damage: The index is not a sound tensor-bundle index.
+    """
+
+    def __init__(self, prefix: str, index: bytes | None = None) -> None:
+        self.bundle = Bundle(prefix, index)
+
+    def get_variable_to_shape_map(self) -> dict[str, list[int]]:
+        """Each key's shape."""
+        return {key: list(entry.shape) for key, entry in self.bundle.entries.items()}
+
+    def _GetVariableToDataTypeMap(self) -> dict[str, int]:
+        """Each key's DataType number."""
+        return {key: entry.dtype for key, entry in self.bundle.entries.items()}
+
+    def has_tensor(self, key: str) -> bool:
+        """Whether `key` is stored."""
+        return key in self.bundle.entries
+
+    def get_tensor(self, key: str) -> Any:
+        """The value of `key` (bytes for a string scalar), checked against its crc32c.
+
+        Raises:
+            KeyError: No such key.
+            ValueError: Its bytes are damaged or short (the message says how).
+        """
+        entry = self.bundle.entries[key]
+        if entry.sliced or DTYPES[entry.dtype][1] is None:
+            import tensorflow as tf  # partitioned variables and exotic dtypes: TF's reader
+
+            return tf.compat.v1.train.NewCheckpointReader(self.bundle.prefix).get_tensor(key)
+        try:
+            value = self.bundle.read(key)
+        except Damage as e:
+            raise ValueError(str(e)) from None
+        return value.item() if entry.dtype == _DT_STRING and not entry.shape else value

@@ -1,7 +1,9 @@
 """What is inside a checkpoint: keys, shapes, dtypes, bytes, the object tree, and differences.
 
-Everything here reads the index (and, for values, the data files) through TensorFlow's own
-`tf.train.load_checkpoint`; nothing is restored into a program.
+Everything here reads the index (and, for values, the data files) with `bundle`'s reader,
+without TensorFlow, for checkpoints on local paths and staged (`s3://`) ones; on `gs://` and
+`ram://`, which only TensorFlow's file system reaches, through TensorFlow's own reader. Nothing
+is restored into a program.
 
 Example:
     >>> contents = ckptkit.inspect("runs/exp1")              # doctest: +SKIP
@@ -14,21 +16,21 @@ import contextlib
 import functools
 import math
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-import tensorflow as tf
-from google.protobuf.message import DecodeError
-from tensorflow.core.protobuf.trackable_object_graph_pb2 import TrackableObjectGraph
 
 from ckptkit.errors import CheckpointKeyError, CorruptCheckpointError, FormatError, first_line
 from ckptkit.matching import CheckpointGraph, CheckpointNode, ValueSpec
+from ckptkit.reading.bundle import DTYPES, BundleReader, parse_object_graph
 from ckptkit.reading.index_file import check_index
 from ckptkit.reading.keras_files import is_keras_file, keras_datasets, read_keras_tensor
-from ckptkit.storage import fs, tiers
+from ckptkit.reading.table import Damage
+from ckptkit.storage import fs, routes, tiers
 from ckptkit.storage.layout import check_path, resolve_checkpoint
 
 __all__ = [
@@ -161,10 +163,12 @@ def forget(prefix: str) -> None:
 
 
 def open_reader(path: str) -> tuple[str, Any]:
-    """Resolves `path` (directory, prefix or ``.index`` file) and opens TensorFlow's reader.
+    """Resolves `path` (directory, prefix or ``.index`` file) and opens a reader for it.
 
     Returns:
-        The checkpoint prefix and TensorFlow's checkpoint reader for it.
+        The checkpoint prefix and its reader: `bundle.BundleReader` (no TensorFlow) where the
+        files are local (a staged checkpoint's cached copy included), TensorFlow's on
+        `gs://` and `ram://`; both answer the same calls.
 
     Raises:
         CheckpointNotFoundError: Nothing at `path`.
@@ -179,11 +183,17 @@ def open_reader(path: str) -> tuple[str, Any]:
     local = tiers.readable(prefix)  # a staged checkpoint's local copy, checked
     shards = check_index(f"{local}.index")
     _check_shards(local, shards)
+    damaged: tuple[type[Exception], ...] = (Damage, OSError, *read_errors())
     try:
-        # Not tf.train.load_checkpoint: it re-resolves the prefix, and some filesystems
-        # (ram://) call a prefix of existing files a directory.
-        reader = tf.compat.v1.train.NewCheckpointReader(local)
-    except (tf.errors.OpError, ValueError) as e:
+        if routes.transport(local) == "local":
+            reader = BundleReader(local)
+        else:  # gs://, ram://: only TensorFlow's file system reaches them
+            import tensorflow as tf
+
+            # Not tf.train.load_checkpoint: it re-resolves the prefix, and some filesystems
+            # (ram://) call a prefix of existing files a directory.
+            reader = tf.compat.v1.train.NewCheckpointReader(local)
+    except damaged as e:
         raise CorruptCheckpointError(
             f"cannot read checkpoint index {prefix}.index: {first_line(e)}. The file is "
             "truncated, damaged or not a TensorFlow checkpoint; restore an earlier checkpoint"
@@ -203,11 +213,18 @@ def _check_shards(prefix: str, shards: int) -> None:
             )
 
 
+def read_errors() -> tuple[type[Exception], ...]:
+    """What a value read can raise for damaged data: TensorFlow's errors too, once imported."""
+    tensorflow = sys.modules.get("tensorflow")
+    errors: tuple[type[Exception], ...] = (IndexError, ValueError)
+    return errors if tensorflow is None else (*errors, tensorflow.errors.OpError)
+
+
 @functools.cache
 def _dtype_facts(type_enum: int) -> tuple[str, int]:
-    dtype = tf.dtypes.as_dtype(type_enum)
-    itemsize = dtype.size if dtype not in (tf.string, tf.variant, tf.resource) else 0
-    return dtype.name, itemsize
+    name, numpy_type = DTYPES.get(type_enum, (f"dtype {type_enum}", None))
+    itemsize = 0 if numpy_type is None or name == "string" else int(numpy_type.itemsize)
+    return name, itemsize
 
 
 def _dtype_enums(reader: Any) -> dict[str, int]:
@@ -294,16 +311,16 @@ def load_graph(path: str) -> CheckpointGraph | None:
 def _read_graph(prefix: str, reader: Any) -> CheckpointGraph | None:
     if not reader.has_tensor(OBJECT_GRAPH_KEY):
         return None
-    proto = TrackableObjectGraph()
+    damaged: tuple[type[Exception], ...] = (Damage, TypeError, *read_errors())
     try:
         record = reader.get_tensor(OBJECT_GRAPH_KEY)
         if not isinstance(record, bytes):  # TensorFlow writes one string, not an array
             raise TypeError(f"the record is a {type(record).__name__}, not a string")
-        proto.ParseFromString(record)
-    except (tf.errors.OpError, IndexError, DecodeError, TypeError) as e:
+        proto = parse_object_graph(record)
+    except damaged as e:
         raise CorruptCheckpointError(
-            f"cannot read the object graph of checkpoint {prefix}: {first_line(e)}; "
-            "its data file is damaged"
+            f"cannot read the object graph of checkpoint {prefix}: {first_line(e)}; it is "
+            "damaged or crafted: restore an earlier checkpoint"
         ) from e
     shapes = reader.get_variable_to_shape_map()
     dtypes = _dtype_enums(reader)
@@ -311,40 +328,17 @@ def _read_graph(prefix: str, reader: Any) -> CheckpointGraph | None:
     opaque = ValueSpec(None, None)
     nodes: list[CheckpointNode] = []
     append, new = nodes.append, tuple.__new__  # hot loop: one pass per object in the checkpoint
-    for node in proto.nodes:
+    for node in proto:
         value = None
         full_name = path_ = ""  # Only nodes with values are named in reports: by their key.
-        for attribute in node.attributes:
-            key = attribute.checkpoint_key
+        for name, full, key in node.attributes:
             path_ = key.partition("/.ATTRIBUTES/")[0]
-            full_name = attribute.full_name
-            if attribute.name == "VARIABLE_VALUE" and key in shapes:
+            full_name = full
+            if name == "VARIABLE_VALUE" and key in shapes:
                 value = new(ValueSpec, (tuple(shapes[key]), names[dtypes[key]]))
             elif value is None:
                 value = opaque
-        children = (
-            tuple([(c.local_name, c.node_id) for c in node.children]) if node.children else ()
-        )
-        slots = (
-            tuple(
-                [
-                    (s.original_variable_node_id, s.slot_variable_node_id)
-                    for s in node.slot_variables
-                ]
-            )
-            if node.slot_variables
-            else ()
-        )
-        append(new(CheckpointNode, (path_, children, value, full_name, slots)))
-    count = len(nodes)
-    for node in nodes:
-        refs = [c for _, c in node.children] + [i for pair in node.slots for i in pair]
-        bad = [i for i in refs if not 0 <= i < count]
-        if bad:
-            raise CorruptCheckpointError(
-                f"the object graph of checkpoint {prefix} refers to node {bad[0]}, and it has "
-                f"{count} nodes: it is damaged or crafted; restore an earlier checkpoint"
-            )
+        append(new(CheckpointNode, (path_, node.children, value, full_name, node.slots)))
     return CheckpointGraph(path=prefix, nodes=nodes)
 
 
@@ -474,7 +468,7 @@ def get_tensor(reader: Any, prefix: str, key: str) -> np.ndarray[Any, Any]:
     """
     try:
         return np.asarray(reader.get_tensor(key))
-    except (tf.errors.OpError, IndexError, ValueError) as e:  # ValueError: missing slices
+    except read_errors() as e:  # ValueError: damaged or short data, missing slices
         raise CorruptCheckpointError(
             f"cannot read {key!r} from checkpoint {prefix}: {first_line(e)}; its data file "
             "is damaged"
@@ -501,8 +495,10 @@ def _side(path: str) -> _Side:
         specs = {key: (shape, dtype) for key, shape, dtype, _ in keras_datasets(path)}
         return _Side(path, specs, functools.partial(read_keras_tensor, path))
     prefix, reader = open_reader(path)
-    shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
-    specs = {k: (tuple(shapes[k]), dtypes[k].name) for k in shapes if k != OBJECT_GRAPH_KEY}
+    shapes, dtypes = reader.get_variable_to_shape_map(), _dtype_enums(reader)
+    specs = {
+        k: (tuple(shapes[k]), _dtype_facts(dtypes[k])[0]) for k in shapes if k != OBJECT_GRAPH_KEY
+    }
     return _Side(prefix, specs, functools.partial(get_tensor, reader, prefix))
 
 

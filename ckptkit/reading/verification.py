@@ -8,7 +8,7 @@ Two depths:
   file), and the object graph refers only to nodes it has. For a checkpoint without a
   manifest (written by plain TensorFlow): the same but the manifest, and every data shard the
   index names exists.
-- full: also reads every tensor, which makes TensorFlow check each one's crc32c.
+- full: also reads every tensor and checks each one's crc32c, as TensorFlow's reader does.
 
 Example:
     >>> report = ckptkit.verify("runs/exp1")          # doctest: +SKIP
@@ -21,8 +21,6 @@ import os
 import re
 from dataclasses import dataclass
 
-import tensorflow as tf
-
 from ckptkit.errors import (
     CheckpointNotFoundError,
     CorruptCheckpointError,
@@ -30,7 +28,7 @@ from ckptkit.errors import (
     first_line,
 )
 from ckptkit.reading.index_file import check_index
-from ckptkit.reading.inspection import load_graph, open_reader, sharing_readers
+from ckptkit.reading.inspection import load_graph, open_reader, read_errors, sharing_readers
 from ckptkit.reading.keras_files import is_keras_file
 from ckptkit.storage import fs, layout
 from ckptkit.storage.manifest import Manifest, file_problems, manifest_path, read_manifest
@@ -137,7 +135,7 @@ def _check_readable(path: str, *, full: bool, check_shards: bool) -> list[Proble
         for key in sorted(reader.get_variable_to_shape_map()):
             try:
                 reader.get_tensor(key)
-            except (tf.errors.OpError, IndexError, ValueError) as e:  # data cut short, slices
+            except read_errors() as e:  # data damaged or cut short, slices
                 message = getattr(e, "message", None) or str(e)
                 problems.append(Problem(path + ".data-*", f"tensor {key!r} unreadable: {message}"))
     return problems
