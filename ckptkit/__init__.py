@@ -68,6 +68,7 @@ if TYPE_CHECKING:
         read_tensor,
     )
     from ckptkit.reading.verification import CheckpointVerdict, Problem, VerifyReport, verify
+    from ckptkit.reading.weights_export import export_weights
     from ckptkit.session_hook import CheckpointHook
     from ckptkit.storage.layout import CheckpointInfo, list_checkpoints
     from ckptkit.storage.manifest import SaveCost
@@ -87,6 +88,7 @@ _LAZY = {
     "average": "ckptkit.averaging",
     "convert": "ckptkit.migration",
     "diff": "ckptkit.reading.inspection",
+    "export_weights": "ckptkit.reading.weights_export",
     "inspect": "ckptkit.reading.inspection",
     "list_checkpoints": "ckptkit.storage.layout",
     "migrate": "ckptkit.migration",
@@ -164,6 +166,7 @@ __all__ = [
     "compat",
     "convert",
     "diff",
+    "export_weights",
     "inspect",
     "list_checkpoints",
     "migrate",

@@ -10,6 +10,8 @@
                                    a name-based checkpoint re-encoded as an object-based one
     ckptkit average DIR [--last N | --steps 3,6,9] -o OUT [--overwrite]
                                    the mean of several checkpoints, as a new checkpoint
+    ckptkit export CKPT --to safetensors|npz OUT [--include-optimizer]
+                                   the weights for other frameworks, by readable names
 
 TensorFlow's start-up lines are hidden unless ``-v`` is given before the command. Every
 command takes ``--json`` and then prints only JSON on stdout, and ``--timeout SECS`` /
@@ -142,7 +144,19 @@ def _parser() -> argparse.ArgumentParser:
     average.add_argument(
         "--overwrite", action="store_true", help="replace a checkpoint already at OUT"
     )
-    for command in (ls, inspect, diff, verify, convert, average):
+    export = sub.add_parser(
+        "export",
+        help="write a checkpoint's weights to a safetensors or npz file, by readable names",
+        description="Writes the variables of checkpoint CKPT to OUT under their paths through "
+        "the object graph (model/.../kernel), optimizer state and the save counter left out "
+        "unless --include-optimizer; OUT.names.json maps each name to its checkpoint key. "
+        "Runs without TensorFlow.",
+    )
+    export.add_argument("checkpoint", metavar="CKPT", help="checkpoint prefix or directory")
+    export.add_argument("--to", choices=["safetensors", "npz"], default="safetensors")
+    export.add_argument("output", metavar="OUT")
+    export.add_argument("--include-optimizer", action="store_true")
+    for command in (ls, inspect, diff, verify, convert, average, export):
         command.add_argument("--json", action="store_true", help="print JSON only")
         command.add_argument(
             "--timeout",
@@ -256,6 +270,8 @@ def _run(args: argparse.Namespace) -> int:
             _convert(args)
         elif args.command == "average":
             _average(args)
+        elif args.command == "export":
+            _export(args)
         elif args.command == "inspect" and args.tensor is not None:
             _tensor(args.path, args.tensor, as_json=args.json)
         elif args.command == "inspect":
@@ -278,6 +294,8 @@ def _paths(args: argparse.Namespace) -> list[str]:
         return [args.directory]
     if args.command == "average":
         return list(args.source)
+    if args.command == "export":
+        return [args.checkpoint]
     return [args.source if args.command == "convert" else args.path]
 
 
@@ -616,6 +634,20 @@ def _average(args: argparse.Namespace) -> None:
         f"wrote {result.path}: the mean of {names} ({len(result.averaged)} float values "
         f"averaged, {len(result.copied)} others from {os.path.basename(result.sources[-1])})"
     )
+
+
+def _export(args: argparse.Namespace) -> None:
+    from ckptkit.reading.weights_export import export_weights
+
+    names = export_weights(
+        args.checkpoint, args.output, format=args.to, include_optimizer=args.include_optimizer
+    )
+    if args.json:
+        _print_json({"output": args.output, "names": names})
+        return
+    for name, key in names.items():
+        print(f"{name}  <-  {key}")
+    print(f"wrote {len(names)} variable(s) to {args.output} (names in {args.output}.names.json)")
 
 
 def _program(spec: str, name: str) -> dict[str, Any]:

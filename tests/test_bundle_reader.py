@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -10,6 +11,8 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf.trackable_object_graph_pb2 import TrackableObjectGraph
 
+import ckptkit
+from ckptkit.cli import main
 from ckptkit.reading.bundle import DTYPES, OBJECT_GRAPH_KEY, Bundle
 from ckptkit.reading.table import Damage
 
@@ -140,10 +143,54 @@ ckptkit.inspect(d); clean("inspect")
 ckptkit.read_tensor(d, "w"); clean("read_tensor")
 ckptkit.diff(d + "/ckpt-1", d + "/ckpt-2"); clean("diff")
 assert ckptkit.verify(d, full=True).ok; clean("verify full")
+ckptkit.export_weights(d, d + "/w.npz", format="npz"); clean("export_weights")
+ckptkit.export_weights(d, d + "/w.safetensors"); clean("export_weights safetensors")
 for args in (["ls", d], ["inspect", d], ["inspect", d, "--tensor", "s"],
              ["diff", d + "/ckpt-1", d + "/ckpt-2"], ["verify", d, "--full"]):
     main([*args, "--json"]); clean(" ".join(args[:1]))
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count(" ok\n") == 10
+    assert done.stdout.count(" ok\n") == 12
+
+
+def test_weights_export_for_other_frameworks_names_by_the_graph_and_leaves_the_optimizer(
+    tmp_path, capsys
+) -> None:
+    keras = tf.keras
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.ones((8, 3)), np.ones((8, 2)), verbose=0)
+    extra = tf.Variable(tf.cast(tf.reshape(tf.range(6.0), (2, 3)), tf.bfloat16))
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, extra=extra)
+    prefix = checkpoint.write(str(tmp_path / "ckpt"))
+    theirs = tf.train.load_checkpoint(prefix)
+
+    names = ckptkit.export_weights(prefix, tmp_path / "w.safetensors")
+    assert len(names) == 5  # two kernels, two biases, the bfloat16 variable
+    assert all(n.startswith(("model/", "extra")) for n in names)  # not optimizer/...
+    assert any(k.startswith("optimizer/_trainable_variables") for k in names.values())
+    from safetensors.numpy import load_file
+
+    loaded = load_file(str(tmp_path / "w.safetensors"))
+    assert sorted(loaded) == sorted(names)
+    assert loaded["extra"].dtype.name == "bfloat16"  # stays BF16
+    for name, key in names.items():
+        assert loaded[name].tobytes() == np.asarray(theirs.get_tensor(key)).tobytes(), name
+
+    with_optimizer = ckptkit.export_weights(
+        prefix, tmp_path / "w.npz", format="npz", include_optimizer=True
+    )
+    assert set(names) < set(with_optimizer)
+    with np.load(tmp_path / "w.npz") as arrays:
+        assert sorted(arrays.files) == sorted(with_optimizer)
+        for name, key in with_optimizer.items():
+            expected = np.asarray(theirs.get_tensor(key))
+            if expected.dtype.name == "bfloat16":
+                expected = expected.astype(np.float32)  # numpy cannot load bfloat16 back
+            np.testing.assert_array_equal(arrays[name], expected, err_msg=name)
+    mapping = (tmp_path / "w.npz.names.json").read_text()
+    assert "optimizer/_iterations" in mapping
+
+    assert main(["export", prefix, "--to", "npz", str(tmp_path / "c.npz"), "--json"]) == 0
+    assert sorted(json.loads(capsys.readouterr().out)["names"]) == sorted(names)

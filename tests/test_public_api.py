@@ -61,6 +61,7 @@ PUBLIC = [
     "compat",
     "convert",
     "diff",
+    "export_weights",
     "inspect",
     "list_checkpoints",
     "migrate",
