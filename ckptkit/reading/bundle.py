@@ -16,6 +16,7 @@ a huge allocation, a hang or a crash.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -347,7 +348,7 @@ def _shape(data: int | bytes, key: str) -> tuple[int, ...]:
 
 def _check_size(entry: Entry) -> None:
     """Whether `entry`'s claimed values can be what its bytes hold."""
-    elements = int(np.prod(entry.shape, dtype=np.int64)) if entry.shape else 1
+    elements = math.prod(entry.shape)
     numpy_type = DTYPES[entry.dtype][1]
     if entry.dtype in (_DT_STRING, _DT_VARIANT):
         fits, need = entry.size >= elements, "at least a byte a value"
@@ -381,7 +382,7 @@ def _check_slices(entry: Entry, slices: list[int | bytes]) -> None:
 
 def _strings(entry: Entry, data: bytes) -> np.ndarray[Any, Any]:
     """A string tensor: varint64 lengths, their masked crc32c, then the bytes."""
-    count = int(np.prod(entry.shape, dtype=np.int64)) if entry.shape else 1
+    count = math.prod(entry.shape)
     lengths, at, crc = [], 0, 0
     for _ in range(count):
         length, at = varint(data, at, len(data), 10)
@@ -423,15 +424,11 @@ class BundleReader:
     variable's value is assembled by TensorFlow's own reader (imported then, not before).
 
     Args:
-        prefix: The checkpoint prefix, on a local path.
-        index: The index file's bytes, when already read.
-
-    Raises:
-        Damage: The index is not a sound tensor-bundle index.
+        bundle: The parsed index (`index_file.checked_bundle`).
     """
 
-    def __init__(self, prefix: str, index: bytes | None = None) -> None:
-        self.bundle = Bundle(prefix, index)
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
 
     def get_variable_to_shape_map(self) -> dict[str, list[int]]:
         """Each key's shape."""

@@ -23,23 +23,31 @@ from ckptkit.reading.bundle import Bundle
 from ckptkit.reading.table import Damage as _Damage
 from ckptkit.storage import fs
 
-__all__ = ["check_index"]
+__all__ = ["check_index", "checked_bundle"]
 
-# path -> ((size, mtime_ns, inode), shard count, where each shard's values end) of indexes found
-# sound
-_CHECKED: dict[str, tuple[tuple[int, int, int], int, dict[int, tuple[int, bytes]]]] = {}
+# path -> ((size, mtime_ns, inode), its parsed index, where each shard's values end) of indexes
+# found sound; the last few, as one process reads the same checkpoint several times in a row
+_CHECKED: dict[str, tuple[tuple[int, int, int], Bundle, dict[int, tuple[int, bytes]]]] = {}
+_KEEP = 8
 
 
 def check_index(path: str) -> int:
-    """Checks the index file `path` before TensorFlow opens it.
+    """Checks the index file `path` (see `checked_bundle`); returns its number of data shards.
 
-    Besides what TensorFlow would abort on, every entry's claimed number of values must fit the
-    bytes it claims, and those bytes must lie inside its data file: TensorFlow allocates the
-    claimed values before it compares sizes (24 bytes a string: a 236-byte index claiming two
-    billion strings kills the process), so what is allocated stays bounded by the files' sizes.
+    Raises:
+        CorruptCheckpointError: As `checked_bundle`.
+    """
+    return checked_bundle(path).num_shards
 
-    Returns:
-        The number of data shards its header names.
+
+def checked_bundle(path: str) -> Bundle:
+    """The parsed index file `path`, checked before anything reads values through it.
+
+    Besides what TensorFlow's reader would abort on, every entry's claimed number of values
+    must fit the bytes it claims, and those bytes must lie inside its data file: TensorFlow
+    allocates the claimed values before it compares sizes (24 bytes a string: a 236-byte index
+    claiming two billion strings kills the process), so what is allocated stays bounded by the
+    files' sizes. A local index unchanged since its last check is not parsed again.
 
     Raises:
         CorruptCheckpointError: It cannot be read, is not a regular file, or holds something
@@ -49,10 +57,10 @@ def check_index(path: str) -> int:
     identity = _identity(path)
     known = _CHECKED.get(path)
     if identity is not None and known is not None and known[0] == identity:
-        _, shards, ends = known
+        _, bundle, ends = known
     else:
         try:
-            shards, ends = _check(fs.read_bytes(path))
+            bundle, ends = _check(path.removesuffix(".index"), fs.read_bytes(path))
         except StorageUnavailableError:
             raise
         except OSError as e:
@@ -63,11 +71,11 @@ def check_index(path: str) -> int:
         except _Damage as e:
             raise _damaged(path, str(e)) from None
         if identity is not None:
-            if len(_CHECKED) > 1024:
-                _CHECKED.clear()
-            _CHECKED[path] = (identity, shards, ends)
-    _check_shard_sizes(path.removesuffix(".index"), shards, ends)
-    return shards
+            if len(_CHECKED) >= _KEEP:
+                _CHECKED.pop(next(iter(_CHECKED)))
+            _CHECKED[path] = (identity, bundle, ends)
+    _check_shard_sizes(path.removesuffix(".index"), bundle.num_shards, ends)
+    return bundle
 
 
 def _damaged(path: str, fault: str) -> CorruptCheckpointError:
@@ -109,15 +117,15 @@ def _identity(path: str) -> tuple[int, int, int] | None:
     return info.st_size, info.st_mtime_ns, info.st_ino
 
 
-def _check(data: bytes) -> tuple[int, dict[int, tuple[int, bytes]]]:
-    """The shard count, and where the values of each shard end (with the key that ends last)."""
-    bundle = Bundle("", data)  # checks every entry as it reads it
+def _check(prefix: str, data: bytes) -> tuple[Bundle, dict[int, tuple[int, bytes]]]:
+    """The parsed index, and where the values of each shard end (with the key that ends last)."""
+    bundle = Bundle(prefix, data)  # checks every entry as it reads it
     ends: dict[int, tuple[int, bytes]] = {}
     for entry in bundle.entries.values():
         end = entry.offset + entry.size
         if end > ends.get(entry.shard, (0, b""))[0]:
             ends[entry.shard] = (end, entry.key.encode())
-    return bundle.num_shards, ends
+    return bundle, ends
 
 
 def _show(key: bytes) -> str:

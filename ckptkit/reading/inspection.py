@@ -27,7 +27,7 @@ import numpy as np
 from ckptkit.errors import CheckpointKeyError, CorruptCheckpointError, FormatError, first_line
 from ckptkit.matching import CheckpointGraph, CheckpointNode, ValueSpec
 from ckptkit.reading.bundle import DTYPES, BundleReader, parse_object_graph
-from ckptkit.reading.index_file import check_index
+from ckptkit.reading.index_file import checked_bundle
 from ckptkit.reading.keras_files import is_keras_file, keras_datasets, read_keras_tensor
 from ckptkit.reading.table import Damage
 from ckptkit.storage import fs, routes, tiers
@@ -181,12 +181,13 @@ def open_reader(path: str) -> tuple[str, Any]:
         _check_shards(prefix, shards)
         return prefix, reader
     local = tiers.readable(prefix)  # a staged checkpoint's local copy, checked
-    shards = check_index(f"{local}.index")
+    bundle = checked_bundle(f"{local}.index")
+    shards = bundle.num_shards
     _check_shards(local, shards)
     damaged: tuple[type[Exception], ...] = (Damage, OSError, *read_errors())
     try:
         if routes.transport(local) == "local":
-            reader = BundleReader(local)
+            reader = BundleReader(bundle)
         else:  # gs://, ram://: only TensorFlow's file system reaches them
             import tensorflow as tf
 
