@@ -81,6 +81,7 @@ DTYPES: dict[int, tuple[str, Any]] = {
 _MAX_DIMS = 254  # TensorShape's limit
 _MAX_SHARDS = 99_999  # shard file names have five digits
 _MASK_DELTA = 0xA282EAD8
+_CHUNK = 4 << 20  # bytes checksummed at a time: a copy that stays in the cache
 
 
 @dataclass(frozen=True)
@@ -204,20 +205,40 @@ class Bundle:
         numpy_type = DTYPES[entry.dtype][1]
         if numpy_type is None:
             raise NotImplementedError(f"{key!r} is of dtype {entry.dtype_name}")
-        data = self._bytes(entry)
         if entry.dtype == _DT_STRING:
-            return _strings(entry, data)
-        if _mask(google_crc32c.value(data)) != entry.crc32c:
+            return _strings(entry, self._bytes(entry))
+        value: np.ndarray[Any, Any] = np.empty(entry.shape, numpy_type)
+        buffer = value.reshape(-1).view(np.uint8).data  # the array's own bytes: read into them
+        self._read_into(entry, buffer)
+        crc = 0
+        for start in range(0, entry.size, _CHUNK):  # google-crc32c takes bytes: cache-sized
+            crc = google_crc32c.extend(crc, bytes(buffer[start : start + _CHUNK]))
+        if _mask(crc) != entry.crc32c:
             raise Damage(f"the value of {key!r} fails its crc32c check")
-        value: np.ndarray[Any, Any] = np.frombuffer(data, numpy_type).reshape(entry.shape)
-        copied: np.ndarray[Any, Any] = value.copy()
-        return copied
+        return value
+
+    def _read_into(self, entry: Entry, buffer: memoryview) -> None:
+        path = self.shard_path(entry.shard)
+        try:
+            with open(path, "rb") as file:
+                file.seek(entry.offset)
+                got = file.readinto(buffer) if entry.size else 0
+        except OSError as e:
+            raise Damage(f"cannot read {os.path.basename(path)}: {e.strerror or e}") from None
+        if got != entry.size:
+            raise Damage(
+                f"the value of {entry.key!r} ends at byte {entry.offset + entry.size} of "
+                f"{os.path.basename(path)}, which has {entry.offset + got} bytes"
+            )
 
     def _bytes(self, entry: Entry) -> bytes:
         path = self.shard_path(entry.shard)
-        with open(path, "rb") as file:
-            file.seek(entry.offset)
-            data = file.read(entry.size)
+        try:
+            with open(path, "rb") as file:
+                file.seek(entry.offset)
+                data = file.read(entry.size)
+        except OSError as e:
+            raise Damage(f"cannot read {os.path.basename(path)}: {e.strerror or e}") from None
         if len(data) != entry.size:
             raise Damage(
                 f"the value of {entry.key!r} ends at byte {entry.offset + entry.size} of "
