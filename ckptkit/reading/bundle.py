@@ -232,19 +232,9 @@ class Bundle:
             )
 
     def _bytes(self, entry: Entry) -> bytes:
-        path = self.shard_path(entry.shard)
-        try:
-            with open(path, "rb") as file:
-                file.seek(entry.offset)
-                data = file.read(entry.size)
-        except OSError as e:
-            raise Damage(f"cannot read {os.path.basename(path)}: {e.strerror or e}") from None
-        if len(data) != entry.size:
-            raise Damage(
-                f"the value of {entry.key!r} ends at byte {entry.offset + entry.size} of "
-                f"{os.path.basename(path)}, which has {entry.offset + len(data)} bytes"
-            )
-        return data
+        data = bytearray(entry.size)
+        self._read_into(entry, memoryview(data))
+        return bytes(data)
 
     def object_graph(self) -> list[GraphNode] | None:
         """The checkpoint's object graph; None for a name-based checkpoint (it has none)."""
