@@ -87,7 +87,14 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """Runs mypy --strict on the package (TensorFlow itself is untyped and taken as Any)."""
     session.install(
-        MYPY, "pydantic>=2.6", "numpy", "rich", "types-protobuf", "ml-dtypes", "google-crc32c"
+        MYPY,
+        "pydantic>=2.6",
+        "numpy",
+        "rich",
+        "types-protobuf",
+        "ml-dtypes",
+        "google-crc32c",
+        "safetensors",
     )
     session.run("mypy", "ckptkit")
 
