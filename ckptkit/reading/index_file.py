@@ -1,17 +1,12 @@
-"""TensorFlow's checkpoint index (``<prefix>.index``), checked in Python before TensorFlow reads it.
+"""TensorFlow's checkpoint index (``<prefix>.index``), checked before anything reads through it.
 
 TensorFlow's index reader trusts the file: an entry that is not a protobuf message, a shape
 with a negative or overflowing dimension, or an unknown dtype fails a C++ ``CHECK`` and aborts
-the whole process (SIGABRT), whatever Python code called it. So every index goes through
-`check_index` first, which walks the file the way TensorFlow's reader does and raises
-`CorruptCheckpointError` for anything it would abort on (and for anything TensorFlow's own
-writer never produces).
-
-The format is LevelDB's table: data blocks of prefix-compressed ``key -> value`` entries with a
-restart array, an index block pointing at the data blocks, and a 48-byte footer. The first key
-is ``""`` with a `BundleHeaderProto`; every other value is a `BundleEntryProto`. TensorFlow
-checks each block's crc32c itself (a mismatch is an ordinary error there), so it is not
-recomputed here.
+the whole process (SIGABRT). ckptkit reads indexes with its own reader (`bundle`), which
+refuses all of that as it parses; `checked_bundle` adds what needs the data files (every
+entry's bytes lie inside its shard) and keeps the last few parses, so that one process checks,
+inspects and restores a checkpoint with one parse. TensorFlow still opens the checked index
+where ckptkit hands it over (restores, and reads on ``gs://`` / ``ram://``).
 """
 
 from __future__ import annotations
