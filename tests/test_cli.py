@@ -270,3 +270,16 @@ def test_tables_never_cut_keys_or_drop_values(tmp_path, capsys, monkeypatch, col
     one, two = (os.path.join(directory, f"ckpt-{s}") for s in (1, 2))
     assert main(["diff", one, two]) == 1
     assert f"{long_name}/.ATTRIBUTES/VARIABLE_VALUE" in capsys.readouterr().out
+
+
+def test_a_long_table_is_printed_as_plain_aligned_columns(config, capsys) -> None:
+    cfg = config()
+    many = {f"weight_{i:03d}": tf.Variable(tf.zeros((i % 7 + 1,))) for i in range(600)}
+    ckptkit.CheckpointManager(cfg, **many).save(1)
+    assert main(["inspect", cfg.directory]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("shape"))
+    rows = [line for line in lines if line.endswith("/.ATTRIBUTES/VARIABLE_VALUE")]
+    assert len(rows) == 601  # every key, save_counter included, none cut
+    column = header.index("key")
+    assert all(row[column:].startswith(("weight_", "save_counter")) for row in rows)
