@@ -574,8 +574,7 @@ class CheckpointManager:
         result = self.restore(path=target)
         warn(
             f"{self._directory}: the loss diverged ({value}); rolled back to {target} (step "
-            f"{result.step}), rollback {watch.rollbacks} of at most "
-            f"{self._config.recovery.max_trials if self._config.recovery else 0} in a row"
+            f"{result.step}), rollback {watch.rollbacks} of at most {watch.max_trials} in a row"
         )
         return True
 

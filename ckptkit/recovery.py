@@ -86,6 +86,11 @@ class DivergenceWatch:
         """Rollbacks in a row so far."""
         return len(self._rollbacks)
 
+    @property
+    def max_trials(self) -> int:
+        """Rollbacks in a row allowed (`Recovery.max_trials`)."""
+        return self._policy.max_trials
+
     def refusal(self, metrics: Mapping[str, float] | None) -> str | None:
         """Why a save now would commit diverged weights, or None when it may go ahead."""
         if self.diverged:

@@ -10,6 +10,7 @@ import pytest
 from helpers import fill, state
 
 import ckptkit
+import ckptkit.keras
 from ckptkit.cli import main
 
 
@@ -89,3 +90,20 @@ def test_ls_json_shows_the_cost(config, capsys) -> None:
     (row,) = json.loads(capsys.readouterr().out)
     assert set(row["cost"]) == {"bytes_written", "blocked_secs", "background_secs"}
     assert row["cost"]["bytes_written"] > 0
+
+
+def test_a_finished_fit_keeps_its_milestones(tmp_path) -> None:
+    import keras
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    callback = ckptkit.keras.CheckpointCallback(
+        tmp_path / "run",
+        schedule=ckptkit.Schedule(every_steps=2),
+        retention=ckptkit.Retention(max_to_keep=1, keep_every_steps=4),
+    )
+    x = np.zeros((40, 2), "float32")
+    model.fit(x, x[:, :1], batch_size=4, epochs=1, verbose=0, callbacks=[callback])
+    # The backups went, as BackupAndRestore's do; the milestones (steps 4 and 8) stayed.
+    assert [c.step for c in ckptkit.list_checkpoints(str(tmp_path / "run"))] == [4, 8]

@@ -68,9 +68,10 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
     but not trained on. The weights then match an uninterrupted run when the data arrives in
     the same order each time (no shuffling, or shuffling seeded per epoch). An unbuilt model
     is built from the first batch's shapes before loading. After `fit` returns, the
-    checkpoints are removed (except the `best_k` best), as `BackupAndRestore` does, unless
-    `keep_checkpoints` is set; with none kept, so are the state and lock files (and the
-    directory, when nothing else is in it), and running the script again trains from scratch.
+    checkpoints are removed (except the `best_k` best and `keep_every_steps` milestones), as
+    `BackupAndRestore` does, unless `keep_checkpoints` is set; with none kept, so are the
+    state and lock files (and the directory, when nothing else is in it), and running the
+    script again trains from scratch.
     When checkpoints are kept, the directory records that its `fit` finished, and a rerun
     stops with `CheckpointExistsError` rather than resume a finished run or mix a new one into
     it (`resume_finished=True` trains on from the newest). A resumed `fit` that has no epoch
@@ -543,11 +544,16 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         _OPEN.pop(os.path.abspath(self.config.directory), None)
 
     def _remove_backups(self, manager: CheckpointManager) -> None:
-        """After a successful `fit`: drop checkpoints kept only to resume, as BackupAndRestore."""
-        best_k = self.config.retention.best_k
+        """After a successful `fit`: drop checkpoints kept only to resume, as BackupAndRestore.
+
+        The `best_k` best and the `keep_every_steps` milestones stay.
+        """
+        retention = self.config.retention
+        best_k, every = retention.best_k, retention.keep_every_steps
         keep = {info.path for info in manager.ranked()[:best_k]} if best_k else set()
         for info in manager.checkpoints:
-            if info.path not in keep and info.step is not None:
+            milestone = every is not None and info.step is not None and info.step % every == 0
+            if info.path not in keep and info.step is not None and not milestone:
                 manager.delete(info.step)
 
 
