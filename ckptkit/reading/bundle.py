@@ -6,8 +6,9 @@ for a partitioned variable, its slices. The ``.data-NNNNN-of-NNNNN`` shards hold
 fixed-size types as their little-endian buffer; strings as varint64 lengths, a masked crc32c
 of the lengths (each as 4 little-endian bytes, 8 past 2**32 - 1), then the bytes.
 ``_CHECKPOINTABLE_OBJECT_GRAPH`` holds a serialized ``TrackableObjectGraph``. The messages are
-read here by a small protobuf wire-format reader, with their field numbers from TensorFlow's
-``.proto`` files.
+read here by a small protobuf wire-format reader (`protowire`), with their field numbers from
+TensorFlow's ``.proto`` files; the parts of a partitioned variable are found under the keys
+`slice_keys` encodes.
 
 Every value is checked against the entry's crc32c, as TensorFlow's reader checks it; every
 count, length and offset against the bytes it lies in, so a crafted file gets `Damage`, never
@@ -19,13 +20,16 @@ from __future__ import annotations
 import math
 import os
 import struct
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import google_crc32c
 import ml_dtypes
 import numpy as np
 
+from ckptkit.reading.protowire import integer, message, nested, text
+from ckptkit.reading.slice_keys import slice_key
 from ckptkit.reading.table import Damage, entries, varint
 
 __all__ = [
@@ -96,7 +100,8 @@ class Entry:
         offset: Where its bytes start there.
         size: How many bytes it takes.
         crc32c: The masked crc32c of those bytes.
-        sliced: A partitioned variable, stored as slices under other keys.
+        slices: For a partitioned variable, its parts: each part's ``(start, length)`` in every
+            dimension and the entry that stores it (under a key of its own); empty otherwise.
     """
 
     key: str
@@ -106,12 +111,17 @@ class Entry:
     offset: int
     size: int
     crc32c: int
-    sliced: bool
+    slices: tuple[tuple[tuple[tuple[int, int], ...], Entry], ...] = ()
 
     @property
     def dtype_name(self) -> str:
         """TensorFlow's name of its dtype (``float32``, ``bfloat16``, ``string``...)."""
         return DTYPES[self.dtype][0]
+
+    @property
+    def sliced(self) -> bool:
+        """Whether it is a partitioned variable, stored as slices under other keys."""
+        return bool(self.slices)
 
 
 @dataclass(frozen=True)
@@ -149,62 +159,122 @@ class Bundle:
         first = next(walk, None)
         if first is None or first[0] != b"":
             raise Damage("it has no header entry")
-        header = _message(first[1], "the header")
-        self.num_shards = _int(header, 1, 0)
+        header = message(first[1], "the header")
+        self.num_shards = integer(header, 1, 0)
         if not 1 <= self.num_shards <= _MAX_SHARDS:
             raise Damage(f"the header names {self.num_shards} data shards")
-        if _int(header, 2, 0) != 0:
+        if integer(header, 2, 0) != 0:
             raise Damage("the header says big-endian, which no TensorFlow writer produces here")
         self.entries: dict[str, Entry] = {}
+        # The parts of partitioned variables, under keys that sort first: b"\0", the variable's
+        # name and the part's extents (`_slice_key`); parsed when their variable names them.
+        self._parts: dict[bytes, bytes] = {}
         previous = b""
         for raw_key, value in walk:
             if raw_key <= previous:
                 raise Damage(f"key {_show(raw_key)} is out of order")
             previous = raw_key
+            if raw_key.startswith(b"\0"):
+                self._parts[raw_key] = value
+                continue
             try:
                 key = raw_key.decode()
             except UnicodeDecodeError:
                 raise Damage(f"key {_show(raw_key)} is not UTF-8") from None
             self.entries[key] = self._entry(key, value)
 
-    def _entry(self, key: str, value: bytes) -> Entry:
-        fields = _message(value, f"the entry of {key!r}")
-        dtype = _int(fields, 1, 0)
+    def _entry(self, key: str, value: bytes, *, part: bool = False) -> Entry:
+        fields = message(value, f"the entry of {key!r}")
+        dtype = integer(fields, 1, 0)
         if dtype not in DTYPES or dtype == _DT_RESOURCE:
             raise Damage(f"the entry of {key!r} has dtype {dtype}, which no checkpoint holds")
         shape = _shape(fields.get(2, [b""])[-1], key)
-        shard, offset, size = _int(fields, 3, 0), _int(fields, 4, 0), _int(fields, 5, 0)
+        shard, offset, size = integer(fields, 3, 0), integer(fields, 4, 0), integer(fields, 5, 0)
         if not 0 <= shard < self.num_shards or offset < 0 or size < 0:
             raise Damage(
                 f"the entry of {key!r} points at shard {shard}, offset {offset}, size {size}"
             )
-        entry = Entry(
-            key, dtype, shape, shard, offset, size, _int(fields, 6, 0), sliced=bool(fields.get(7))
-        )
-        if entry.sliced:
-            _check_slices(entry, fields[7])
-        else:
-            _check_size(entry)
+        entry = Entry(key, dtype, shape, shard, offset, size, integer(fields, 6, 0))
+        if fields.get(7):
+            if part:
+                raise Damage(f"the slice {key} is itself partitioned")
+            return replace(entry, slices=self._slices(entry, fields[7]))
+        _check_size(entry)
         return entry
+
+    def _slices(
+        self, entry: Entry, protos: list[int | bytes]
+    ) -> tuple[tuple[tuple[tuple[int, int], ...], Entry], ...]:
+        """The parts of partitioned variable `entry`, each found, parsed and checked."""
+        parts = []
+        for proto in protos:
+            extents = []
+            for extent in message(nested(proto), f"a slice of {entry.key!r}").get(1, []):
+                fields = message(nested(extent), f"a slice of {entry.key!r}")
+                length = integer(fields, 2, 0) if 2 in fields else -1  # -1: the whole dimension
+                extents.append((integer(fields, 1, 0), length))
+            if len(extents) != len(entry.shape):
+                raise Damage(f"the entry of {entry.key!r} has a slice of another rank")
+            box = []
+            for (start, length), size in zip(extents, entry.shape, strict=True):
+                end = size if length == -1 else start + length
+                if not 0 <= start <= end <= size:
+                    raise Damage(
+                        f"the entry of {entry.key!r} has a slice outside its shape "
+                        f"{list(entry.shape)}"
+                    )
+                box.append((start, end - start))
+            name = f"{entry.key}[{','.join(f'{s}:{s + n}' for s, n in box)}]"
+            value = self._parts.get(slice_key(entry.key, extents))
+            if value is None:
+                raise Damage(f"the slice {name} is not stored")
+            part = self._entry(name, value, part=True)
+            if part.dtype != entry.dtype or part.shape != tuple(n for _, n in box):
+                raise Damage(f"the slice {name} is stored as {part.dtype_name} {list(part.shape)}")
+            parts.append((tuple(box), part))
+        if sum(math.prod(part.shape) for _, part in parts) != math.prod(entry.shape):
+            raise Damage(f"the slices of {entry.key!r} do not add up to its shape")
+        return tuple(parts)
 
     def shard_path(self, shard: int) -> str:
         """The data file of `shard`."""
         return f"{self.prefix}.data-{shard:05d}-of-{self.num_shards:05d}"
 
+    def stored(self) -> Iterator[Entry]:
+        """Every stored value's entry: the parts of a partitioned variable instead of it."""
+        for entry in self.entries.values():
+            if entry.slices:
+                yield from (part for _, part in entry.slices)
+            else:
+                yield entry
+
     def read(self, key: str) -> np.ndarray[Any, Any]:
-        """The value of `key`, checked against its crc32c.
+        """The value of `key` (a partitioned variable assembled), checked against its crc32c.
 
         Raises:
             KeyError: No such key.
-            Damage: Its bytes are missing, short, or fail the checksum.
-            NotImplementedError: A partitioned variable, or a dtype numpy has no type for.
+            Damage: Its bytes are missing, short, or fail the checksum; or its slices overlap.
+            NotImplementedError: A dtype numpy has no type for.
         """
         entry = self.entries[key]
-        if entry.sliced:
-            raise NotImplementedError(f"{key!r} is a partitioned variable (stored as slices)")
         numpy_type = DTYPES[entry.dtype][1]
         if numpy_type is None:
             raise NotImplementedError(f"{key!r} is of dtype {entry.dtype_name}")
+        if not entry.slices:
+            return self._read(entry, numpy_type)
+        # The parts' values add up to the whole (checked when parsed), so both arrays stay
+        # bounded by the data files' sizes.
+        value: np.ndarray[Any, Any] = np.empty(entry.shape, numpy_type)
+        covered = np.zeros(entry.shape, bool)
+        for box, part in entry.slices:
+            where = tuple(slice(start, start + length) for start, length in box)
+            if covered[where].any():
+                raise Damage(f"its index gives {key!r} overlapping slices")
+            covered[where] = True
+            value[where] = self._read(part, numpy_type)
+        return value
+
+    def _read(self, entry: Entry, numpy_type: Any) -> np.ndarray[Any, Any]:
         if entry.dtype == _DT_STRING:
             return _strings(entry, self._bytes(entry))
         value: np.ndarray[Any, Any] = np.empty(entry.shape, numpy_type)
@@ -214,7 +284,7 @@ class Bundle:
         for start in range(0, entry.size, _CHUNK):  # google-crc32c takes bytes: cache-sized
             crc = google_crc32c.extend(crc, bytes(buffer[start : start + _CHUNK]))
         if _mask(crc) != entry.crc32c:
-            raise Damage(f"the value of {key!r} fails its crc32c check")
+            raise Damage(f"the value of {entry.key!r} fails its crc32c check")
         return value
 
     def _read_into(self, entry: Entry, buffer: memoryview) -> None:
@@ -253,20 +323,20 @@ def parse_object_graph(data: bytes) -> list[GraphNode]:
         Damage: It is not one, or refers to a node it does not have.
     """
     nodes = []
-    for raw in _message(data, "the object graph").get(1, []):
-        fields = _message(_bytes_of(raw), "an object-graph node")
+    for raw in message(data, "the object graph").get(1, []):
+        fields = message(nested(raw), "an object-graph node")
         children = []
         for child in fields.get(1, []):
-            ref = _message(_bytes_of(child), "a child reference")
-            children.append((_text(ref, 2), _int(ref, 1, 0)))
+            ref = message(nested(child), "a child reference")
+            children.append((text(ref, 2), integer(ref, 1, 0)))
         attributes = []
         for attribute in fields.get(2, []):
-            tensor = _message(_bytes_of(attribute), "an attribute")
-            attributes.append((_text(tensor, 1), _text(tensor, 2), _text(tensor, 3)))
+            tensor = message(nested(attribute), "an attribute")
+            attributes.append((text(tensor, 1), text(tensor, 2), text(tensor, 3)))
         slots = []
         for slot in fields.get(3, []):
-            ref = _message(_bytes_of(slot), "a slot reference")
-            slots.append((_int(ref, 1, 0), _int(ref, 3, 0)))
+            ref = message(nested(slot), "a slot reference")
+            slots.append((integer(ref, 1, 0), integer(ref, 3, 0)))
         nodes.append(GraphNode(tuple(children), tuple(attributes), tuple(slots)))
     count = len(nodes)
     for node in nodes:
@@ -277,78 +347,14 @@ def parse_object_graph(data: bytes) -> list[GraphNode]:
     return nodes
 
 
-# --- protobuf's wire format, just enough of it -------------------------------------------------
-
-
-def _message(data: bytes, what: str) -> dict[int, list[int | bytes]]:
-    """The fields of a protobuf message: number -> values in order (ints, or bytes)."""
-    fields: dict[int, list[int | bytes]] = {}
-    at, end = 0, len(data)
-    try:
-        while at < end:
-            tag, at = varint(data, at, end, 10)
-            number, wire = tag >> 3, tag & 7
-            if number == 0:
-                raise Damage("field number 0")
-            value: int | bytes
-            if wire == 0:
-                value, at = varint(data, at, end, 10)
-            elif wire == 1:
-                if at + 8 > end:
-                    raise Damage("a 64-bit field runs past the end")
-                value, at = struct.unpack_from("<Q", data, at)[0], at + 8
-            elif wire == 5:
-                if at + 4 > end:
-                    raise Damage("a 32-bit field runs past the end")
-                value, at = struct.unpack_from("<I", data, at)[0], at + 4
-            elif wire == 2:
-                length, at = varint(data, at, end, 10)
-                if length > end - at:
-                    raise Damage("a length-delimited field runs past the end")
-                value, at = data[at : at + length], at + length
-            else:
-                raise Damage(f"wire type {wire}")
-            fields.setdefault(number, []).append(value)
-    except Damage as e:
-        raise Damage(f"{what} is not a valid record ({e})") from None
-    return fields
-
-
-def _int(fields: dict[int, list[int | bytes]], number: int, default: int) -> int:
-    """The last value of varint field `number`, as a signed 64-bit integer."""
-    values = fields.get(number)
-    if not values:
-        return default
-    value = values[-1]
-    if not isinstance(value, int):
-        raise Damage(f"field {number} is not an integer")
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def _text(fields: dict[int, list[int | bytes]], number: int) -> str:
-    values = fields.get(number)
-    if not values:
-        return ""
-    try:
-        return _bytes_of(values[-1]).decode()
-    except UnicodeDecodeError:
-        raise Damage(f"field {number} is not UTF-8 text") from None
-
-
-def _bytes_of(value: int | bytes) -> bytes:
-    if not isinstance(value, bytes):
-        raise Damage("a message field is not length-delimited")
-    return value
-
-
 def _shape(data: int | bytes, key: str) -> tuple[int, ...]:
-    fields = _message(_bytes_of(data), f"the shape of {key!r}")
-    if _int(fields, 3, 0):
+    fields = message(nested(data), f"the shape of {key!r}")
+    if integer(fields, 3, 0):
         raise Damage(f"the entry of {key!r} has no valid rank")
     dims = fields.get(2, [])
     if len(dims) > _MAX_DIMS:
         raise Damage(f"the entry of {key!r} has no valid rank")
-    sizes = tuple(_int(_message(_bytes_of(d), "a dimension"), 1, 0) for d in dims)
+    sizes = tuple(integer(message(nested(d), "a dimension"), 1, 0) for d in dims)
     elements = 1
     for size in sizes:
         elements *= size
@@ -373,22 +379,6 @@ def _check_size(entry: Entry) -> None:
             f"the entry of {entry.key!r} claims {elements} values in {entry.size} bytes "
             f"(they need {need})"
         )
-
-
-def _check_slices(entry: Entry, slices: list[int | bytes]) -> None:
-    """Whether each slice of a partitioned variable lies inside its shape."""
-    for piece in slices:
-        extents = _message(_bytes_of(piece), f"a slice of {entry.key!r}").get(1, [])
-        if len(extents) > len(entry.shape):
-            raise Damage(f"the entry of {entry.key!r} has a slice of higher rank than its shape")
-        for extent, size in zip(extents, entry.shape, strict=False):
-            fields = _message(_bytes_of(extent), f"a slice of {entry.key!r}")
-            start = _int(fields, 1, 0)
-            length = _int(fields, 2, 0) if 2 in fields else size - start
-            if start < 0 or length < 0 or start + length > size:
-                raise Damage(
-                    f"the entry of {entry.key!r} has a slice outside its shape {list(entry.shape)}"
-                )
 
 
 def _strings(entry: Entry, data: bytes) -> np.ndarray[Any, Any]:
@@ -431,8 +421,9 @@ class BundleReader:
     """`Bundle` with the methods of TensorFlow's checkpoint reader that ckptkit calls.
 
     What `tf.train.load_checkpoint` returns, for the reading code: key -> shape, key -> dtype
-    number, and values (a string scalar as bytes, as TensorFlow gives it). A partitioned
-    variable's value is assembled by TensorFlow's own reader (imported then, not before).
+    number, and values (a string scalar as bytes, as TensorFlow gives it). A value of a dtype
+    numpy has no type for (quantized, 2-bit, 4-bit float) is read by TensorFlow's own reader
+    (imported then, not before).
 
     Args:
         bundle: The parsed index (`index_file.checked_bundle`).
@@ -461,8 +452,8 @@ class BundleReader:
             ValueError: Its bytes are damaged or short (the message says how).
         """
         entry = self.bundle.entries[key]
-        if entry.sliced or DTYPES[entry.dtype][1] is None:
-            import tensorflow as tf  # partitioned variables and exotic dtypes: TF's reader
+        if DTYPES[entry.dtype][1] is None:
+            import tensorflow as tf  # dtypes numpy has no type for: TensorFlow's reader
 
             return tf.compat.v1.train.NewCheckpointReader(self.bundle.prefix).get_tensor(key)
         try:

@@ -116,7 +116,7 @@ def _check(prefix: str, data: bytes) -> tuple[Bundle, dict[int, tuple[int, bytes
     """The parsed index, and where the values of each shard end (with the key that ends last)."""
     bundle = Bundle(prefix, data)  # checks every entry as it reads it
     ends: dict[int, tuple[int, bytes]] = {}
-    for entry in bundle.entries.values():
+    for entry in bundle.stored():
         end = entry.offset + entry.size
         if end > ends.get(entry.shard, (0, b""))[0]:
             ends[entry.shard] = (end, entry.key.encode())

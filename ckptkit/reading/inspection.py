@@ -471,8 +471,8 @@ def get_tensor(reader: Any, prefix: str, key: str) -> np.ndarray[Any, Any]:
         return np.asarray(reader.get_tensor(key))
     except read_errors() as e:  # ValueError: damaged or short data, missing slices
         raise CorruptCheckpointError(
-            f"cannot read {key!r} from checkpoint {prefix}: {first_line(e)}; its data file "
-            "is damaged"
+            f"cannot read {key!r} from checkpoint {prefix}: {first_line(e)}; the checkpoint is "
+            "damaged: restore an earlier one"
         ) from e
 
 
