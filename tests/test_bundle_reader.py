@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -157,6 +158,30 @@ def test_checkpoints_of_an_older_tensorflow_read_as_tensorflows_reader_reads_the
     """tests/fixtures/estimator: a DNNClassifier's checkpoints, written by TensorFlow 2.15."""
     prefix = str(FIXTURES / "estimator" / "model_dir" / f"model.ckpt-{step}")
     _same_as_tensorflow(prefix)
+
+
+@pytest.mark.parametrize("name", ["zoo", "partitioned/model"])
+def test_checkpoints_of_tensorflow_2_15_read_as_its_reader_read_them(name, tmp_path) -> None:
+    """tests/fixtures/tf215 (Keras 2, a v1 Saver): as TensorFlow 2.15 read them, and today's."""
+    prefix = str(FIXTURES / "tf215" / name)
+    expected = json.loads((FIXTURES / "tf215" / "expected.json").read_text())["checkpoints"]
+    ours = Bundle(prefix)
+    assert sorted(ours.entries) == sorted(expected[name])
+    for key, then in expected[name].items():
+        entry, value = ours.entries[key], ours.read(key)
+        assert (entry.dtype_name, list(entry.shape)) == (then["dtype"], then["shape"]), key
+        if entry.dtype_name == "string":
+            data = json.dumps([v.hex() for v in value.reshape(-1)]).encode()
+        else:
+            data = value.tobytes()
+        assert hashlib.sha256(data).hexdigest() == then["sha256"], key
+    _same_as_tensorflow(prefix)
+    if name == "zoo":  # Keras 2's object graph: the model's weights named, Adam's left out
+        names = ckptkit.export_weights(prefix, tmp_path / "w.npz", format="npz")
+        assert sorted(n for n in names if n.startswith(("model", "optimizer"))) == [
+            "model/layer_with_weights-0/bias",
+            "model/layer_with_weights-0/kernel",
+        ]
 
 
 def _same_as_tensorflow(prefix: str) -> None:
