@@ -21,7 +21,16 @@ OLDEST = ("tensorflow==2.16.2", "keras==3.3.3", "pydantic==2.6.4", "rich==13.0.0
 # Modules without TensorFlow whose docstring examples run as tests.
 PURE_MODULES = tuple(
     f"ckptkit/{name}.py"
-    for name in ("config", "keymap", "matching", "retention", "run_config", "schedule", "status")
+    for name in (
+        "config",
+        "keymap",
+        "matching",
+        "progress",
+        "retention",
+        "run_config",
+        "schedule",
+        "status",
+    )
 )
 # The in-process tests are independent: one pytest-xdist worker per core. The `slow` tests run
 # one at a time: their worker processes and clusters use the cores themselves.

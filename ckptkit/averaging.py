@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ckptkit import progress
 from ckptkit.errors import (
     CheckpointExistsError,
     CheckpointNotFoundError,
@@ -111,14 +112,15 @@ def average(
     averaged, copied = [], []
     try:
         newest_prefix, newest = readers[-1]
-        for key in sorted(specs):
-            dtype = specs[key]
-            if dtype in _FLOATING:
-                writer.add(key, _mean(readers, key))
-                averaged.append(key)
-            else:
-                writer.add(key, get_tensor(newest, newest_prefix, key))
-                copied.append(key)
+        with progress.task(f"averaging {len(chosen)} checkpoints", len(specs)) as advance:
+            for key in sorted(specs):
+                if specs[key] in _FLOATING:
+                    writer.add(key, _mean(readers, key))
+                    averaged.append(key)
+                else:
+                    writer.add(key, get_tensor(newest, newest_prefix, key))
+                    copied.append(key)
+                advance(1)
         if newest.has_tensor(OBJECT_GRAPH_KEY):  # a name-based checkpoint has none
             writer.add(OBJECT_GRAPH_KEY, newest.get_tensor(OBJECT_GRAPH_KEY))
         writer.finish()

@@ -13,6 +13,8 @@
     ckptkit export CKPT --to safetensors|npz OUT [--include-optimizer]
                                    the weights for other frameworks, by readable names
 
+`verify --full`, `convert`, `average` and `export` draw a progress bar on stderr once they have
+run for 2 s, when stderr is a terminal or ``--progress`` is given (never with ``--json``).
 TensorFlow's start-up lines are hidden unless ``-v`` is given before the command. Every
 command takes ``--json`` and then prints only JSON on stdout, and ``--timeout SECS`` /
 ``--retries N`` for remote storage (`Storage.timeout_secs` / `Storage.retries`; a dead or
@@ -156,6 +158,13 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--to", choices=["safetensors", "npz"], default="safetensors")
     export.add_argument("output", metavar="OUT")
     export.add_argument("--include-optimizer", action="store_true")
+    for command in (verify, convert, average, export):
+        command.add_argument(
+            "--progress",
+            action="store_true",
+            help="draw a progress bar on stderr past 2 s even when it is not a terminal "
+            "(on a terminal it is drawn anyway; never with --json)",
+        )
     for command in (ls, inspect, diff, verify, convert, average, export):
         command.add_argument("--json", action="store_true", help="print JSON only")
         command.add_argument(
@@ -262,28 +271,37 @@ def _run(args: argparse.Namespace) -> int:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         with contextlib.nullcontext() if args.verbose else _quiet_stderr():
             from ckptkit.reading import inspection, verification
-        if args.command == "verify":
-            report = verification.verify(args.path, full=args.full)
-            _verify(report, as_json=args.json)
-            return 0 if report.ok else EXIT_DAMAGED
-        if args.command == "convert":
-            _convert(args)
-        elif args.command == "average":
-            _average(args)
-        elif args.command == "export":
-            _export(args)
-        elif args.command == "inspect" and args.tensor is not None:
-            _tensor(args.path, args.tensor, as_json=args.json)
-        elif args.command == "inspect":
-            contents = inspection.inspect(args.path)
-            graph = None if contents.format == "keras" else inspection.load_graph(args.path)
-            _inspect(contents, graph, as_json=args.json)
-        else:
-            result = inspection.diff(args.a, args.b)
-            _diff(result, as_json=args.json)
-            if result.only_in_a or result.only_in_b or result.changed:
-                return EXIT_DIFFERENT
+        with _progress_shown(args):
+            if args.command == "verify":
+                report = verification.verify(args.path, full=args.full)
+                _verify(report, as_json=args.json)
+                return 0 if report.ok else EXIT_DAMAGED
+            if args.command == "convert":
+                _convert(args)
+            elif args.command == "average":
+                _average(args)
+            elif args.command == "export":
+                _export(args)
+            elif args.command == "inspect" and args.tensor is not None:
+                _tensor(args.path, args.tensor, as_json=args.json)
+            elif args.command == "inspect":
+                contents = inspection.inspect(args.path)
+                graph = None if contents.format == "keras" else inspection.load_graph(args.path)
+                _inspect(contents, graph, as_json=args.json)
+            else:
+                result = inspection.diff(args.a, args.b)
+                _diff(result, as_json=args.json)
+                if result.only_in_a or result.only_in_b or result.changed:
+                    return EXIT_DIFFERENT
     return 0
+
+
+def _progress_shown(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """Progress bars on stderr for a long command, on a terminal or when asked; not in JSON."""
+    from ckptkit import progress
+
+    asked = getattr(args, "progress", False) or sys.stderr.isatty()
+    return progress.shown(asked and not args.json)
 
 
 def _paths(args: argparse.Namespace) -> list[str]:

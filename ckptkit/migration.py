@@ -18,6 +18,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from ckptkit import progress
 from ckptkit.backends.object_based import ObjectBasedBackend
 from ckptkit.backends.tf_internals import AutoTrackable
 from ckptkit.config import Assertion, CheckpointConfig
@@ -88,8 +89,10 @@ def migrate(
         prefix, values, [named for named, _ in program], compile_key_map(key_map), loose=True
     )
     check_assertion(found.report, assertion, by_name=True)
-    for key, index in found.pairs:
-        program[index][1].assign(inspection.get_tensor(reader, prefix, keys[key][0]))
+    with progress.task(f"loading {os.path.basename(prefix)}", len(found.pairs)) as advance:
+        for key, index in found.pairs:
+            program[index][1].assign(inspection.get_tensor(reader, prefix, keys[key][0]))
+            advance(1)
     report = found.report
     return RestoreResult(
         restored=True,

@@ -22,7 +22,7 @@ def classifier(classes: int, *, built: bool = True, seed: int = 0) -> keras.Mode
     """A body layer and a head of `classes` outputs, compiled with Adam."""
     keras.utils.set_random_seed(seed)
     layers = [keras.layers.Dense(8, name="body"), keras.layers.Dense(classes, name="head")]
-    model = keras.Sequential(([keras.Input((5,))] if built else []) + layers)
+    model = keras.Sequential(([keras.Input((5,))] if built else []) + layers, name="classifier")
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     return model
 
@@ -55,7 +55,7 @@ def test_a_new_head_keeps_its_values_and_the_body_loads_exactly(trained) -> None
     assert int(new.optimizer.iterations.numpy()) == int(old.optimizer.iterations.numpy())
     assert result.report is not None
     left = "\n".join(result.report.left_out)
-    assert "(sequential/head/kernel): skip_mismatch: checkpoint has float32[8, 3]" in left
+    assert "(classifier/head/kernel): skip_mismatch: checkpoint has float32[8, 3]" in left
     assert "the program keeps its float32[8, 10]" in left
     assert len(result.report.left_out) == 6  # kernel, bias and their two Adam slots each
     assert not result.report.mismatches

@@ -14,6 +14,7 @@ from helpers import Net, make_model
 from helpers import cli as run
 
 import ckptkit
+from ckptkit import progress
 from ckptkit.cli import main
 
 
@@ -283,3 +284,25 @@ def test_a_long_table_is_printed_as_plain_aligned_columns(config, capsys) -> Non
     assert len(rows) == 601  # every key, save_counter included, none cut
     column = header.index("key")
     assert all(row[column:].startswith(("weight_", "save_counter")) for row in rows)
+
+
+def test_long_commands_draw_progress_on_stderr_only_when_asked(
+    directory, tmp_path, capsys, monkeypatch
+) -> None:
+    """A bar past `progress.DELAY` (0 here: at once) with --progress; never in --json or unasked."""
+    monkeypatch.setattr(progress, "DELAY", 0)
+    assert main(["verify", directory, "--full"]) == 0
+    plain = capsys.readouterr()
+    assert plain.err == ""  # stderr is no terminal here, and nothing asked
+    assert main(["verify", directory, "--full", "--progress"]) == 0
+    shown = capsys.readouterr()
+    assert shown.out == plain.out
+    assert "verifying ckpt-10" in shown.err
+    assert "verifying ckpt-20" in shown.err
+    assert re.search(r"(\d+)/\1 tensors", shown.err)  # the finished bar, printed once
+    assert main(["export", directory, "--to", "npz", str(tmp_path / "w.npz"), "--progress"]) == 0
+    assert "exporting ckpt-20" in capsys.readouterr().err
+    assert main(["verify", directory, "--full", "--progress", "--json"]) == 0
+    quiet = capsys.readouterr()
+    assert quiet.err == ""
+    assert json.loads(quiet.out)["ok"]

@@ -21,6 +21,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from ckptkit import progress
 from ckptkit.errors import (
     CheckpointNotFoundError,
     CorruptCheckpointError,
@@ -132,12 +133,17 @@ def _check_readable(path: str, *, full: bool, check_shards: bool) -> list[Proble
     if check_shards:
         problems.extend(_missing_shards(path))
     if full and not problems:
-        for key in sorted(reader.get_variable_to_shape_map()):
-            try:
-                reader.get_tensor(key)
-            except read_errors() as e:  # data damaged or cut short, slices
-                message = getattr(e, "message", None) or str(e)
-                problems.append(Problem(path + ".data-*", f"tensor {key!r} unreadable: {message}"))
+        keys = sorted(reader.get_variable_to_shape_map())
+        with progress.task(f"verifying {os.path.basename(path)}", len(keys)) as advance:
+            for key in keys:
+                try:
+                    reader.get_tensor(key)
+                except read_errors() as e:  # data damaged or cut short, slices
+                    message = getattr(e, "message", None) or str(e)
+                    problems.append(
+                        Problem(path + ".data-*", f"tensor {key!r} unreadable: {message}")
+                    )
+                advance(1)
     return problems
 
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ckptkit import progress
 from ckptkit.errors import MissingExtraError
 from ckptkit.reading.inspection import (
     OBJECT_GRAPH_KEY,
@@ -67,13 +68,15 @@ def export_weights(
     prefix, reader = open_reader(os.fspath(checkpoint))
     names = _names(prefix, reader, include_optimizer=include_optimizer)
     arrays: dict[str, np.ndarray[Any, Any]] = {}
-    for name, key in names.items():
-        value = np.asarray(get_tensor(reader, prefix, key))
-        if value.dtype == object:
-            continue  # strings: no tensor format of these frameworks holds them
-        if format == "npz" and value.dtype.name.startswith(("bfloat16", "float8")):
-            value = value.astype(np.float32)
-        arrays[name] = value
+    with progress.task(f"exporting {os.path.basename(prefix)}", len(names)) as advance:
+        for name, key in names.items():
+            value = np.asarray(get_tensor(reader, prefix, key))
+            advance(1)
+            if value.dtype == object:
+                continue  # strings: no tensor format of these frameworks holds them
+            if format == "npz" and value.dtype.name.startswith(("bfloat16", "float8")):
+                value = value.astype(np.float32)
+            arrays[name] = value
     names = {name: key for name, key in names.items() if name in arrays}
     destination = check_path(output)
     save(arrays, destination)
