@@ -362,7 +362,23 @@ def _print_table(console: Console, table: Any, rows: list[list[str]]) -> None:
 
 
 def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2))
+    """Prints `value` as JSON: objects indented, each item of a list of objects on one line.
+
+    One variable (checkpoint, problem) a line reads and greps well, and is quick to write: the
+    lines come from json's C encoder, where ``indent=`` takes its pure-Python one (10,000
+    variables: 0.25 s).
+    """
+    print(_json_lines(value, ""))
+
+
+def _json_lines(value: Any, pad: str) -> str:
+    inner = pad + "  "
+    if isinstance(value, dict) and value:
+        fields = [f"{inner}{json.dumps(k)}: {_json_lines(v, inner)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(fields) + f"\n{pad}}}"
+    if isinstance(value, list) and any(isinstance(item, dict | list) for item in value):
+        return "[\n" + ",\n".join(inner + json.dumps(item) for item in value) + f"\n{pad}]"
+    return json.dumps(value)
 
 
 def _human_bytes(n: int) -> str:

@@ -17,6 +17,7 @@ a huge allocation, a hang or a crash.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import struct
@@ -25,7 +26,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import google_crc32c
-import ml_dtypes
 import numpy as np
 
 from ckptkit.reading.protowire import integer, message, nested, text
@@ -39,49 +39,81 @@ __all__ = [
     "BundleReader",
     "Entry",
     "GraphNode",
+    "numpy_type",
     "parse_object_graph",
 ]
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 _DT_STRING, _DT_VARIANT, _DT_RESOURCE = 7, 21, 20
 
-# TensorFlow's DataType enum: the name TensorFlow gives each, and the numpy type of its values
-# (None: no numpy type; such values are listed but not read).
-DTYPES: dict[int, tuple[str, Any]] = {
-    1: ("float32", np.dtype("<f4")),
-    2: ("float64", np.dtype("<f8")),
-    3: ("int32", np.dtype("<i4")),
-    4: ("uint8", np.dtype("u1")),
-    5: ("int16", np.dtype("<i2")),
-    6: ("int8", np.dtype("i1")),
-    7: ("string", np.dtype(object)),
-    8: ("complex64", np.dtype("<c8")),
-    9: ("int64", np.dtype("<i8")),
-    10: ("bool", np.dtype("?")),
-    11: ("qint8", None),
-    12: ("quint8", None),
-    13: ("qint32", None),
-    14: ("bfloat16", np.dtype(ml_dtypes.bfloat16)),
-    15: ("qint16", None),
-    16: ("quint16", None),
-    17: ("uint16", np.dtype("<u2")),
-    18: ("complex128", np.dtype("<c16")),
-    19: ("float16", np.dtype("<f2")),
-    20: ("resource", None),
-    21: ("variant", None),
-    22: ("uint32", np.dtype("<u4")),
-    23: ("uint64", np.dtype("<u8")),
-    24: ("float8_e5m2", np.dtype(ml_dtypes.float8_e5m2)),
-    25: ("float8_e4m3fn", np.dtype(ml_dtypes.float8_e4m3fn)),
-    26: ("float8_e4m3fnuz", np.dtype(ml_dtypes.float8_e4m3fnuz)),
-    27: ("float8_e4m3b11fnuz", np.dtype(ml_dtypes.float8_e4m3b11fnuz)),
-    28: ("float8_e5m2fnuz", np.dtype(ml_dtypes.float8_e5m2fnuz)),
-    29: ("int4", np.dtype(ml_dtypes.int4)),
-    30: ("uint4", np.dtype(ml_dtypes.uint4)),
-    31: ("int2", None),
-    32: ("uint2", None),
-    33: ("float4_e2m1fn", None),
+# TensorFlow's DataType enum: the name TensorFlow gives each, and the bytes a value takes in a
+# checkpoint (0: strings, and types numpy has no type for, whose values are listed, not read).
+DTYPES: dict[int, tuple[str, int]] = {
+    1: ("float32", 4),
+    2: ("float64", 8),
+    3: ("int32", 4),
+    4: ("uint8", 1),
+    5: ("int16", 2),
+    6: ("int8", 1),
+    7: ("string", 0),
+    8: ("complex64", 8),
+    9: ("int64", 8),
+    10: ("bool", 1),
+    11: ("qint8", 0),
+    12: ("quint8", 0),
+    13: ("qint32", 0),
+    14: ("bfloat16", 2),
+    15: ("qint16", 0),
+    16: ("quint16", 0),
+    17: ("uint16", 2),
+    18: ("complex128", 16),
+    19: ("float16", 2),
+    20: ("resource", 0),
+    21: ("variant", 0),
+    22: ("uint32", 4),
+    23: ("uint64", 8),
+    24: ("float8_e5m2", 1),
+    25: ("float8_e4m3fn", 1),
+    26: ("float8_e4m3fnuz", 1),
+    27: ("float8_e4m3b11fnuz", 1),
+    28: ("float8_e5m2fnuz", 1),
+    29: ("int4", 1),
+    30: ("uint4", 1),
+    31: ("int2", 0),
+    32: ("uint2", 0),
+    33: ("float4_e2m1fn", 0),
 }
+# Types numpy lacks, from ml_dtypes: imported on first use, as its import takes half a second.
+_ML_DTYPES = {
+    "bfloat16",
+    "float8_e5m2",
+    "float8_e4m3fn",
+    "float8_e4m3fnuz",
+    "float8_e4m3b11fnuz",
+    "float8_e5m2fnuz",
+    "int4",
+    "uint4",
+}
+
+
+@functools.cache
+def numpy_type(dtype: int) -> np.dtype[Any] | None:
+    """The numpy type of values of TensorFlow dtype number `dtype`; None where there is none."""
+    name, itemsize = DTYPES[dtype]
+    if dtype == _DT_STRING:
+        return np.dtype(object)
+    if not itemsize:
+        return None
+    found: np.dtype[Any]
+    if name in _ML_DTYPES:
+        import ml_dtypes
+
+        found = np.dtype(getattr(ml_dtypes, name))
+    else:
+        found = np.dtype(name).newbyteorder("<")
+    return found
+
+
 _MAX_DIMS = 254  # TensorShape's limit
 _MAX_SHARDS = 99_999  # shard file names have five digits
 _MASK_DELTA = 0xA282EAD8
@@ -257,27 +289,27 @@ class Bundle:
             NotImplementedError: A dtype numpy has no type for.
         """
         entry = self.entries[key]
-        numpy_type = DTYPES[entry.dtype][1]
-        if numpy_type is None:
+        value_type = numpy_type(entry.dtype)
+        if value_type is None:
             raise NotImplementedError(f"{key!r} is of dtype {entry.dtype_name}")
         if not entry.slices:
-            return self._read(entry, numpy_type)
+            return self._read(entry, value_type)
         # The parts' values add up to the whole (checked when parsed), so both arrays stay
         # bounded by the data files' sizes.
-        value: np.ndarray[Any, Any] = np.empty(entry.shape, numpy_type)
+        value: np.ndarray[Any, Any] = np.empty(entry.shape, value_type)
         covered = np.zeros(entry.shape, bool)
         for box, part in entry.slices:
             where = tuple(slice(start, start + length) for start, length in box)
             if covered[where].any():
                 raise Damage(f"its index gives {key!r} overlapping slices")
             covered[where] = True
-            value[where] = self._read(part, numpy_type)
+            value[where] = self._read(part, value_type)
         return value
 
-    def _read(self, entry: Entry, numpy_type: Any) -> np.ndarray[Any, Any]:
+    def _read(self, entry: Entry, value_type: np.dtype[Any]) -> np.ndarray[Any, Any]:
         if entry.dtype == _DT_STRING:
             return _strings(entry, self._bytes(entry))
-        value: np.ndarray[Any, Any] = np.empty(entry.shape, numpy_type)
+        value: np.ndarray[Any, Any] = np.empty(entry.shape, value_type)
         buffer = value.reshape(-1).view(np.uint8).data  # the array's own bytes: read into them
         self._read_into(entry, buffer)
         crc = 0
@@ -366,14 +398,13 @@ def _shape(data: int | bytes, key: str) -> tuple[int, ...]:
 def _check_size(entry: Entry) -> None:
     """Whether `entry`'s claimed values can be what its bytes hold."""
     elements = math.prod(entry.shape)
-    numpy_type = DTYPES[entry.dtype][1]
+    itemsize = DTYPES[entry.dtype][1]
     if entry.dtype in (_DT_STRING, _DT_VARIANT):
         fits, need = entry.size >= elements, "at least a byte a value"
-    elif numpy_type is None:
+    elif not itemsize:
         fits, need = entry.size * 4 >= elements, f"at least {-(-elements // 4)} bytes"
     else:
-        fits = entry.size == elements * numpy_type.itemsize
-        need = f"{elements * numpy_type.itemsize} bytes"
+        fits, need = entry.size == elements * itemsize, f"{elements * itemsize} bytes"
     if not fits:
         raise Damage(
             f"the entry of {entry.key!r} claims {elements} values in {entry.size} bytes "
@@ -452,7 +483,7 @@ class BundleReader:
             ValueError: Its bytes are damaged or short (the message says how).
         """
         entry = self.bundle.entries[key]
-        if DTYPES[entry.dtype][1] is None:
+        if numpy_type(entry.dtype) is None:
             import tensorflow as tf  # dtypes numpy has no type for: TensorFlow's reader
 
             return tf.compat.v1.train.NewCheckpointReader(self.bundle.prefix).get_tensor(key)

@@ -221,11 +221,9 @@ def read_errors() -> tuple[type[Exception], ...]:
     return errors if tensorflow is None else (*errors, tensorflow.errors.OpError)
 
 
-@functools.cache
 def _dtype_facts(type_enum: int) -> tuple[str, int]:
-    name, numpy_type = DTYPES.get(type_enum, (f"dtype {type_enum}", None))
-    itemsize = 0 if numpy_type is None or name == "string" else int(numpy_type.itemsize)
-    return name, itemsize
+    """Its name, and the bytes one value takes (0: strings and types numpy lacks)."""
+    return DTYPES.get(type_enum, (f"dtype {type_enum}", 0))
 
 
 def _dtype_enums(reader: Any) -> dict[str, int]:

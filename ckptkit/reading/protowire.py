@@ -20,13 +20,26 @@ def message(data: bytes, what: str) -> dict[int, list[int | bytes]]:
     at, end = 0, len(data)
     try:
         while at < end:
-            tag, at = varint(data, at, end, 10)
+            tag = data[at]  # one byte for the field numbers these messages use: read inline
+            if tag < 0x80:
+                at += 1
+            else:
+                tag, at = varint(data, at, end, 10)
             number, wire = tag >> 3, tag & 7
             if number == 0:
                 raise Damage("field number 0")
             value: int | bytes
-            if wire == 0:
-                value, at = varint(data, at, end, 10)
+            if wire == 2 or wire == 0:
+                if at < end and data[at] < 0x80:
+                    varint_value, at = data[at], at + 1
+                else:
+                    varint_value, at = varint(data, at, end, 10)
+                if wire == 0:
+                    value = varint_value
+                elif varint_value > end - at:
+                    raise Damage("a length-delimited field runs past the end")
+                else:
+                    value, at = data[at : at + varint_value], at + varint_value
             elif wire == 1:
                 if at + 8 > end:
                     raise Damage("a 64-bit field runs past the end")
@@ -35,14 +48,13 @@ def message(data: bytes, what: str) -> dict[int, list[int | bytes]]:
                 if at + 4 > end:
                     raise Damage("a 32-bit field runs past the end")
                 value, at = struct.unpack_from("<I", data, at)[0], at + 4
-            elif wire == 2:
-                length, at = varint(data, at, end, 10)
-                if length > end - at:
-                    raise Damage("a length-delimited field runs past the end")
-                value, at = data[at : at + length], at + length
             else:
                 raise Damage(f"wire type {wire}")
-            fields.setdefault(number, []).append(value)
+            found = fields.get(number)
+            if found is None:
+                fields[number] = [value]
+            else:
+                found.append(value)
     except Damage as e:
         raise Damage(f"{what} is not a valid record ({e})") from None
     return fields
