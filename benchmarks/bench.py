@@ -20,11 +20,14 @@ through ckptkit against a local write plus a raw fsspec put, and the blocking ti
 save there against one to a local directory (see `remote_case.py`).
 (h) `ckptkit.average` of 5 checkpoints of the state of (a), time and peak memory, against
 tensor2tensor's way of averaging (all sums in memory at once; see `average_case.py`).
+(i) reading without TensorFlow: `ckptkit inspect` and `ckptkit ls` as whole processes,
+`read_tensor` of 256 MiB and `verify(full=True)` of the state of (a), against TensorFlow's
+reader (see `reading_case.py`).
 
 Dirty pages are flushed (`os.sync`) before every timed repetition, outside the timed region,
 so that one case's writeback does not land in the next one's time.
 
-    python benchmarks/bench.py [--reps 7] [--quick] [--only e|f|g|h]
+    python benchmarks/bench.py [--reps 7] [--quick] [--only e|f|g|h|i]
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf
 from average_case import bench_average
 from cluster_case import bench_cluster
+from reading_case import bench_reading
 from remote_case import bench_remote
+from timing import interleaved, report, timed
 
 import ckptkit
 
@@ -68,35 +73,11 @@ GOALS = {
     "g_staged_save": 1 / 0.8,  # a save to s3:// over a local write + raw fsspec put (>= 0.8x)
     "g_async_blocked": 1.2,  # an async save's blocking time to s3://, over one to a local dir
     "h_average": 1.1,  # averaging 5 checkpoints (float64 sums), over t2t's way (float32 sums)
+    "i_inspect_process": 0.15,  # `ckptkit inspect` of (b), over a TF list_variables process
+    "i_ls_process": 1.5,  # `ckptkit ls`, over `python -c "import ckptkit"`
+    "i_read_tensor": 1.0,  # one 256 MiB variable, over TF's load_checkpoint(p).get_tensor
+    "i_verify_full": 1.0,  # verify full=True of (a), over reading each tensor with TF's reader
 }
-
-
-def timed(fn: Callable[[], object]) -> float:
-    os.sync()  # the previous run's writeback is not this one's time
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def interleaved(runs: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
-    """Runs each callable `reps` times, rotating which goes first; returns medians in seconds."""
-    names = list(runs)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for rep in range(reps):
-        shift = rep % len(names)
-        for name in names[shift:] + names[:shift]:
-            times[name].append(timed(runs[name]))
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
-def report(label: str, medians: dict[str, float]) -> float:
-    """Prints ckptkit's median and its ratio to each baseline; returns the ratio to the first."""
-    ours = medians.pop("ckptkit")
-    parts = [f"{label:<14} ckptkit {ours * 1e3:8.1f} ms"]
-    for name, value in medians.items():
-        parts.append(f"{name} {value * 1e3:8.1f} ms (ratio {ours / value:.3f})")
-    print(" | ".join(parts), flush=True)
-    return ours / next(iter(medians.values()))
 
 
 def bench_case(name: str, state: dict[str, object], reps: int, root: str) -> dict[str, float]:
@@ -427,7 +408,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7, help="repetitions per measurement")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--only", choices=["e", "f", "g", "h"], help="run one case only")
+    parser.add_argument("--only", choices=["e", "f", "g", "h", "i"], help="run one case only")
     parser.add_argument("--rss-probe", choices=["none", "async"], help=argparse.SUPPRESS)
     parser.add_argument("--width", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--every", type=int, help=argparse.SUPPRESS)
@@ -455,6 +436,8 @@ def main() -> None:
             ratios |= bench_remote(args.reps, root, large_elems)
         if args.only in (None, "h"):
             ratios |= bench_average(min(args.reps, 3), root, large_elems)
+        if args.only in (None, "i"):
+            ratios |= bench_reading(args.reps, root, large_elems, n_small)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print("\nratio goals (ckptkit over the first baseline of each line):")

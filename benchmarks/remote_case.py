@@ -19,9 +19,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 import tensorflow as tf
+from timing import interleaved
 
 import ckptkit
 
@@ -67,18 +67,6 @@ def _async_save(mgr: ckptkit.CheckpointManager, step: int) -> tuple[float, float
     blocked = time.perf_counter() - start
     mgr.wait()
     return blocked, time.perf_counter() - start
-
-
-def _interleaved(runs: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
-    """Median seconds of each run, `reps` times, alternating which goes first."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for rep in range(reps):
-        for name in list(runs)[:: 1 if rep % 2 else -1]:
-            os.sync()
-            start = time.perf_counter()
-            runs[name]()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def bench_remote(reps: int, root: str, elems: int) -> dict[str, float]:
@@ -128,7 +116,7 @@ def bench_remote(reps: int, root: str, elems: int) -> dict[str, float]:
         def local_async() -> tuple[float, float]:
             return _async_save(async_local, next(counter))
 
-        saves = _interleaved({"ckptkit": ckptkit_save, "write+put": write_then_put}, reps)
+        saves = interleaved({"ckptkit": ckptkit_save, "write+put": write_then_put}, reps)
         save_ratio = saves["ckptkit"] / saves["write+put"]
         print(
             f"g_staged_save  ckptkit {saves['ckptkit']:.2f} s | write+put "

@@ -17,6 +17,7 @@ from workers import index_table
 
 import ckptkit
 from ckptkit.cli import main
+from ckptkit.reading import bundle_protos
 from ckptkit.reading.bundle import DTYPES, OBJECT_GRAPH_KEY, Bundle
 from ckptkit.reading.slice_keys import slice_key
 from ckptkit.reading.table import Damage
@@ -49,6 +50,41 @@ def test_the_dtype_table_names_each_dtype_as_tensorflow_does() -> None:
         except TypeError:
             continue  # a dtype this TensorFlow release does not have
         assert name == theirs, number
+
+
+def test_the_declared_messages_are_tensorflows() -> None:
+    """bundle_protos declares TensorFlow's fields by name, number, type and repetition."""
+    from google.protobuf.descriptor import FieldDescriptor
+    from tensorflow.core.framework import tensor_shape_pb2, tensor_slice_pb2
+    from tensorflow.core.protobuf import tensor_bundle_pb2, trackable_object_graph_pb2
+
+    graph = trackable_object_graph_pb2.TrackableObjectGraph
+    theirs = {
+        "Dim": tensor_shape_pb2.TensorShapeProto.Dim,
+        "TensorShapeProto": tensor_shape_pb2.TensorShapeProto,
+        "Extent": tensor_slice_pb2.TensorSliceProto.Extent,
+        "TensorSliceProto": tensor_slice_pb2.TensorSliceProto,
+        "BundleHeaderProto": tensor_bundle_pb2.BundleHeaderProto,
+        "BundleEntryProto": tensor_bundle_pb2.BundleEntryProto,
+        "ObjectReference": graph.TrackableObject.ObjectReference,
+        "SerializedTensor": graph.TrackableObject.SerializedTensor,
+        "SlotVariableReference": graph.TrackableObject.SlotVariableReference,
+        "TrackableObject": graph.TrackableObject,
+        "TrackableObjectGraph": graph,
+    }
+    assert sorted(theirs) == sorted(bundle_protos.FIELDS)
+    kinds = {v: k[5:].lower() for k, v in vars(FieldDescriptor).items() if k.startswith("TYPE_")}
+    for name, fields in bundle_protos.FIELDS.items():
+        for field, number, kind, repeated in fields:
+            their = theirs[name].DESCRIPTOR.fields_by_name[field]
+            their_kind = their.message_type.name if their.message_type else kinds[their.type]
+            their_repeated = (  # `label` is gone from newer protobuf, `is_repeated` new there
+                their.is_repeated
+                if hasattr(their, "is_repeated")
+                else their.label == FieldDescriptor.LABEL_REPEATED
+            )
+            assert (number, repeated) == (their.number, their_repeated), (name, field)
+            assert kind == ("int32" if their_kind == "enum" else their_kind), (name, field)
 
 
 def test_every_dtype_and_shape_reads_as_tensorflows_reader_reads_it(tmp_path) -> None:
@@ -265,6 +301,7 @@ def clean(what):
 d = {str(directory)!r}
 ckptkit.list_checkpoints(d); clean("list_checkpoints")
 ckptkit.inspect(d); clean("inspect")
+assert "numpy" not in sys.modules, "listing needs no numpy (0.07-0.09 s to import)"
 ckptkit.read_tensor(d, "w"); clean("read_tensor")
 ckptkit.diff(d + "/ckpt-1", d + "/ckpt-2"); clean("diff")
 assert ckptkit.verify(d, full=True).ok; clean("verify full")

@@ -6,9 +6,8 @@ for a partitioned variable, its slices. The ``.data-NNNNN-of-NNNNN`` shards hold
 fixed-size types as their little-endian buffer; strings as varint64 lengths, a masked crc32c
 of the lengths (each as 4 little-endian bytes, 8 past 2**32 - 1), then the bytes.
 ``_CHECKPOINTABLE_OBJECT_GRAPH`` holds a serialized ``TrackableObjectGraph``. The messages are
-read here by a small protobuf wire-format reader (`protowire`), with their field numbers from
-TensorFlow's ``.proto`` files; the parts of a partitioned variable are found under the keys
-`slice_keys` encodes.
+parsed by protobuf from declarations of ckptkit's own (`bundle_protos`); the parts of a
+partitioned variable are found under the keys `slice_keys` encodes.
 
 Every value is checked against the entry's crc32c, as TensorFlow's reader checks it; every
 count, length and offset against the bytes it lies in, so a crafted file gets `Damage`, never
@@ -23,14 +22,16 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import google_crc32c
-import numpy as np
 
-from ckptkit.reading.protowire import integer, message, nested, text
+from ckptkit.reading.bundle_protos import EntryProto, HeaderProto, ObjectGraphProto, parse
 from ckptkit.reading.slice_keys import slice_key
 from ckptkit.reading.table import Damage, entries, varint
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "DTYPES",
@@ -99,6 +100,8 @@ _ML_DTYPES = {
 @functools.cache
 def numpy_type(dtype: int) -> np.dtype[Any] | None:
     """The numpy type of values of TensorFlow dtype number `dtype`; None where there is none."""
+    import numpy as np
+
     name, itemsize = DTYPES[dtype]
     if dtype == _DT_STRING:
         return np.dtype(object)
@@ -191,11 +194,11 @@ class Bundle:
         first = next(walk, None)
         if first is None or first[0] != b"":
             raise Damage("it has no header entry")
-        header = message(first[1], "the header")
-        self.num_shards = integer(header, 1, 0)
+        header = parse(HeaderProto, first[1], "the header")
+        self.num_shards: int = header.num_shards
         if not 1 <= self.num_shards <= _MAX_SHARDS:
             raise Damage(f"the header names {self.num_shards} data shards")
-        if integer(header, 2, 0) != 0:
+        if header.endianness != 0:
             raise Damage("the header says big-endian, which no TensorFlow writer produces here")
         self.entries: dict[str, Entry] = {}
         # The parts of partitioned variables, under keys that sort first: b"\0", the variable's
@@ -216,35 +219,33 @@ class Bundle:
             self.entries[key] = self._entry(key, value)
 
     def _entry(self, key: str, value: bytes, *, part: bool = False) -> Entry:
-        fields = message(value, f"the entry of {key!r}")
-        dtype = integer(fields, 1, 0)
+        proto = parse(EntryProto, value, f"the entry of {key!r}")
+        dtype = proto.dtype
         if dtype not in DTYPES or dtype == _DT_RESOURCE:
             raise Damage(f"the entry of {key!r} has dtype {dtype}, which no checkpoint holds")
-        shape = _shape(fields.get(2, [b""])[-1], key)
-        shard, offset, size = integer(fields, 3, 0), integer(fields, 4, 0), integer(fields, 5, 0)
+        shape = _shape(proto.shape, key)
+        shard, offset, size = proto.shard_id, proto.offset, proto.size
         if not 0 <= shard < self.num_shards or offset < 0 or size < 0:
             raise Damage(
                 f"the entry of {key!r} points at shard {shard}, offset {offset}, size {size}"
             )
-        entry = Entry(key, dtype, shape, shard, offset, size, integer(fields, 6, 0))
-        if fields.get(7):
+        entry = Entry(key, dtype, shape, shard, offset, size, proto.crc32c)
+        if proto.slices:
             if part:
                 raise Damage(f"the slice {key} is itself partitioned")
-            return replace(entry, slices=self._slices(entry, fields[7]))
+            return replace(entry, slices=self._slices(entry, proto.slices))
         _check_size(entry)
         return entry
 
     def _slices(
-        self, entry: Entry, protos: list[int | bytes]
+        self, entry: Entry, protos: Any
     ) -> tuple[tuple[tuple[tuple[int, int], ...], Entry], ...]:
         """The parts of partitioned variable `entry`, each found, parsed and checked."""
         parts = []
         for proto in protos:
-            extents = []
-            for extent in message(nested(proto), f"a slice of {entry.key!r}").get(1, []):
-                fields = message(nested(extent), f"a slice of {entry.key!r}")
-                length = integer(fields, 2, 0) if 2 in fields else -1  # -1: the whole dimension
-                extents.append((integer(fields, 1, 0), length))
+            extents = [  # a length of -1: the whole dimension
+                (e.start, e.length if e.HasField("length") else -1) for e in proto.extent
+            ]
             if len(extents) != len(entry.shape):
                 raise Damage(f"the entry of {entry.key!r} has a slice of another rank")
             box = []
@@ -288,6 +289,8 @@ class Bundle:
             Damage: Its bytes are missing, short, or fail the checksum; or its slices overlap.
             NotImplementedError: A dtype numpy has no type for.
         """
+        import numpy as np
+
         entry = self.entries[key]
         value_type = numpy_type(entry.dtype)
         if value_type is None:
@@ -307,9 +310,14 @@ class Bundle:
         return value
 
     def _read(self, entry: Entry, value_type: np.dtype[Any]) -> np.ndarray[Any, Any]:
+        import numpy as np
+
+        value: np.ndarray[Any, Any]
         if entry.dtype == _DT_STRING:
-            return _strings(entry, self._bytes(entry))
-        value: np.ndarray[Any, Any] = np.empty(entry.shape, value_type)
+            value = np.empty(math.prod(entry.shape), value_type)
+            value[:] = _strings(entry, self._bytes(entry))
+            return value.reshape(entry.shape)
+        value = np.empty(entry.shape, value_type)
         buffer = value.reshape(-1).view(np.uint8).data  # the array's own bytes: read into them
         self._read_into(entry, buffer)
         crc = 0
@@ -342,10 +350,19 @@ class Bundle:
         """The checkpoint's object graph; None for a name-based checkpoint (it has none)."""
         if OBJECT_GRAPH_KEY not in self.entries:
             return None
-        record = self.read(OBJECT_GRAPH_KEY)
-        if record.shape != () or not isinstance(record.item(), bytes):
-            raise Damage("the object-graph record is not one string")
-        return parse_object_graph(record.item())
+        return parse_object_graph(self.read_string(OBJECT_GRAPH_KEY))
+
+    def read_string(self, key: str) -> bytes:
+        """The value of string scalar `key`, checked, without numpy (listing needs none).
+
+        Raises:
+            KeyError: No such key.
+            Damage: It is not one string, or its bytes are damaged.
+        """
+        entry = self.entries[key]
+        if entry.dtype != _DT_STRING or entry.shape != ():
+            raise Damage(f"the record {key!r} is not one string")
+        return _strings(entry, self._bytes(entry))[0]
 
 
 def parse_object_graph(data: bytes) -> list[GraphNode]:
@@ -354,22 +371,16 @@ def parse_object_graph(data: bytes) -> list[GraphNode]:
     Raises:
         Damage: It is not one, or refers to a node it does not have.
     """
-    nodes = []
-    for raw in message(data, "the object graph").get(1, []):
-        fields = message(nested(raw), "an object-graph node")
-        children = []
-        for child in fields.get(1, []):
-            ref = message(nested(child), "a child reference")
-            children.append((text(ref, 2), integer(ref, 1, 0)))
-        attributes = []
-        for attribute in fields.get(2, []):
-            tensor = message(nested(attribute), "an attribute")
-            attributes.append((text(tensor, 1), text(tensor, 2), text(tensor, 3)))
-        slots = []
-        for slot in fields.get(3, []):
-            ref = message(nested(slot), "a slot reference")
-            slots.append((integer(ref, 1, 0), integer(ref, 3, 0)))
-        nodes.append(GraphNode(tuple(children), tuple(attributes), tuple(slots)))
+    nodes = [
+        GraphNode(
+            tuple((c.local_name, c.node_id) for c in node.children),
+            tuple((a.name, a.full_name, a.checkpoint_key) for a in node.attributes),
+            tuple(
+                (s.original_variable_node_id, s.slot_variable_node_id) for s in node.slot_variables
+            ),
+        )
+        for node in parse(ObjectGraphProto, data, "the object graph").nodes
+    ]
     count = len(nodes)
     for node in nodes:
         refs = [c for _, c in node.children] + [i for pair in node.slots for i in pair]
@@ -379,14 +390,10 @@ def parse_object_graph(data: bytes) -> list[GraphNode]:
     return nodes
 
 
-def _shape(data: int | bytes, key: str) -> tuple[int, ...]:
-    fields = message(nested(data), f"the shape of {key!r}")
-    if integer(fields, 3, 0):
+def _shape(proto: Any, key: str) -> tuple[int, ...]:
+    if proto.unknown_rank or len(proto.dim) > _MAX_DIMS:
         raise Damage(f"the entry of {key!r} has no valid rank")
-    dims = fields.get(2, [])
-    if len(dims) > _MAX_DIMS:
-        raise Damage(f"the entry of {key!r} has no valid rank")
-    sizes = tuple(integer(message(nested(d), "a dimension"), 1, 0) for d in dims)
+    sizes = tuple(d.size for d in proto.dim)
     elements = 1
     for size in sizes:
         elements *= size
@@ -412,8 +419,8 @@ def _check_size(entry: Entry) -> None:
         )
 
 
-def _strings(entry: Entry, data: bytes) -> np.ndarray[Any, Any]:
-    """A string tensor: varint64 lengths, their masked crc32c, then the bytes."""
+def _strings(entry: Entry, data: bytes) -> list[bytes]:
+    """The items of a string tensor: varint64 lengths, their masked crc32c, then the bytes."""
     count = math.prod(entry.shape)
     lengths, at, crc = [], 0, 0
     for _ in range(count):
@@ -428,15 +435,14 @@ def _strings(entry: Entry, data: bytes) -> np.ndarray[Any, Any]:
         raise Damage(f"the string lengths of {entry.key!r} fail their crc32c check")
     crc = google_crc32c.extend(crc, stored)
     at += 4
-    values = np.empty(count, dtype=object)
-    for i, length in enumerate(lengths):
-        values[i] = data[at : at + length]
-        at += length
-    crc = google_crc32c.extend(crc, data[at - sum(lengths) : at])
+    crc = google_crc32c.extend(crc, data[at:])
     if _mask(crc) != entry.crc32c:
         raise Damage(f"the value of {entry.key!r} fails its crc32c check")
-    shaped: np.ndarray[Any, Any] = values.reshape(entry.shape)
-    return shaped
+    items = []
+    for length in lengths:
+        items.append(data[at : at + length])
+        at += length
+    return items
 
 
 def _mask(crc: int) -> int:
@@ -483,6 +489,11 @@ class BundleReader:
             ValueError: Its bytes are damaged or short (the message says how).
         """
         entry = self.bundle.entries[key]
+        if entry.dtype == _DT_STRING and not entry.shape:  # the object graph's record
+            try:
+                return self.bundle.read_string(key)
+            except Damage as e:
+                raise ValueError(str(e)) from None
         if numpy_type(entry.dtype) is None:
             import tensorflow as tf  # dtypes numpy has no type for: TensorFlow's reader
 
@@ -491,4 +502,4 @@ class BundleReader:
             value = self.bundle.read(key)
         except Damage as e:
             raise ValueError(str(e)) from None
-        return value.item() if entry.dtype == _DT_STRING and not entry.shape else value
+        return value

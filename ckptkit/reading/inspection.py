@@ -3,7 +3,8 @@
 Everything here reads the index (and, for values, the data files) with `bundle`'s reader,
 without TensorFlow, for checkpoints on local paths and staged (`s3://`) ones; on `gs://` and
 `ram://`, which only TensorFlow's file system reaches, through TensorFlow's own reader. Nothing
-is restored into a program.
+is restored into a program. numpy (like h5py and ml_dtypes) is imported where values are read,
+so that listing a checkpoint loads none of them (numpy alone takes 0.07-0.09 s to import).
 
 Example:
     >>> contents = ckptkit.inspect("runs/exp1")              # doctest: +SKIP
@@ -20,9 +21,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ckptkit.errors import CheckpointKeyError, CorruptCheckpointError, FormatError, first_line
 from ckptkit.matching import CheckpointGraph, CheckpointNode, ValueSpec
@@ -32,6 +31,9 @@ from ckptkit.reading.keras_files import is_keras_file, keras_datasets, read_kera
 from ckptkit.reading.table import Damage
 from ckptkit.storage import fs, routes, tiers
 from ckptkit.storage.layout import check_path, resolve_checkpoint
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "OBJECT_GRAPH_KEY",
@@ -465,6 +467,8 @@ def get_tensor(reader: Any, prefix: str, key: str) -> np.ndarray[Any, Any]:
         CorruptCheckpointError: The data cannot be read (TensorFlow's checksum or size
             checks failed; a data file cut short raises IndexError inside TensorFlow).
     """
+    import numpy as np
+
     try:
         return np.asarray(reader.get_tensor(key))
     except read_errors() as e:  # ValueError: damaged or short data, missing slices
@@ -475,6 +479,8 @@ def get_tensor(reader: Any, prefix: str, key: str) -> np.ndarray[Any, Any]:
 
 
 def _max_abs_diff(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float | None:
+    import numpy as np
+
     if a.dtype.kind not in "biufc" or a.size == 0:
         return None
     worst = float(np.max(np.abs(a.astype(np.complex128) - b.astype(np.complex128))))
@@ -516,6 +522,8 @@ def diff(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> CheckpointDiff
         FormatError: One is a Keras file and the other a TensorFlow checkpoint: their keys
             name values differently, so nothing would match.
     """
+    import numpy as np
+
     a, b = check_path(a), check_path(b)
     if is_keras_file(a) != is_keras_file(b):
         raise FormatError(

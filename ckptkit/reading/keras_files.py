@@ -2,8 +2,9 @@
 
 Keras 3 stores weights in HDF5 as ``layers/<layer>/vars/<i>`` and ``optimizer/vars/<i>``
 datasets (the layer's own name in the ``vars`` group's ``name`` attribute). These functions
-list and read those datasets with h5py, which comes with Keras; no model is built and nothing
-is deserialized but arrays.
+list and read those datasets with h5py, which comes with Keras (imported on first use, so
+that reading TensorFlow checkpoints does not load it); no model is built and nothing is
+deserialized but arrays.
 
 A file ckptkit did not write is refused as Keras 3 refuses it, with a `FormatError` naming the
 file and the dataset: soft and external links, datasets whose bytes live in other files
@@ -19,12 +20,13 @@ import math
 import os
 import zipfile
 from collections.abc import Iterator
-from typing import IO, Any
-
-import h5py
-import numpy as np
+from typing import IO, TYPE_CHECKING, Any
 
 from ckptkit.errors import CheckpointKeyError, CheckpointNotFoundError, FormatError
+
+if TYPE_CHECKING:
+    import h5py
+    import numpy as np
 
 __all__ = ["WEIGHTS_MEMBER", "is_keras_file", "keras_datasets", "read_keras_tensor"]
 
@@ -48,6 +50,8 @@ _FLOOR_BYTES = 64 << 20
 @contextlib.contextmanager
 def _open(path: str) -> Iterator[h5py.File]:
     """The weights of a Keras file, streamed (a ``.keras`` member is not read whole)."""
+    import h5py
+
     if not os.path.isfile(path):
         raise CheckpointNotFoundError(f"no Keras file at {path}")
     try:
@@ -114,6 +118,8 @@ def _links(path: str, group: h5py.Group, prefix: str) -> None:
 
 def _no_link(path: str, group: h5py.Group, name: str, prefix: str) -> None:
     """Raises `FormatError` when `group`'s member `name` is a soft or external link."""
+    import h5py
+
     link = group.get(name, getlink=True)
     if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
         raise FormatError(
@@ -134,6 +140,9 @@ def keras_datasets(path: str) -> list[tuple[str, tuple[int, ...], str, int]]:
         FormatError: Not an HDF5 / Keras zip file, or one Keras 3 would refuse: links,
             external or virtual datasets, or arrays that claim far more bytes than are stored.
     """
+    import h5py
+    import numpy as np
+
     found: list[tuple[str, tuple[int, ...], str, int]] = []
 
     def visit(name: str, item: Any) -> None:
@@ -164,6 +173,9 @@ def read_keras_tensor(path: str, key: str) -> np.ndarray[Any, Any]:
         FormatError: The dataset is reached through a link, keeps its bytes elsewhere, or
             claims far more bytes than it stores.
     """
+    import h5py
+    import numpy as np
+
     with _open(path) as weights:
         group: h5py.Group = weights
         parts = key.strip("/").split("/")
