@@ -392,17 +392,8 @@ def _human_bytes(n: int) -> str:
 
 def _ls(infos: list[CheckpointInfo], hidden: list[CheckpointInfo], *, as_json: bool) -> None:
     """Prints the listed checkpoints, then those on disk the state file leaves out (`hidden`)."""
-    from ckptkit.errors import CorruptCheckpointError
-    from ckptkit.storage.manifest import read_manifest
-
     listed = len(infos)
     infos = infos + hidden
-    manifests = []
-    for info in infos:
-        try:
-            manifests.append(read_manifest(info.path))
-        except CorruptCheckpointError:
-            manifests.append(None)
     if as_json:
         _print_json(
             [
@@ -411,12 +402,12 @@ def _ls(infos: list[CheckpointInfo], hidden: list[CheckpointInfo], *, as_json: b
                     "step": i.step,
                     "size_bytes": i.size_bytes,
                     "time": i.time,
-                    "metrics": m.metrics if m else None,
-                    "metadata": m.metadata if m else None,
-                    "cost": m.cost.model_dump() if m and m.cost else None,
+                    "metrics": None if i.metrics is None else dict(i.metrics),
+                    "metadata": None if i.metadata is None else dict(i.metadata),
+                    "cost": i.cost.model_dump() if i.cost else None,
                     "listed": n < listed,
                 }
-                for n, (i, m) in enumerate(zip(infos, manifests, strict=True))
+                for n, i in enumerate(infos)
             ]
         )
         return
@@ -424,12 +415,10 @@ def _ls(infos: list[CheckpointInfo], hidden: list[CheckpointInfo], *, as_json: b
 
     table = Table("step", "size", "time", "metrics", "path")
     rows = []
-    for n, (info, manifest) in enumerate(zip(infos, manifests, strict=True)):
+    for n, info in enumerate(infos):
         when = datetime.datetime.fromtimestamp(info.time).isoformat(sep=" ", timespec="seconds")
         step = "-" if info.step is None else str(info.step)
-        metrics = " ".join(
-            f"{k}={v:.4g}" for k, v in (manifest.metrics if manifest else {}).items()
-        )
+        metrics = " ".join(f"{k}={v:.4g}" for k, v in (info.metrics or {}).items())
         path = info.path if n < listed else f"{info.path} (not in the state file)"
         rows.append([step, _human_bytes(info.size_bytes), when, metrics, path])
         table.add_row(*rows[-1])

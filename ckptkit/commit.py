@@ -229,7 +229,15 @@ class CommitPipeline:
             return
         cost = manifest.cost
         size = sum(record.size for record in manifest.files.values())
-        info = layout.CheckpointInfo(written, layout.parse_step(written), now, size, cost)
+        info = layout.CheckpointInfo(
+            written,
+            layout.parse_step(written),
+            now,
+            size,
+            cost,
+            metrics=manifest.metrics,
+            metadata=manifest.metadata,
+        )
         try:
             on_commit(info)
         except Exception as e:  # the checkpoint is committed whatever the callable does

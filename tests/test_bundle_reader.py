@@ -272,11 +272,14 @@ def test_a_flipped_byte_fails_the_checksum_as_in_tensorflow(tmp_path) -> None:
         data.write_bytes(bytes(flipped))
         with pytest.raises(Damage, match="crc32c"):
             Bundle(prefix).read(key)
+        with pytest.raises(Damage, match="crc32c"):
+            Bundle(prefix).check(key)  # verify --full's way: no value built
         with pytest.raises(tf.errors.OpError, match="Checksum does not match"):
             tf.train.load_checkpoint(prefix).get_tensor(key)
     data.write_bytes(bytes(body[:10]))
-    with pytest.raises(Damage, match="ends at byte"):
-        Bundle(prefix).read("w/.ATTRIBUTES/VARIABLE_VALUE")
+    for read in (Bundle(prefix).read, Bundle(prefix).check):
+        with pytest.raises(Damage, match="ends at byte"):
+            read("w/.ATTRIBUTES/VARIABLE_VALUE")
 
 
 def test_every_read_function_and_command_runs_without_tensorflow(tmp_path) -> None:

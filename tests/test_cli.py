@@ -266,6 +266,11 @@ def test_tables_never_cut_keys_or_drop_values(tmp_path, capsys, monkeypatch, col
         assert os.path.join(directory, f"ckpt-{step}") in listed
     assert "val_loss=0.125" in listed
     assert "val_accuracy=0.875" in listed
+    infos = ckptkit.list_checkpoints(directory)
+    assert [i.metrics for i in infos] == [
+        {"val_loss": 0.125, "val_accuracy": 0.875},
+        {"val_loss": 0.25},
+    ]
     assert main(["inspect", directory]) == 0
     assert f"{long_name}/.ATTRIBUTES/VARIABLE_VALUE" in capsys.readouterr().out
     one, two = (os.path.join(directory, f"ckpt-{s}") for s in (1, 2))

@@ -27,8 +27,9 @@ import errno
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf import text_format
 
@@ -106,6 +107,9 @@ class CheckpointInfo:
         size_bytes: Total size of its files.
         cost: What its save cost (bytes written, seconds the caller was blocked, seconds in
             the background), from its manifest; None without one.
+        metrics: The metrics saved with it (``save(metrics=...)``), from its manifest; None
+            without one.
+        metadata: The metadata saved with it, from its manifest; None without one.
     """
 
     path: str
@@ -113,6 +117,8 @@ class CheckpointInfo:
     time: float
     size_bytes: int
     cost: SaveCost | None = None
+    metrics: Mapping[str, float] | None = None
+    metadata: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -355,6 +361,8 @@ def describe(path: str, time: float | None = None) -> CheckpointInfo:
         time=_mtime(path) if time is None else time,
         size_bytes=size,
         cost=None if manifest is None else manifest.cost,
+        metrics=None if manifest is None else manifest.metrics,
+        metadata=None if manifest is None else manifest.metadata,
     )
 
 
