@@ -153,11 +153,6 @@ class Entry:
         """TensorFlow's name of its dtype (``float32``, ``bfloat16``, ``string``...)."""
         return DTYPES[self.dtype][0]
 
-    @property
-    def sliced(self) -> bool:
-        """Whether it is a partitioned variable, stored as slices under other keys."""
-        return bool(self.slices)
-
 
 @dataclass(frozen=True)
 class GraphNode:
@@ -202,7 +197,7 @@ class Bundle:
             raise Damage("the header says big-endian, which no TensorFlow writer produces here")
         self.entries: dict[str, Entry] = {}
         # The parts of partitioned variables, under keys that sort first: b"\0", the variable's
-        # name and the part's extents (`_slice_key`); parsed when their variable names them.
+        # name and the part's extents (`slice_key`); parsed when their variable names them.
         self._parts: dict[bytes, bytes] = {}
         previous = b""
         for raw_key, value in walk:
@@ -318,25 +313,12 @@ class Bundle:
             value[:] = _strings(entry, self._bytes(entry))
             return value.reshape(entry.shape)
         value = np.empty(entry.shape, value_type)
-        buffer = value.reshape(-1).view(np.uint8).data  # the array's own bytes: read into them
-        path, got, crc = self.shard_path(entry.shard), 0, 0
-        try:
-            with open(path, "rb", buffering=0) as file:
-                file.seek(entry.offset)
-                while got < entry.size:  # a chunk read, then summed while still in the cache
-                    chunk = buffer[got : got + _CHUNK]
-                    n = file.readinto(chunk)
-                    if not n:
-                        break
-                    crc = google_crc32c.extend(crc, bytes(chunk[:n]))  # it takes bytes only
-                    got += n
-        except OSError as e:
-            raise Damage(f"cannot read {os.path.basename(path)}: {e.strerror or e}") from None
-        if got != entry.size:
-            raise Damage(
-                f"the value of {entry.key!r} ends at byte {entry.offset + entry.size} of "
-                f"{os.path.basename(path)}, which has {entry.offset + got} bytes"
-            )
+        buffer = value.reshape(-1).view(np.uint8).data  # the array's own bytes
+        at, crc = 0, 0
+        for chunk in self._chunks(entry, _CHUNK):  # summed and copied while in the cache
+            crc = google_crc32c.extend(crc, chunk)
+            buffer[at : at + len(chunk)] = chunk
+            at += len(chunk)
         if _mask(crc) != entry.crc32c:
             raise Damage(f"the value of {entry.key!r} fails its crc32c check")
         return value
@@ -373,9 +355,8 @@ class Bundle:
         """Checks the stored bytes of `key` against their crc32c, without building its value.
 
         What a full verify needs: each MiB is read into the bytes the checksum takes, one
-        copy, as TensorFlow's reader makes (`read` copies each MiB once more, as
-        google-crc32c takes only ``bytes``). Values of any dtype are checked, numpy type or
-        not.
+        copy, as TensorFlow's reader makes (`read` copies each MiB once more, into the
+        value). Values of any dtype are checked, numpy type or not.
 
         Raises:
             KeyError: No such key.
