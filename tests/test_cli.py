@@ -73,13 +73,19 @@ def test_ls_json_is_pure_json(directory) -> None:
     assert done.stderr == ""
 
 
-def test_ls_table_lists_newest_last(directory, capsys, monkeypatch) -> None:
-    monkeypatch.delenv("COLUMNS", raising=False)  # piped: a table as wide as its rows
+@pytest.mark.parametrize(("columns", "row"), [(None, r"^(\d+) +\d"), ("200", r"^│ (\d+) ")])
+def test_ls_table_lists_newest_last(directory, capsys, monkeypatch, columns, row) -> None:
+    """Piped: plain aligned columns, one row a line; on a terminal, a rich table."""
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
     assert main(["ls", directory]) == 0
     out = capsys.readouterr().out
-    steps = re.findall(r"^│ (\d+) ", out, flags=re.MULTILINE)
-    assert steps == ["10", "20"]
+    assert re.findall(row, out, flags=re.MULTILINE) == ["10", "20"]
     assert "2 checkpoint(s)" in out
+    if columns is None:
+        assert out.splitlines()[0].split() == ["step", "size", "time", "metrics", "path"]
 
 
 def test_ls_all_shows_checkpoints_the_state_file_leaves_out(directory, capsys) -> None:

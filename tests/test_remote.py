@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -221,6 +222,32 @@ def test_cli_reads_s3_urls(s3_dir, tmp_path) -> None:
     compared = cli("diff", f"{s3_dir}/ckpt-1", f"{s3_dir}/ckpt-2")
     assert compared.returncode == 1, compared.stderr  # the values differ
     assert "a/.ATTRIBUTES/VARIABLE_VALUE" in compared.stdout
+
+
+def test_reading_s3_urls_needs_no_tensorflow(s3_dir, tmp_path) -> None:
+    """A fresh process with an empty cache: every read downloads, none imports TensorFlow."""
+    _save_steps(s3_dir, tmp_path / "cache", (1, 2))
+    code = f"""
+import sys
+import ckptkit
+from ckptkit.cli import main
+
+d = {s3_dir!r}
+assert [i.step for i in ckptkit.list_checkpoints(d)] == [1, 2]
+assert ckptkit.inspect(d).variables
+ckptkit.read_tensor(d, "a/.ATTRIBUTES/VARIABLE_VALUE")
+ckptkit.diff(d + "/ckpt-1", d + "/ckpt-2")
+assert ckptkit.verify(d, full=True).ok
+for args in (["ls", d], ["inspect", d], ["verify", d, "--full"]):
+    main([*args, "--json"])
+print("tensorflow" in sys.modules)
+"""
+    env = {**os.environ, "CKPTKIT_CACHE_DIR": str(tmp_path / "fresh-cache")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_gfile_protocol_on_ram(tmp_path) -> None:
