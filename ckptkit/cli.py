@@ -350,7 +350,7 @@ def _print_table(headers: list[str], rows: list[list[str]], title: str | None = 
     fields separated by two spaces.
     """
     if len(rows) > _PLAIN_ROWS or _piped():
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+        widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
         if title:
             print(title)
         for line in [headers, *rows]:

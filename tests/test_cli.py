@@ -317,3 +317,12 @@ def test_long_commands_draw_progress_on_stderr_only_when_asked(
     quiet = capsys.readouterr()
     assert quiet.err == ""
     assert json.loads(quiet.out)["ok"]
+
+
+def test_an_empty_checkpoint_prints_an_empty_table(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)  # piped: plain columns
+    prefix = tf.train.Checkpoint().write(str(tmp_path / "c"))
+    assert main(["inspect", prefix]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == ["shape", "dtype", "bytes", "key"]
+    assert out[2] == "0 variable(s), 0 B in total"
