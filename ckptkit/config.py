@@ -336,6 +336,9 @@ class Storage(BaseModel):
             with `StorageUnavailableError` within about 100 s plus 2 s of backoff. Other
             fsspec protocols use their client's settings, and ``gs://`` through gfile
             TensorFlow's.
+        max_concurrency: How many files of one checkpoint an upload or a download moves at
+            once, and (``s3://``) how many parts of one large file (multipart upload parts,
+            ranged reads) at once. 1: one file after another, each in one stream.
 
     Example:
         >>> Storage(options={"endpoint_url": "http://127.0.0.1:9000"}).keep_local
@@ -351,6 +354,7 @@ class Storage(BaseModel):
     lease_secs: float = Field(60.0, gt=0, allow_inf_nan=False)
     timeout_secs: float = Field(20.0, gt=0, allow_inf_nan=False)
     retries: int = Field(4, ge=0, le=20)
+    max_concurrency: int = Field(8, ge=1, le=64)
 
     @field_validator("cache_dir")
     @classmethod

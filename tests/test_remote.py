@@ -17,6 +17,7 @@ from forked import WORKERS, ForkedWorker
 from helpers import cli, equal_to, fill, state
 
 import ckptkit
+from ckptkit import progress
 from ckptkit.errors import (
     CheckpointSkippedWarning,
     DirectoryLockedError,
@@ -248,6 +249,25 @@ print("tensorflow" in sys.modules)
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize("concurrency", [1, 8])
+def test_transfers_show_progress_at_any_concurrency(
+    s3_dir, tmp_path, capsys, monkeypatch, concurrency
+) -> None:
+    """Uploads and downloads draw a bar (past `progress.DELAY`, 0 here) when one is shown."""
+    monkeypatch.setattr(progress, "DELAY", 0)
+    cfg = _config(s3_dir, tmp_path / "cache", max_concurrency=concurrency, keep_local=0)
+    variables = state()
+    with progress.shown(), ckptkit.CheckpointManager(cfg, **variables) as mgr:
+        fill(variables, 3)
+        mgr.save(3)
+    assert "uploading ckpt-3" in capsys.readouterr().err
+    fresh = state()
+    with progress.shown(), ckptkit.CheckpointManager(cfg, **fresh) as mgr:
+        assert mgr.restore().step == 3  # downloaded: keep_local=0 left no local copy
+    assert "downloading ckpt-3" in capsys.readouterr().err
+    assert equal_to(fresh, 3)
 
 
 def test_gfile_protocol_on_ram(tmp_path) -> None:

@@ -15,15 +15,17 @@ fsspec and the protocol's package (s3fs, gcsfs, ...) are optional: ``pip install
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ckptkit.errors import MissingExtraError, StorageUnavailableError
 from ckptkit.storage import routes
 
-__all__ = ["ABSENT", "ChangedError", "FsspecFiles", "download", "upload"]
+__all__ = ["ABSENT", "ChangedError", "FsspecFiles", "download", "download_all", "upload"]
 
 ABSENT = ""  # the tag of an object the store said is not there
 
@@ -299,18 +301,89 @@ def _precondition_failed(error: BaseException) -> bool:
     return False
 
 
-def upload(pairs: Sequence[tuple[str, str]]) -> None:
-    """Copies local files to objects, ``(local, remote)`` each, concurrently where it can."""
+def upload(pairs: Sequence[tuple[str, str]], advance: Callable[[int], None]) -> None:
+    """Copies local files to objects, ``(local, remote)`` each, concurrently.
+
+    `Storage.max_concurrency` files at a time, and on ``s3://`` as many parts of a large file;
+    `advance` is called with each chunk's bytes as it is sent.
+    """
     if not pairs:
         return
     fs, _ = _filesystem(pairs[0][1])
     remote = [_filesystem(r)[1] for _, r in pairs]
     with _as_oserror(pairs[0][1], "upload to it"):
-        fs.put([local for local, _ in pairs], remote)
+        fs.put(
+            [local for local, _ in pairs],
+            remote,
+            callback=_progress(advance, children=True),
+            **_concurrency(fs, pairs[0][1], batch=True),
+        )
 
 
-def download(path: str, local: str) -> None:
-    """Copies the object `path` to the local file `local`."""
+def download(path: str, local: str, advance: Callable[[int], None]) -> None:
+    """Copies the object `path` to the local file `local` (on ``s3://`` in parallel parts).
+
+    `advance` is called with each chunk's bytes as it arrives.
+    """
     fs, name = _filesystem(path)
     with _as_oserror(path, "download it"):
-        fs.get_file(name, local)
+        fs.get_file(name, local, callback=_progress(advance), **_concurrency(fs, path))
+
+
+def download_all(
+    pairs: Sequence[tuple[str, str]], advance: Callable[[int], None]
+) -> list[BaseException | None]:
+    """Copies objects to local files, ``(remote, local)`` each, `Storage.max_concurrency` at once.
+
+    Returns:
+        For each pair, what `download` raised (None: copied); nothing is left out or raised.
+    """
+    if not pairs:
+        return []
+    workers = routes.settings(pairs[0][0]).max_concurrency
+
+    def one(pair: tuple[str, str]) -> BaseException | None:
+        try:
+            download(pair[0], pair[1], advance)
+        except Exception as e:  # handed back, for the caller to judge per file
+            return e
+        return None
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(pairs))) as pool:
+        # Each thread in the caller's context: `routes.using` chose the storage settings.
+        return list(pool.map(lambda pair: contextvars.copy_context().run(one, pair), pairs))
+
+
+def _concurrency(fs: Any, path: str, *, batch: bool = False) -> dict[str, int]:
+    """`Storage.max_concurrency` as the filesystem takes it: s3fs's parts, async batches."""
+    from fsspec.asyn import AsyncFileSystem
+
+    found: dict[str, int] = {}
+    limit = routes.settings(path).max_concurrency
+    if path.partition("://")[0].lower() in ("s3", "s3a"):
+        found["max_concurrency"] = limit
+    if batch and isinstance(fs, AsyncFileSystem):
+        found["batch_size"] = limit
+    return found
+
+
+def _progress(advance: Callable[[int], None], *, children: bool = False) -> Any:
+    """An fsspec callback that hands each chunk's bytes to `advance`.
+
+    With `children`, for a multi-file call: its own updates count files, and each file's bytes
+    come through the callbacks it branches.
+    """
+    from fsspec.callbacks import Callback
+
+    class Bytes(Callback):  # type: ignore[misc]
+        def call(self, *args: Any, **kwargs: Any) -> None:
+            pass  # the sizes come through relative_update
+
+        def relative_update(self, inc: int = 1) -> None:
+            if not children:
+                advance(inc)
+
+        def branched(self, path_1: str, path_2: str, **kwargs: Any) -> Any:
+            return _progress(advance)
+
+    return Bytes()

@@ -38,6 +38,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from ckptkit import progress
 from ckptkit.errors import CorruptCheckpointError, StorageUnavailableError, UploadError
 from ckptkit.storage import fs, fsspec_files, layout, routes
 from ckptkit.storage.manifest import (
@@ -252,8 +253,10 @@ def upload(local: str, remote: str) -> list[str]:
         for f in layout.checkpoint_files(local)
         if not f.endswith(MANIFEST_SUFFIX)
     ]
+    total = sum(os.path.getsize(local_file) for local_file, _ in pairs)
     try:
-        fsspec_files.upload(pairs)
+        with progress.task(f"uploading {os.path.basename(remote)}", total, unit="bytes") as step:
+            fsspec_files.upload(pairs, step)
     except OSError as e:
         raise UploadError(
             f"uploading checkpoint {remote} failed ({e.strerror or e}). Nothing was "
@@ -316,18 +319,19 @@ def _download(path: str, local: str, manifest: tuple[bytes, Manifest] | None) ->
     fresh = os.path.join(cache, f".download-{uuid.uuid4().hex}")
     os.makedirs(fresh)
     try:
-        for file in names:
-            try:
-                fsspec_files.download(os.path.join(directory, file), os.path.join(fresh, file))
-            except FileNotFoundError:
-                continue  # reported below, as missing
-            except StorageUnavailableError:
-                raise
-            except OSError as e:
+        pairs = [(os.path.join(directory, file), os.path.join(fresh, file)) for file in names]
+        total = sum(r.size for r in manifest[1].files.values()) if manifest is not None else 0
+        with progress.task(f"downloading {name}", total, unit="bytes") as step:
+            outcomes = fsspec_files.download_all(pairs, step)  # the files at once
+        for (remote, _), error in zip(pairs, outcomes, strict=True):
+            if error is None or isinstance(error, FileNotFoundError):
+                continue  # a missing file is reported below, as missing
+            if isinstance(error, OSError) and not isinstance(error, StorageUnavailableError):
                 raise CorruptCheckpointError(
-                    f"cannot download {os.path.join(directory, file)} ({e.strerror or e}); "
-                    "check that the storage is reachable, or restore another checkpoint"
-                ) from e
+                    f"cannot download {remote} ({error.strerror or error}); check that the "
+                    "storage is reachable, or restore another checkpoint"
+                ) from error
+            raise error
         staged = os.path.join(fresh, name)
         if manifest is not None:
             with open(manifest_path(staged), "wb") as f:
