@@ -16,8 +16,9 @@ extra host memory (RSS) while an async save is in flight, as a multiple of the s
 (f) saves on a 2-worker MultiWorkerMirroredStrategy cluster of two processes on this machine
 (256 MiB each), against TensorFlow's chief + ``workertemp`` pattern (see `cluster_case.py`).
 (g) saves of the state of (a) to an S3 server on this machine (moto, its own process): staged
-through ckptkit against a local write plus a raw fsspec put, and the blocking time of an async
-save there against one to a local directory (see `remote_case.py`).
+through ckptkit against a local write plus a raw fsspec put, the blocking time of an async
+save there against one to a local directory, and a restore with nothing cached against
+fsspec's batched get plus a plain restore (see `remote_case.py`).
 (h) `ckptkit.average` of 5 checkpoints of the state of (a), time and peak memory, against
 tensor2tensor's way of averaging (all sums in memory at once; see `average_case.py`).
 (i) reading without TensorFlow: `ckptkit inspect` and `ckptkit ls` as whole processes,
@@ -72,6 +73,7 @@ GOALS = {
     "f_cluster": 1.1,  # a 2-worker cluster's save, over TensorFlow's chief + workertemp pattern
     "g_staged_save": 1 / 0.8,  # a save to s3:// over a local write + raw fsspec put (>= 0.8x)
     "g_async_blocked": 1.2,  # an async save's blocking time to s3://, over one to a local dir
+    "g_cold_restore": 1.1,  # a restore from s3:// with nothing cached, over fsspec get + read
     "h_average": 1.1,  # averaging 5 checkpoints (float64 sums), over t2t's way (float32 sums)
     "i_inspect_process": 0.15,  # `ckptkit inspect` of (b), over a TF list_variables process
     "i_ls_process": 1.5,  # `ckptkit ls`, over `python -c "import ckptkit"`
