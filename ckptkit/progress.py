@@ -38,7 +38,7 @@ def shown(enabled: bool = True) -> Iterator[None]:
 
 @contextlib.contextmanager
 def task(
-    description: str, total: int, *, unit: Literal["bytes", "tensors", "files"] = "tensors"
+    description: str, total: int, *, unit: Literal["bytes", "tensors"] = "tensors"
 ) -> Iterator[Callable[[int], None]]:
     """A unit of long work; yields ``advance(n)``, to call as each part is done.
 
