@@ -25,7 +25,9 @@ through ckptkit against a local write plus a raw fsspec put, the blocking time o
 save there against one to a local directory, and a restore with nothing cached against
 fsspec's batched get plus a plain restore (see `remote_case.py`).
 (h) `ckptkit.average` of 5 checkpoints of the state of (a), time and peak memory, against
-tensor2tensor's way of averaging (all sums in memory at once; see `average_case.py`).
+tensor2tensor's way of averaging (all sums in memory at once; see `average_case.py`); and the
+time to resume: a new process restoring the state of (a), against a plain TensorFlow script
+doing the same (see `resume_case.py`).
 (i) reading without TensorFlow: `ckptkit inspect` and `ckptkit ls` as whole processes,
 `read_tensor` of 256 MiB and `verify(full=True)` of the state of (a), against TensorFlow's
 reader (see `reading_case.py`).
@@ -57,6 +59,7 @@ from average_case import bench_average
 from cluster_case import bench_cluster
 from reading_case import bench_reading
 from remote_case import bench_remote
+from resume_case import bench_resume
 from timing import interleaved, report, timed
 
 import ckptkit
@@ -80,6 +83,7 @@ GOALS = {
     "g_async_blocked": 1.2,  # an async save's blocking time to s3://, over one to a local dir
     "g_cold_restore": 1.1,  # a restore from s3:// with nothing cached, over fsspec get + read
     "h_average": 1.1,  # averaging 5 checkpoints (float64 sums), over t2t's way (float32 sums)
+    "h_resume": 1.05,  # a new process restoring (a)'s state, over a plain TensorFlow script
     "i_inspect_process": 0.15,  # `ckptkit inspect` of (b), over a TF list_variables process
     "i_ls_process": 1.5,  # `ckptkit ls`, over `python -c "import ckptkit"`
     "i_read_tensor": 1.0,  # one 256 MiB variable, over TF's load_checkpoint(p).get_tensor
@@ -480,6 +484,7 @@ def main() -> None:
             ratios |= bench_remote(args.reps, root, large_elems)
         if args.only in (None, "h"):
             ratios |= bench_average(min(args.reps, 3), root, large_elems)
+            ratios |= bench_resume(max(args.reps, 5), root, large_elems)
         if args.only in (None, "i"):
             ratios |= bench_reading(args.reps, root, large_elems, n_small)
     finally:
