@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import tensorflow as tf
-from timing import interleaved
+from timing import interleaved, report
 
 import ckptkit
 
@@ -109,22 +109,18 @@ def _cold_restores(
         prefix = os.path.join(local, os.path.basename(latest))
         plain.read(prefix).assert_existing_objects_matched()
 
-    times = interleaved(
-        {
-            "ckptkit": restore_with(config),
-            "fsspec get+read": get_then_restore,
-            "ckptkit, 1 at a time": restore_with(serial),
-        },
-        reps,
+    print(f"g cold restore: {len(files)} files, nothing cached")
+    return report(
+        "g_cold_restore",
+        interleaved(
+            {
+                "ckptkit": restore_with(config),
+                "fsspec get+read": get_then_restore,
+                "ckptkit, 1 at a time": restore_with(serial),
+            },
+            reps,
+        ),
     )
-    ratio = times["ckptkit"] / times["fsspec get+read"]
-    print(
-        f"g_cold_restore ckptkit {times['ckptkit']:.2f} s | fsspec get + read "
-        f"{times['fsspec get+read']:.2f} s (ratio {ratio:.3f}) | ckptkit, files and parts one "
-        f"at a time {times['ckptkit, 1 at a time']:.2f} s ({len(files)} files)",
-        flush=True,
-    )
-    return ratio
 
 
 def bench_remote(reps: int, root: str, elems: int) -> dict[str, float]:

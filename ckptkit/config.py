@@ -336,9 +336,10 @@ class Storage(BaseModel):
             with `StorageUnavailableError` within about 100 s plus 2 s of backoff. Other
             fsspec protocols use their client's settings, and ``gs://`` through gfile
             TensorFlow's.
-        max_concurrency: How many files of one checkpoint an upload or a download moves at
-            once, and (``s3://``) how many parts of one large file (multipart upload parts,
-            ranged reads) at once. 1: one file after another, each in one stream.
+        max_concurrency: How many files of one checkpoint a download moves at once, and an
+            upload on an asynchronous fsspec filesystem (s3fs, gcsfs; others upload one file
+            after another), and (``s3://``) how many parts of one large file (multipart upload
+            parts, ranged reads). 1: one file after another, each in one stream.
 
     Example:
         >>> Storage(options={"endpoint_url": "http://127.0.0.1:9000"}).keep_local

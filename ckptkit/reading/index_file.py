@@ -22,7 +22,7 @@ __all__ = ["check_index", "checked_bundle"]
 
 # path -> ((size, mtime_ns, inode), its parsed index, where each shard's values end) of indexes
 # found sound; the last few, as one process reads the same checkpoint several times in a row
-_CHECKED: dict[str, tuple[tuple[int, int, int], Bundle, dict[int, tuple[int, bytes]]]] = {}
+_CHECKED: dict[str, tuple[tuple[int, int, int], Bundle, dict[int, tuple[int, str]]]] = {}
 _KEEP = 8
 
 
@@ -80,7 +80,7 @@ def _damaged(path: str, fault: str) -> CorruptCheckpointError:
     )
 
 
-def _check_shard_sizes(prefix: str, shards: int, ends: dict[int, tuple[int, bytes]]) -> None:
+def _check_shard_sizes(prefix: str, shards: int, ends: dict[int, tuple[int, str]]) -> None:
     """Raises when an entry's bytes lie past the end of its data file.
 
     Checked on every call: the data file may change without the index. A missing data file is
@@ -97,7 +97,7 @@ def _check_shard_sizes(prefix: str, shards: int, ends: dict[int, tuple[int, byte
         if end > size:
             raise _damaged(
                 prefix + ".index",
-                f"the value of {_show(key)} ends at byte {end} of {os.path.basename(data)}, "
+                f"the value of {key[:80]!r} ends at byte {end} of {os.path.basename(data)}, "
                 f"which has {size} bytes",
             )
 
@@ -112,16 +112,12 @@ def _identity(path: str) -> tuple[int, int, int] | None:
     return info.st_size, info.st_mtime_ns, info.st_ino
 
 
-def _check(prefix: str, data: bytes) -> tuple[Bundle, dict[int, tuple[int, bytes]]]:
+def _check(prefix: str, data: bytes) -> tuple[Bundle, dict[int, tuple[int, str]]]:
     """The parsed index, and where the values of each shard end (with the key that ends last)."""
     bundle = Bundle(prefix, data)  # checks every entry as it reads it
-    ends: dict[int, tuple[int, bytes]] = {}
+    ends: dict[int, tuple[int, str]] = {}
     for entry in bundle.stored():
         end = entry.offset + entry.size
-        if end > ends.get(entry.shard, (0, b""))[0]:
-            ends[entry.shard] = (end, entry.key.encode())
+        if end > ends.get(entry.shard, (0, ""))[0]:
+            ends[entry.shard] = (end, entry.key)
     return bundle, ends
-
-
-def _show(key: bytes) -> str:
-    return repr(key.decode("utf-8", "replace")[:80])

@@ -464,8 +464,9 @@ def get_tensor(reader: Any, prefix: str, key: str) -> np.ndarray[Any, Any]:
     """One tensor through an open reader.
 
     Raises:
-        CorruptCheckpointError: The data cannot be read (TensorFlow's checksum or size
-            checks failed; a data file cut short raises IndexError inside TensorFlow).
+        CorruptCheckpointError: The data cannot be read: its checksum or size checks failed
+            (ckptkit's reader, or TensorFlow's on gs:// and ram://, where a data file cut short
+            raises IndexError).
     """
     import numpy as np
 
