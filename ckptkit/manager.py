@@ -21,11 +21,10 @@ from ckptkit.backends.base import Backend
 from ckptkit.backends.object_based import ObjectBasedBackend
 from ckptkit.commit import CommitPipeline, SaveRequest, wait_at_exit
 from ckptkit.config import Assertion, CheckpointConfig, as_config
-from ckptkit.distribute.choreography import NO_ASYNC, cluster_of, restore_together, save_together
+from ckptkit.distribute.choreography import ClusterSaves, restore_together
 from ckptkit.errors import (
     InvalidStepError,
     SaveError,
-    TrackableError,
     first_line,
 )
 from ckptkit.exporting import export_checkpoint
@@ -183,7 +182,7 @@ class CheckpointManager:
                 monitor=config.retention.monitor,
             )
             self._view.refresh()
-            self._cluster = cluster_of(backend, config)
+            self._cluster = backend.cluster
             # Only the chief of a cluster writes to the directory; the others never lock it.
             self._writer = DirectoryWriter(config, self._view, follower=self._follower)
             newest = self._view.newest
@@ -193,6 +192,11 @@ class CheckpointManager:
             )
             self._pipeline = CommitPipeline(
                 config, self._view, self._writer, backend.tensorflow_version
+            )
+            self._together = (
+                ClusterSaves(self._cluster, self._pipeline, reread=self._view.refresh)
+                if self._cluster is not None and self._cluster.multi_worker
+                else None
             )
             self._restorer = RestorePipeline(
                 config,
@@ -249,9 +253,16 @@ class CheckpointManager:
                 handlers are released all the same.
         """
         try:
-            self._pipeline.wait(self._config.async_timeout_secs)
+            self._settle(self._config.async_timeout_secs)
         finally:
             self._release(tidy=tidy)
+
+    def _settle(self, timeout: float | None = None) -> None:
+        """Waits for the background save in flight; raises its error (on every worker)."""
+        if self._together is not None:
+            self._together.settle(timeout)
+        else:
+            self._pipeline.wait(timeout)
 
     def _release(self, *, tidy: bool) -> None:
         if self._exit_wait is not None:
@@ -402,7 +413,8 @@ class CheckpointManager:
         saved = self._guard.at_step(step, metadata, metrics)
         if saved is not None:
             return saved
-        self._pipeline.check()
+        if self._together is None:  # on a cluster, every worker learns it at the next save
+            self._pipeline.check()
         if not self._due(step):
             return None
         return self.save(step, metadata=metadata, metrics=metrics, async_save=async_save)
@@ -450,6 +462,11 @@ class CheckpointManager:
         self, step: int, metadata: Mapping[str, Any] | None, metrics: Mapping[str, float] | None
     ) -> str | None:
         """Saves `step` synchronously unless it is committed already (for a signal)."""
+        if self._together is not None:  # the workers agree on the save in flight first
+            try:
+                self._together.settle()
+            except SaveError as e:  # the save of this step matters more now
+                warn(f"a background save failed before the preemption save: {first_line(e)}")
         path = self._path_for(step)
         if self._view.listed(path):
             return path
@@ -480,7 +497,10 @@ class CheckpointManager:
         variables at once without changing what is written. The rest of the protocol runs on
         a background thread. The checkpoint is listed (`latest`, `checkpoints`, restores)
         only once committed; `wait` blocks until then. Its error, if any, is raised by the
-        next `save`, `maybe_save`, `wait` or `close`.
+        next `save`, `maybe_save`, `wait` or `close`. On a multi-worker cluster every worker
+        takes the values together (the strategy's reads are collectives), the chief alone
+        writes and commits, and every worker learns the outcome at the next `save`, `wait` or
+        `close` (the other workers list the checkpoint from then on).
 
         Args:
             step: The step this checkpoint is for; it names the checkpoint.
@@ -511,15 +531,15 @@ class CheckpointManager:
         step = self._step(step)
         extra = user_fields(metadata, metrics)
         background = self._config.async_save if async_save is None else async_save
-        self._pipeline.wait()  # one save in flight at most; its error is raised here
         path = self._path_for(step)
-        if self._cluster is not None and self._cluster.multi_worker:
-            if background:
-                raise TrackableError(NO_ASYNC)
+        if self._together is not None:
             request = SaveRequest(path, step, extra, self._backend.write, begun)
-            save_together(self._cluster, request, self._pipeline, reread=self._view.refresh)
+            if background:
+                self._watch_exit()
+            self._together.save(request, snapshot=self._backend.snapshot if background else None)
             self._timer.record(step)
             return path
+        self._pipeline.wait()  # one save in flight at most; its error is raised here
         self._pipeline.admit(path, step)
         if not background:
             request = SaveRequest(path, step, extra, self._backend.write, begun)
@@ -527,7 +547,14 @@ class CheckpointManager:
             self._timer.record(step)
             return written
         request = SaveRequest(path, step, extra, self._backend.snapshot(), begun)
-        if self._exit_wait is None or not self._exit_wait.alive:  # exit waits for it, bounded
+        self._watch_exit()
+        self._pipeline.start(request)
+        self._timer.record(step)
+        return path
+
+    def _watch_exit(self) -> None:
+        """Makes interpreter exit wait (bounded) for a background save of this manager's."""
+        if self._exit_wait is None or not self._exit_wait.alive:
             self._exit_wait = weakref.finalize(
                 self,
                 wait_at_exit,
@@ -535,9 +562,6 @@ class CheckpointManager:
                 self._config.async_timeout_secs,
                 self._config.directory,
             )
-        self._pipeline.start(request)
-        self._timer.record(step)
-        return path
 
     @_own_storage
     def check_loss(self, loss: Any) -> bool:
@@ -567,7 +591,7 @@ class CheckpointManager:
             )
         value = float(loss.numpy() if hasattr(loss, "numpy") else loss)
         if watch.diverges(value):
-            self._pipeline.wait()  # a save in flight (of an earlier step) is a candidate
+            self._settle()  # a save in flight (of an earlier step) is a candidate
         target = watch.judge(value, newest=self._view.newest)
         if target is None:
             return False
@@ -582,6 +606,9 @@ class CheckpointManager:
     def wait(self) -> str | None:
         """Blocks until the background save in flight (if any) is committed.
 
+        On a multi-worker cluster every worker calls it at the same point: the workers learn
+        together whether the chief committed that save (an all-reduce).
+
         Returns:
             The newest committed checkpoint's path, or None when there is none.
 
@@ -591,7 +618,7 @@ class CheckpointManager:
             SaveError: The background save failed otherwise; likewise.
             DirectoryLockedError: Another writer took the directory meanwhile.
         """
-        self._pipeline.wait()
+        self._settle()
         return self._view.newest
 
     @property

@@ -31,10 +31,16 @@ def only(outcomes: list, key: str) -> list[list]:
     return [[line[key] for line in lines if key in line] for _, lines, _ in outcomes]
 
 
+MODES = pytest.mark.parametrize("mode", [(), ("--async",)], ids=["sync", "async"])
+
+
 @pytest.mark.slow
-def test_the_chief_commits_and_every_worker_walks_back_to_the_same_checkpoint(tmp_path) -> None:
+@MODES
+def test_the_chief_commits_and_every_worker_walks_back_to_the_same_checkpoint(
+    tmp_path, mode
+) -> None:
     directory = str(tmp_path / "run")
-    first = run_cluster(directory, "--steps", "6", "--every-steps", "2")
+    first = run_cluster(directory, "--steps", "6", "--every-steps", "2", *mode)
     for code, lines, err in first:
         assert code == 0, err
         assert lines[0] == {"restored": None, "values": [0.0, 0.0, 0.0]}
@@ -56,7 +62,7 @@ def test_the_chief_commits_and_every_worker_walks_back_to_the_same_checkpoint(tm
 
     with open(os.path.join(directory, "ckpt-6.index"), "r+b") as index:
         index.truncate(20)  # damaged after its commit
-    second = run_cluster(directory, "--steps", "8", "--every-steps", "2")
+    second = run_cluster(directory, "--steps", "8", "--every-steps", "2", *mode)
     for code, lines, err in second:
         assert code == 0, err
         assert lines[0] == {"restored": 4, "values": [4.0, 8.0, 4.0]}
@@ -108,6 +114,20 @@ def test_what_the_chief_cannot_do_every_worker_fails_with_the_same_error(tmp_pat
     assert "the chief could not save" in full[1][1][-1]["message"]
     assert ckptkit.list_checkpoints(directory) == []
     assert sorted(os.listdir(directory)) == [".ckptkit.lock"]  # nothing half-written is left
+
+    # Async: the chief's background write fails; every worker raises it at the next save.
+    full = run_cluster(
+        directory,
+        *("--steps", "2", "--every-steps", "1", "--mib", "4", "--chief-file-limit", "1"),
+        "--async",
+    )
+    for code, lines, err in full:
+        assert code == 3, err
+        assert lines[-1]["error"] == "DiskFullError"
+        assert [line["saved"] for line in lines if "saved" in line] == [1]  # 2 is not begun
+    assert f"the chief could not commit {directory}/ckpt-1" in full[1][1][-1]["message"]
+    assert ckptkit.list_checkpoints(directory) == []
+    assert sorted(os.listdir(directory)) == [".ckptkit.lock"]
 
 
 @pytest.mark.slow
@@ -163,6 +183,43 @@ def test_a_worker_lost_in_a_save_is_named_and_the_committed_checkpoints_stay(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("victim", [0, 1], ids=["chief-killed", "worker-killed"])
+def test_a_worker_killed_while_the_chief_writes_in_the_background_leaves_whole_commits(
+    tmp_path, victim
+) -> None:
+    directory = str(tmp_path / "run")
+    workers = start_cluster(
+        "cluster_worker.py", directory, "--every-steps", "3", "--mib", "256", "--forever", "--async"
+    )
+    try:
+        for line in workers[0].stdout:
+            if '"saved": 9' in line:  # every worker took step 9's values; the chief writes them
+                workers[victim].kill()
+                break
+        outcomes = finish_cluster(workers, timeout=120)
+    finally:
+        for worker in workers:
+            worker.kill()
+    code, _, err = outcomes[1 - victim]
+    assert code != 0, err[-3000:]  # the survivor's next collective fails
+    committed = [c.step for c in ckptkit.list_checkpoints(directory)]
+    # A chief killed mid-write commits nothing of it; a chief that outlives the other worker
+    # finishes its write (it holds every value) and commits it before exiting.
+    assert committed == ([3, 6] if victim == 0 else [3, 6, 9])
+    assert ckptkit.verify(directory).ok
+
+    outcomes = run_cluster(
+        directory, "--steps", "12", "--every-steps", "3", "--mib", "256", "--async"
+    )
+    for code, lines, err in outcomes:
+        assert code == 0, err
+        assert lines[0]["restored"] == committed[-1]
+        assert lines[-1] == {"done": 12, "values": [12.0, 24.0, 12.0], "listed": [6, 9, 12]}
+    assert ckptkit.verify(directory).ok
+    assert not [n for n in os.listdir(directory) if "pending" in n or "temp" in n]
+
+
+@pytest.mark.slow
 def test_a_worker_frozen_before_a_restore_is_named_by_the_chief(tmp_path) -> None:
     workers = start_cluster("cluster_worker.py", str(tmp_path / "run"), "--freeze-at-restore")
     started = time.monotonic()
@@ -196,10 +253,14 @@ def test_a_single_process_strategy_saves_and_restores_async_too(tmp_path) -> Non
 
 
 @pytest.mark.slow
-def test_a_signal_to_one_worker_saves_every_worker_at_the_same_step(tmp_path) -> None:
+@MODES
+def test_a_signal_to_one_worker_saves_every_worker_at_the_same_step(tmp_path, mode) -> None:
     directory = str(tmp_path / "run")
+    # Saves every 2 steps: an async one may be in flight when the preemption save comes.
     workers = start_cluster(
-        "cluster_worker.py", directory, "--forever", "--preemption", "--step-secs", "0.05"
+        "cluster_worker.py",
+        directory,
+        *("--forever", "--preemption", "--step-secs", "0.05", "--every-steps", "2", *mode),
     )
     try:
         assert workers[1].stdout is not None
@@ -216,7 +277,9 @@ def test_a_signal_to_one_worker_saves_every_worker_at_the_same_step(tmp_path) ->
         assert "Traceback" not in err
     # Worker 1 printed its lines up to the signal to the loop above; the chief's are all here.
     last = [line["step"] for line in outcomes[0][1] if "step" in line][-1]
-    assert [c.step for c in ckptkit.list_checkpoints(directory)] == [last]
+    committed = [c.step for c in ckptkit.list_checkpoints(directory)]
+    assert committed[-1] == last
+    assert committed[:-1] == [s for s in range(2, last) if s % 2 == 0][-2:]
     assert ckptkit.verify(directory).ok
 
     again = run_cluster(directory, "--steps", str(last + 2), "--every-steps", "1000")
