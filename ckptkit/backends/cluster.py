@@ -63,6 +63,7 @@ class Cluster:
             self.task = f"{resolver.task_type}:{resolver.task_id}"
             self.task_id = int(resolver.task_id or 0)
         self._local_replicas = len(strategy.extended.worker_devices)
+        self._all_reduce: Callable[[tf.Tensor], Any] | None = None
 
     @classmethod
     def of(cls, trackables: Any) -> Cluster | None:
@@ -132,13 +133,25 @@ class Cluster:
 
     def _sum(self, mine: int) -> int:
         """The sum over workers of each one's `mine`."""
-        local = self._local_replicas
+        if self._all_reduce is None:
+            self._all_reduce = self._compile_sum()
+        total = self._all_reduce(tf.constant(mine, tf.int64))
+        return int(self.strategy.experimental_local_results(total)[0].numpy())
 
-        def contribution(context: Any) -> tf.Tensor:
-            # One replica of each worker contributes, whatever its number of devices.
-            first = context.replica_id_in_sync_group % local == 0
-            return tf.constant(mine if first else 0, tf.int64)
+    def _compile_sum(self) -> Callable[[tf.Tensor], Any]:
+        """One all-reduce as a `tf.function` (traced once): 2 ms on 127.0.0.1, eager takes 4."""
+        local, strategy = self._local_replicas, self.strategy
 
-        values = self.strategy.experimental_distribute_values_from_function(contribution)
-        total = self.strategy.reduce(tf.distribute.ReduceOp.SUM, values, axis=None)
-        return int(total.numpy())
+        def all_reduce(mine: tf.Tensor) -> Any:
+            def contribution() -> tf.Tensor:
+                context = tf.distribute.get_replica_context()
+                # One replica of each worker contributes, whatever its number of devices.
+                first = context.replica_id_in_sync_group % local == 0
+                return context.all_reduce(
+                    tf.distribute.ReduceOp.SUM, tf.where(first, mine, tf.zeros_like(mine))
+                )
+
+            return strategy.run(contribution)
+
+        compiled: Callable[[tf.Tensor], Any] = tf.function(all_reduce)
+        return compiled

@@ -19,6 +19,7 @@ from ckptkit.backends.tf_internals import (
     KERAS_VARIABLE,
     Snapshot,
     is_trackable,
+    one_read_per_variable,
     restore_leaving_out,
     restored_into,
     saves_values,
@@ -73,7 +74,8 @@ class ObjectBasedBackend:
             SaveError: TensorFlow failed to write (`DiskFullError` when out of space).
         """
         self.checkpoint.save_counter.assign_add(1)
-        return _writing(prefix, lambda: str(self.checkpoint.write(prefix)))
+        with one_read_per_variable():
+            return _writing(prefix, lambda: str(self.checkpoint.write(prefix)))
 
     def snapshot(self) -> Callable[[str], str]:
         """Takes every saved value now (see `tf_internals.Snapshot`); returns its writer.

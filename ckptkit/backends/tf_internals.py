@@ -7,7 +7,8 @@ moves it, so an upgrade is checked here, against `nox -s oldest` and the newest 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import keras
@@ -15,7 +16,9 @@ import tensorflow as tf
 from tensorflow.core.protobuf.trackable_object_graph_pb2 import TrackableObjectGraph
 from tensorflow.python.checkpoint import checkpoint as tf_checkpoint
 from tensorflow.python.checkpoint import restore as restore_lib
+from tensorflow.python.checkpoint import saveable_compat
 from tensorflow.python.checkpoint.functional_saver import MultiDeviceSaver
+from tensorflow.python.distribute import values as distribute_values
 from tensorflow.python.training.saving import saveable_object, saveable_object_util
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "is_trackable",
     "keras_metric_direction",
     "name_saveables",
+    "one_read_per_variable",
     "restore_leaving_out",
     "restored_into",
     "saves_values",
@@ -141,6 +145,31 @@ def keras_metric_direction(metric: Any) -> str | None:
     return direction if isinstance(direction, str) else None
 
 
+@contextmanager
+def one_read_per_variable() -> Iterator[None]:
+    """While a save gathers its values: a distributed variable is read once, for its value.
+
+    TensorFlow's gather looks up every object's legacy saveable name twice
+    (`saveable_compat.get_saveable_name`, a `getattr` with a default). A distributed variable
+    has no such attribute, so `DistributedDelegate.__getattr__` forwards the lookup to its
+    value: for a `SyncOnRead` variable that is a read, under `MultiWorkerMirroredStrategy` an
+    all-reduce across the workers (5 ms each on 127.0.0.1), only to find nothing. Only lookup
+    tables, iterators and TPU embeddings carry the name, never a variable, so answering None
+    at the class while the save gathers changes no checkpoint. A release that renames the
+    attribute or the class makes this a no-op (the reads come back, nothing breaks).
+    """
+    name = getattr(saveable_compat, "_LEGACY_SAVEABLE_NAME", None)
+    delegate = getattr(distribute_values, "DistributedDelegate", None)
+    if name is None or delegate is None or name in vars(delegate):
+        yield  # a release without them, or a save in another thread set it already
+        return
+    setattr(delegate, name, None)
+    try:
+        yield
+    finally:
+        delattr(delegate, name)
+
+
 class Snapshot:
     """The values a `tf.train.Checkpoint` saves, taken now and written later (an async save).
 
@@ -165,7 +194,8 @@ class Snapshot:
 
     def __init__(self, checkpoint: tf.train.Checkpoint) -> None:
         saver = checkpoint._saver
-        tensors, _, registered, _ = saver._gather_serialized_tensors(None)
+        with one_read_per_variable():
+            tensors, _, registered, _ = saver._gather_serialized_tensors(None)
         if registered:
             raise ValueError(f"objects saved by registered savers ({', '.join(registered)})")
         for obj, by_key in tensors.items():  # keyed by identity: variables are unhashable
