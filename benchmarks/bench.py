@@ -16,13 +16,17 @@ and with Keras's `BackupAndRestore`, (d) graph-mode saves and restores of 2,000 
 `tf.compat.v1.train.Saver`, printing ckptkit's fixed cost per restore, and (e) async saves
 of the state of (a): the time `save` blocks training and the time to commit, against a sync
 save; the step rate of a training loop (a dense model holding the same state) saving every K
-steps (not on its last), async and sync, against the same loop without saves; and the peak
-extra host memory (RSS) while an async save is in flight, as a multiple of the state's size.
+steps (not on its last), async and sync, against the same loop without saves; the same loop on
+four `tf.Variable`s with ckptkit's async saves against TensorFlow's own async checkpoint
+(`CheckpointOptions(experimental_enable_async_checkpoint=True)`; it fails on a Keras 3 model);
+and the peak extra host memory (RSS) while an async save is in flight, as a multiple of the
+state's size.
 (f) saves on a 2-worker MultiWorkerMirroredStrategy cluster of two processes on this machine
 (256 MiB each), against TensorFlow's chief + ``workertemp`` pattern, and the time an async save
 blocks each worker there against the sync save (see `cluster_case.py`).
-(g) saves of the state of (a) to an S3 server on this machine (moto, its own process): staged
-through ckptkit against a local write plus a raw fsspec put, the blocking time of an async
+(g) saves of the state of (a), a data file per variable (`max_shard_bytes`), to an S3 server on
+this machine (moto, its own process): staged through ckptkit against a local write of the same
+files plus a raw fsspec put, and ckptkit one file at a time, the blocking time of an async
 save there against one to a local directory, and a restore with nothing cached against
 fsspec's batched get plus a plain restore (see `remote_case.py`).
 (h) `ckptkit.average` of 5 checkpoints of the state of (a), time and peak memory, against
@@ -79,6 +83,7 @@ GOALS = {
     "e_blocked": 0.05,  # an async save's time in save(), over a sync save's
     "e_commit": 1.1,  # an async save's time until committed, over a sync save's
     "e_loop_async": 1 / 0.9,  # seconds per step with async saves every K, over no saves
+    "e_loop_vs_tf": 1.0,  # the same on tf.Variables, over TensorFlow's own async checkpoint
     "f_cluster": 1.1,  # a 2-worker cluster's save, over TensorFlow's chief + workertemp pattern
     "f_async_blocked": 0.1,  # an async cluster save's time in save(), over a sync cluster save's
     "g_staged_save": 1 / 0.8,  # a save to s3:// over a local write + raw fsspec put (>= 0.8x)
@@ -316,6 +321,92 @@ def dense_model(width: int) -> tuple[object, object, Callable[[], None]]:
     return model, optimizer, train_step
 
 
+def variable_state(width: int) -> tuple[list[tf.Variable], Callable[[], None]]:
+    """Four `width` x `width` float32 `tf.Variable`s and a compiled SGD step updating each.
+
+    Plain variables, for TensorFlow's own async checkpoint: with a Keras 3 model its second
+    async save fails (Keras's `_copy_trackable_to_cpu` creates a `tf.Variable` inside the
+    `tf.function` that copies the state, TensorFlow 2.21 / Keras 3.15).
+    """
+    tf.random.set_seed(0)
+    weights = [tf.Variable(tf.random.normal((width, width), stddev=width**-0.5)) for _ in range(4)]
+    batch = tf.random.normal((8, width))
+
+    @tf.function
+    def train_step() -> None:
+        with tf.GradientTape() as tape:
+            out = batch
+            for w in weights:
+                out = tf.matmul(out, w)
+            loss = tf.reduce_mean(out**2)
+        for w, grad in zip(weights, tape.gradient(loss, weights), strict=True):
+            w.assign_sub(1e-6 * grad)
+
+    return weights, train_step
+
+
+def run_loop(
+    train_step: Callable[[], None],
+    steps: int,
+    every: int,
+    save: Callable[[], object] | None,
+    wait: Callable[[], object],
+) -> None:
+    """`steps` training steps, a save every `every` (none on the last), then `wait`.
+
+    A job waits for its last save once per run, not once per K steps, so that wait is not part
+    of the step rate; the save at the step before is still waited for here if it has not
+    committed by the end.
+    """
+    for step in range(1, steps + 1):
+        train_step()
+        if save is not None and step % every == 0 and step < steps:
+            save()
+    wait()
+
+
+def bench_async_against_tf(reps: int, root: str, width: int, steps: int, every: int) -> float:
+    """(e) The loop with ckptkit's async saves against TensorFlow's own, on `tf.Variable`s."""
+    weights, train_step = variable_state(width)
+    train_step()
+    ours = ckptkit.CheckpointManager(
+        ckptkit.CheckpointConfig(
+            directory=os.path.join(root, "e-vars-ckptkit"),
+            retention=ckptkit.Retention(max_to_keep=2),
+            async_save=True,
+        ),
+        weights=weights,
+    )
+    checkpoint = tf.train.Checkpoint(weights=weights)
+    theirs = tf.train.CheckpointManager(checkpoint, os.path.join(root, "e-vars-tf"), max_to_keep=2)
+    in_background = tf.train.CheckpointOptions(experimental_enable_async_checkpoint=True)
+    counter = iter(range(1, 10**6))
+    loops: dict[str, Callable[[], object]] = {
+        "ckptkit async": lambda: run_loop(
+            train_step, steps, every, lambda: ours.save(next(counter)), ours.wait
+        ),
+        "TF async checkpoint": lambda: run_loop(
+            train_step,
+            steps,
+            every,
+            lambda: theirs.save(checkpoint_number=next(counter), options=in_background),
+            checkpoint.sync,
+        ),
+        "no saves": lambda: run_loop(train_step, steps, every, None, lambda: None),
+    }
+    medians = interleaved(loops, min(reps, 3))
+    ours.close()
+    ratio = medians["ckptkit async"] / medians["TF async checkpoint"]
+    print(
+        f"(e) tf.Variable state of 4 x {width}x{width}, loop of {steps} steps, a save every "
+        f"{every}: ckptkit async {steps / medians['ckptkit async']:6.2f} steps/s | TensorFlow's "
+        f"async checkpoint {steps / medians['TF async checkpoint']:6.2f} steps/s | no saves "
+        f"{steps / medians['no saves']:6.2f} steps/s (s/step ratio {ratio:.3f})",
+        flush=True,
+    )
+    return ratio
+
+
 def bench_async(reps: int, root: str, width: int, steps: int, every: int) -> dict[str, float]:
     """(e) Async saves of a dense model's state, which real training steps update."""
     model, optimizer, train_step = dense_model(width)
@@ -356,14 +447,13 @@ def bench_async(reps: int, root: str, width: int, steps: int, every: int) -> dic
     )
 
     def loop(save: Callable[[int], object] | None) -> None:
-        # A save every K steps, none on the last step: a job waits for its last save once per
-        # run, not once per K steps, so that wait is not part of the step rate. The save at the
-        # step before is still waited for here if it has not committed by the end.
-        for step in range(1, steps + 1):
-            train_step()
-            if save is not None and step % every == 0 and step < steps:
-                save(next(counter))
-        background.wait()
+        run_loop(
+            train_step,
+            steps,
+            every,
+            None if save is None else lambda: save(next(counter)),
+            background.wait,
+        )
 
     loops: dict[str, Callable[[], object]] = {
         "no saves": lambda: loop(None),
@@ -480,6 +570,7 @@ def main() -> None:
         if args.only in (None, "e"):
             async_ratios = bench_async(args.reps, root, width, steps, every)
             ratios |= {f"e_{k}": v for k, v in async_ratios.items()}
+            ratios["e_loop_vs_tf"] = bench_async_against_tf(args.reps, root, width, steps, every)
         if args.only in (None, "f"):
             ratios |= bench_cluster(args.reps, root, mib=16 if args.quick else 256)
         if args.only in (None, "g"):

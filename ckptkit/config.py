@@ -336,10 +336,12 @@ class Storage(BaseModel):
             with `StorageUnavailableError` within about 100 s plus 2 s of backoff. Other
             fsspec protocols use their client's settings, and ``gs://`` through gfile
             TensorFlow's.
-        max_concurrency: How many files of one checkpoint a download moves at once, and an
-            upload on an asynchronous fsspec filesystem (s3fs, gcsfs; others upload one file
-            after another), and (``s3://``) how many parts of one large file (multipart upload
-            parts, ranged reads). 1: one file after another, each in one stream.
+        max_concurrency: How many transfers a download or upload of one checkpoint runs at
+            once: its files (an upload only on an asynchronous fsspec filesystem, s3fs or
+            gcsfs; others upload one file after another), and on ``s3://`` the parts of each
+            file (multipart upload parts, ranged reads), the budget shared: 8 moves 2 files of
+            4 parts, or 5 files of one stream each. 1: one file after another, each in one
+            stream.
 
     Example:
         >>> Storage(options={"endpoint_url": "http://127.0.0.1:9000"}).keep_local
@@ -388,6 +390,12 @@ class CheckpointConfig(BaseModel):
             call. Graph mode (`CheckpointManager.for_session`) always saves synchronously.
         async_timeout_secs: How long `close`, the ``with`` block's end and interpreter exit
             wait for a background save before leaving it uncommitted (with an error naming it).
+        max_shard_bytes: Split the values into data files of at most this many bytes
+            (TensorFlow's `tf.train.experimental.MaxShardSizePolicy`; a single value larger
+            than that is sliced across files), so that a remote directory's files upload and
+            download in parallel (`Storage.max_concurrency`). None: one data file per
+            process, as TensorFlow writes by default. Plain TensorFlow reads either. Graph mode
+            (`CheckpointManager.for_session`) writes one file per device whatever it says.
         storage: How a remote directory is reached, staged, cached and locked.
         allow_outside_paths: Follow paths in the ``checkpoint`` state file that point outside
             `directory`. Off by default: a crafted state file could otherwise make restores
@@ -415,6 +423,7 @@ class CheckpointConfig(BaseModel):
     recovery: Recovery | None = None
     async_save: StrictBool = False
     async_timeout_secs: float = Field(600.0, gt=0, allow_inf_nan=False)
+    max_shard_bytes: int | None = Field(None, ge=1 << 20, strict=True)
     allow_outside_paths: StrictBool = False
     storage: Storage = Field(default_factory=Storage)
     on_commit: Callable[[Any], object] | None = None

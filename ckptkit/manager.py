@@ -114,7 +114,10 @@ class CheckpointManager:
                 "(model=..., optimizer=...) or pass checkpoint=tf.train.Checkpoint(...), not both"
             )
         config = as_config(config, argument="config")
-        self._start(config, ObjectBasedBackend(trackables, checkpoint=checkpoint), clock)
+        backend = ObjectBasedBackend(
+            trackables, checkpoint=checkpoint, max_shard_bytes=config.max_shard_bytes
+        )
+        self._start(config, backend, clock)
 
     @classmethod
     def for_session(
@@ -863,6 +866,11 @@ class _SessionManager(CheckpointManager):
                 "CheckpointConfig(async_save=True) is ignored for this one"
             )
             config = config.model_copy(update={"async_save": False})
+        if config.max_shard_bytes is not None:
+            warn(
+                f"{config.directory}: graph-mode managers (for_session) write one data file per "
+                "device; CheckpointConfig(max_shard_bytes=...) is ignored for this one"
+            )
         self._start(config, backend, clock)
 
 

@@ -72,6 +72,13 @@ def test_unknown_top_level_key_is_refused() -> None:
         CheckpointConfig.model_validate({"directroy": "x"})
 
 
+@pytest.mark.parametrize("size", [0, 4096, 1.5e6, "2MiB"])
+def test_max_shard_bytes_is_a_whole_number_of_at_least_a_mib(size: object) -> None:
+    with pytest.raises(ValidationError, match="max_shard_bytes"):
+        CheckpointConfig(directory="/tmp/x", max_shard_bytes=size)
+    assert CheckpointConfig(directory="/tmp/x", max_shard_bytes=1 << 20).max_shard_bytes == 1 << 20
+
+
 def test_empty_directory_is_refused() -> None:
     with pytest.raises(ValidationError, match="directory"):
         CheckpointConfig(directory="  ")

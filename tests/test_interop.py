@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from helpers import Net
 
@@ -40,6 +41,34 @@ def test_plain_tensorflow_reads_a_ckptkit_directory(config) -> None:
     root.restore(plain.latest_checkpoint).assert_consumed()
     np.testing.assert_array_equal(net.l1.kernel.numpy(), np.full((3, 5), 1.5, np.float32))
     assert int(step.numpy()) == 4
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["sync", "async"])
+def test_data_split_into_files_of_max_shard_bytes_reads_everywhere(tmp_path, background) -> None:
+    mib = 1 << 18  # float32 elements
+    values = {f"w{i}": tf.Variable(tf.random.normal((mib,), seed=i)) for i in range(3)}
+    values["big"] = tf.Variable(tf.random.normal((3 * mib,), seed=9))  # sliced across files
+    cfg = ckptkit.CheckpointConfig(
+        directory=str(tmp_path / "run"), max_shard_bytes=1 << 20, async_save=background
+    )
+    with ckptkit.CheckpointManager(cfg, **values) as mgr:
+        path = mgr.save(1)
+    data = [n for n in os.listdir(cfg.directory) if n.startswith("ckpt-1.data-")]
+    assert len(data) >= 6  # 3 + 3 values of 1 MiB, and the object graph
+    assert all(os.path.getsize(os.path.join(cfg.directory, n)) <= 1 << 20 for n in data)
+    assert ckptkit.verify(path, full=True).ok
+    for name, variable in values.items():
+        expected = variable.numpy()
+        np.testing.assert_array_equal(ckptkit.read_tensor(path, name), expected)
+        key = f"{name}/.ATTRIBUTES/VARIABLE_VALUE"
+        np.testing.assert_array_equal(tf.train.load_checkpoint(path).get_tensor(key), expected)
+    fresh = {name: tf.Variable(tf.zeros_like(v)) for name, v in values.items()}
+    tf.train.Checkpoint(**fresh).restore(path).assert_consumed()
+    np.testing.assert_array_equal(fresh["big"].numpy(), values["big"].numpy())
+    again = {name: tf.Variable(tf.zeros_like(v)) for name, v in values.items()}
+    restored = ckptkit.CheckpointManager(cfg.directory, **again).restore(assertion="consumed")
+    assert restored.step == 1
+    np.testing.assert_array_equal(again["w2"].numpy(), values["w2"].numpy())
 
 
 def test_a_directory_moved_elsewhere_still_works(config, tmp_path) -> None:

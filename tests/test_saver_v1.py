@@ -329,3 +329,18 @@ def test_var_list_as_a_dict_or_a_list(tmp_path: Path, graphs, form) -> None:
     step, kernel, _ = fresh.values()
     assert step == 1
     np.testing.assert_array_equal(kernel, np.ones((2, 3)))
+
+
+def test_graph_mode_writes_one_data_file_per_device_and_says_so(config) -> None:
+    cfg = config(max_shard_bytes=1 << 20)
+    with tf.Graph().as_default():
+        v = tf.compat.v1.get_variable("v", initializer=tf.zeros((1 << 19,)))  # 2 MiB
+        with tf.compat.v1.Session() as sess:
+            sess.run(v.initializer)
+            with pytest.warns(UserWarning, match="write one data file per device"):
+                mgr = ckptkit.CheckpointManager.for_session(cfg, sess)
+            path = mgr.save(1)
+            mgr.close()
+    assert [n for n in os.listdir(cfg.directory) if ".data-" in n] == [
+        f"{os.path.basename(path)}.data-00000-of-00001"
+    ]

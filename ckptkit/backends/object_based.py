@@ -39,6 +39,8 @@ class ObjectBasedBackend:
     Args:
         trackables: Named objects to checkpoint (models, optimizers, variables, iterators...).
         checkpoint: An existing `tf.train.Checkpoint` to use instead of `trackables`.
+        max_shard_bytes: Data files of at most this many bytes (`CheckpointConfig`); None:
+            TensorFlow's default, one per process.
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class ObjectBasedBackend:
         trackables: Mapping[str, Any],
         *,
         checkpoint: tf.train.Checkpoint | None = None,
+        max_shard_bytes: int | None = None,
     ) -> None:
         if checkpoint is None:
             try:
@@ -58,6 +61,11 @@ class ObjectBasedBackend:
                     f"in a tf.Variable). TensorFlow said: {e}"
                 ) from e
         self.checkpoint = checkpoint
+        self._options = tf.train.CheckpointOptions(
+            experimental_sharding_callback=None
+            if max_shard_bytes is None
+            else tf.train.experimental.MaxShardSizePolicy(max_shard_bytes)
+        )
         _ = checkpoint.save_counter  # Created now so every checkpoint carries it.
         self.cluster = Cluster.of(trackables or _children(checkpoint))
 
@@ -75,7 +83,9 @@ class ObjectBasedBackend:
         """
         self.checkpoint.save_counter.assign_add(1)
         with one_read_per_variable():
-            return _writing(prefix, lambda: str(self.checkpoint.write(prefix)))
+            return _writing(
+                prefix, lambda: str(self.checkpoint.write(prefix, options=self._options))
+            )
 
     def snapshot(self) -> Callable[[str], str]:
         """Takes every saved value now (see `tf_internals.Snapshot`); returns its writer.
@@ -88,7 +98,7 @@ class ObjectBasedBackend:
         """
         self.checkpoint.save_counter.assign_add(1)
         try:
-            taken = Snapshot(self.checkpoint)
+            taken = Snapshot(self.checkpoint, self._options)
         except (AttributeError, ValueError) as e:
             raise TrackableError(
                 f"an async save cannot take this checkpoint's values ahead of writing ({e}, "

@@ -185,6 +185,7 @@ class Snapshot:
 
     Args:
         checkpoint: The checkpoint whose values to take.
+        options: How to write them (the data files' sharding).
 
     Raises:
         AttributeError: This TensorFlow release has no such halves.
@@ -192,7 +193,9 @@ class Snapshot:
             which writes live values and cannot be snapshotted.
     """
 
-    def __init__(self, checkpoint: tf.train.Checkpoint) -> None:
+    def __init__(
+        self, checkpoint: tf.train.Checkpoint, options: tf.train.CheckpointOptions
+    ) -> None:
         saver = checkpoint._saver
         with one_read_per_variable():
             tensors, _, registered, _ = saver._gather_serialized_tensors(None)
@@ -201,12 +204,13 @@ class Snapshot:
         for obj, by_key in tensors.items():  # keyed by identity: variables are unhashable
             tensors[obj] = {key: _frozen(value) for key, value in by_key.items()}
         self._tensors = tensors
+        self._options = options
 
     def write(self, prefix: str) -> str:
         """Writes the values taken to `prefix` (any thread); returns the prefix."""
         with tf.device("/cpu:0"):
             prefix_tensor = tf.constant(prefix)
-        MultiDeviceSaver(self._tensors).save(prefix_tensor)
+        MultiDeviceSaver(self._tensors).save(prefix_tensor, self._options)
         return prefix
 
 

@@ -317,18 +317,24 @@ def upload(pairs: Sequence[tuple[str, str]], advance: Callable[[int], None]) -> 
             [local for local, _ in pairs],
             remote,
             callback=_progress(advance, children=True),
-            **_concurrency(fs, pairs[0][1], batch=True),
+            **_concurrency(fs, pairs[0][1], files=len(pairs), batch=True),
         )
 
 
-def download(path: str, local: str, advance: Callable[[int], None]) -> None:
+def download(path: str, local: str, advance: Callable[[int], None], *, sharing: int = 1) -> None:
     """Copies the object `path` to the local file `local` (on ``s3://`` in parallel parts).
 
-    `advance` is called with each chunk's bytes as it arrives.
+    Args:
+        path: The object.
+        local: The file to write.
+        advance: Called with each chunk's bytes as it arrives.
+        sharing: How many downloads share `Storage.max_concurrency` with this one.
     """
     fs, name = _filesystem(path)
     with _as_oserror(path, "download it"):
-        fs.get_file(name, local, callback=_progress(advance), **_concurrency(fs, path))
+        fs.get_file(
+            name, local, callback=_progress(advance), **_concurrency(fs, path, files=sharing)
+        )
 
 
 def download_all(
@@ -341,30 +347,35 @@ def download_all(
     """
     if not pairs:
         return []
-    workers = routes.settings(pairs[0][0]).max_concurrency
+    workers = min(routes.settings(pairs[0][0]).max_concurrency, len(pairs))
 
     def one(pair: tuple[str, str]) -> BaseException | None:
         try:
-            download(pair[0], pair[1], advance)
+            download(pair[0], pair[1], advance, sharing=workers)
         except Exception as e:  # handed back, for the caller to judge per file
             return e
         return None
 
-    with ThreadPoolExecutor(max_workers=min(workers, len(pairs))) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         # Each thread in the caller's context: `routes.using` chose the storage settings.
         return list(pool.map(lambda pair: contextvars.copy_context().run(one, pair), pairs))
 
 
-def _concurrency(fs: Any, path: str, *, batch: bool = False) -> dict[str, int]:
-    """`Storage.max_concurrency` as the filesystem takes it: s3fs's parts, async batches."""
+def _concurrency(fs: Any, path: str, *, files: int, batch: bool = False) -> dict[str, int]:
+    """`Storage.max_concurrency` as the filesystem takes it, shared by `files` at once.
+
+    Async batches of files (`batch`) and s3fs's parts of each file: 8 gives 2 files 4 parts
+    each, 5 files one stream each, so that the streams stay within the budget.
+    """
     from fsspec.asyn import AsyncFileSystem
 
     found: dict[str, int] = {}
     limit = routes.settings(path).max_concurrency
+    at_once = max(1, min(limit, files))
     if path.partition("://")[0].lower() in ("s3", "s3a"):
-        found["max_concurrency"] = limit
+        found["max_concurrency"] = max(1, limit // at_once)
     if batch and isinstance(fs, AsyncFileSystem):
-        found["batch_size"] = limit
+        found["batch_size"] = at_once
     return found
 
 
