@@ -176,6 +176,24 @@ def stat(path: str) -> Stat:
     return Stat(*files_for(path).stat(path))
 
 
+def regular_size(path: str) -> int:
+    """The size of the regular file `path` (a link is followed); one request on a store.
+
+    Raises:
+        FileNotFoundError: Nothing is there.
+        IsADirectoryError: Something other than a regular file is (a folder, a FIFO, a
+            dangling link).
+        OSError: It cannot be read.
+    """
+    if staged(path):  # fsspec's stat answers all three at once
+        return stat(path).size
+    if not exists(path):
+        raise FileNotFoundError(errno.ENOENT, "missing", path)
+    if not is_regular_file(path):
+        raise IsADirectoryError(errno.EISDIR, "not a regular file", path)
+    return stat(path).size
+
+
 def makedirs(path: str) -> None:
     """Creates the directory `path` and its parents; an existing one is fine.
 

@@ -213,14 +213,8 @@ def file_problems(checkpoint: str, manifest: Manifest) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     for name, record in manifest.files.items():
         file = os.path.join(directory, name)
-        if not fs.exists(file):
-            problems.append((file, "missing"))
-            continue
-        if not fs.is_regular_file(file):
-            problems.append((file, "not a regular file"))
-            continue
         try:
-            size = fs.stat(file).size
+            size = fs.regular_size(file)
             if size != record.size:
                 problems.append(
                     (file, f"size mismatch: expected {record.size} bytes, found {size}")
@@ -229,6 +223,10 @@ def file_problems(checkpoint: str, manifest: Manifest) -> list[tuple[str, str]]:
                 problems.append((file, "checksum mismatch: the file's bytes changed"))
         except StorageUnavailableError:
             raise
+        except FileNotFoundError:
+            problems.append((file, "missing"))
+        except IsADirectoryError:
+            problems.append((file, "not a regular file"))
         except OSError as e:
             problems.append((file, f"unreadable: {getattr(e, 'strerror', None) or e}"))
     return problems
