@@ -410,7 +410,8 @@ class CheckpointManager:
 
         Raises:
             SaveError: A background save that has finished since the last call failed (as for
-                `wait`); raised even on a step that does not save.
+                `wait`); raised even on a step that does not save. On a multi-worker cluster
+                only at the next save, where every worker raises it together.
         """
         step = self._step(step)
         saved = self._guard.at_step(step, metadata, metrics)
