@@ -74,6 +74,12 @@ def _async_save(mgr: ckptkit.CheckpointManager, step: int) -> tuple[float, float
     return blocked, time.perf_counter() - start
 
 
+def _one_at_a_time(config: ckptkit.CheckpointConfig, **update: Any) -> ckptkit.CheckpointConfig:
+    """`config` with `Storage.max_concurrency` 1 (one file after another, each in one stream)."""
+    storage = config.storage.model_copy(update={"max_concurrency": 1})
+    return config.model_copy(update={"storage": storage, **update})
+
+
 def _cold_restores(
     reps: int,
     store: Any,
@@ -94,9 +100,7 @@ def _cold_restores(
     files = [f for f in remote if os.path.basename(f).startswith(os.path.basename(latest) + ".")]
     local = os.path.join(root, "g-fetched")
     plain = tf.train.Checkpoint(**state)
-    serial = config.model_copy(
-        update={"storage": config.storage.model_copy(update={"max_concurrency": 1})}
-    )
+    serial = _one_at_a_time(config)
 
     def restore_with(cfg: ckptkit.CheckpointConfig) -> Callable[[], object]:
         def run() -> None:
@@ -153,13 +157,7 @@ def bench_remote(reps: int, root: str, elems: int) -> dict[str, float]:
         )
         ours = ckptkit.CheckpointManager(config, **state)
         serial = ckptkit.CheckpointManager(
-            config.model_copy(
-                update={
-                    "directory": "s3://bench/serial",
-                    "storage": storage.model_copy(update={"max_concurrency": 1}),
-                }
-            ),
-            **state,
+            _one_at_a_time(config, directory="s3://bench/serial"), **state
         )
         plain = tf.train.Checkpoint(**state)
         sharded = tf.train.CheckpointOptions(

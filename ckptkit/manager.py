@@ -212,7 +212,7 @@ class CheckpointManager:
                 config.preemption,
                 self._cluster,
                 save_now=self._save_now,
-                wait=self._pipeline.wait,
+                wait=self._settle,
                 close=self.close,
             )
         self._exit_wait: weakref.finalize[Any, Any] | None = None
@@ -260,6 +260,7 @@ class CheckpointManager:
         finally:
             self._release(tidy=tidy)
 
+    @_own_storage
     def _settle(self, timeout: float | None = None) -> None:
         """Waits for the background save in flight; raises its error (on every worker)."""
         if self._together is not None:
@@ -466,11 +467,6 @@ class CheckpointManager:
         self, step: int, metadata: Mapping[str, Any] | None, metrics: Mapping[str, float] | None
     ) -> str | None:
         """Saves `step` synchronously unless it is committed already (for a signal)."""
-        if self._together is not None:  # the workers agree on the save in flight first
-            try:
-                self._together.settle()
-            except SaveError as e:  # the save of this step matters more now
-                warn(f"a background save failed before the preemption save: {first_line(e)}")
         path = self._path_for(step)
         if self._view.listed(path):
             return path

@@ -78,11 +78,13 @@ class PreemptionGuard:
             decides the step.
         save_now: Saves a step synchronously, unless it is committed already; returns its
             path.
-        wait: Waits for the background save in flight (raises its `SaveError`).
+        wait: Waits for the background save in flight (raises its `SaveError`); on a cluster,
+            every worker learns together whether it committed.
         close: Closes the manager before the exit.
 
-    The guard holds `save_now` and `close`, methods of the manager that owns it, weakly: a
-    manager dropped without `close` is freed, and its lock released, as soon as it is unused.
+    The guard holds `save_now`, `wait` and `close`, methods of the manager that owns it,
+    weakly: a manager dropped without `close` is freed, and its lock released, as soon as it
+    is unused.
 
     Raises:
         TypeError: Signals are to be caught outside the main thread.
@@ -99,7 +101,7 @@ class PreemptionGuard:
     ) -> None:
         self._policy = policy
         self._save_now = _weakly(save_now)
-        self._wait = wait
+        self._wait = _weakly(wait)
         self._close = _weakly(close)
         self._signals = None if policy is None else SignalCatcher(policy.signals)
         self._watch: PreemptionWatch | None = None
@@ -107,7 +109,7 @@ class PreemptionGuard:
             signals = self._signals
             self._watch = cluster.watch_preemption(
                 lambda: signals.received is not None,
-                lambda step: self._save_now(step, None, None),
+                lambda step: self._save_for_signal(step, None, None),
                 self._leave,
             )
 
@@ -138,15 +140,21 @@ class PreemptionGuard:
         number = self._received()
         if number is None:
             return None
-        try:
-            self._wait()
-        except SaveError as e:  # the save of this step, below, matters more now
-            warn(f"a background save failed before the preemption save: {first_line(e)}")
-        path = self._save_now(step, metadata, metrics)
+        path = self._save_for_signal(step, metadata, metrics)
         if self._policy is None or not self._policy.exit:
             return path
         self._close()
         raise SystemExit(128 + number)
+
+    def _save_for_signal(
+        self, step: int, metadata: Mapping[str, Any] | None, metrics: Mapping[str, float] | None
+    ) -> str | None:
+        """Waits for the save in flight, then saves `step`; a failure of the first only warns."""
+        try:
+            self._wait()
+        except SaveError as e:  # the save of this step matters more now
+            warn(f"a background save failed before the preemption save: {first_line(e)}")
+        return self._save_now(step, metadata, metrics)
 
     def release(self) -> None:
         """Puts the previous signal handlers back, and stops TensorFlow's handler."""

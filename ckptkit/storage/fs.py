@@ -177,7 +177,7 @@ def stat(path: str) -> Stat:
 
 
 def regular_size(path: str) -> int:
-    """The size of the regular file `path` (a link is followed); one request on a store.
+    """The size of the regular file `path` (a link is followed); one request on fsspec.
 
     Raises:
         FileNotFoundError: Nothing is there.

@@ -304,9 +304,9 @@ def _precondition_failed(error: BaseException) -> bool:
 def upload(pairs: Sequence[tuple[str, str]], advance: Callable[[int], None]) -> None:
     """Copies local files to objects, ``(local, remote)`` each, concurrently where it can.
 
-    `Storage.max_concurrency` files at a time on an asynchronous filesystem (s3fs, gcsfs; a
-    synchronous one puts one after another), and on ``s3://`` as many parts of a large file;
-    `advance` is called with each chunk's bytes as it is sent.
+    `Storage.max_concurrency` transfers at a time, shared by the files (on an asynchronous
+    filesystem, s3fs or gcsfs; a synchronous one puts one after another) and, on ``s3://``,
+    the parts of each (`_concurrency`); `advance` is called with each chunk's bytes as sent.
     """
     if not pairs:
         return
